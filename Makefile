@@ -1,0 +1,70 @@
+# caddy-miniprogram developer targets. `make help` lists them.
+
+GO             ?= go
+BIN            ?= bin
+FUZZTIME       ?= 15s
+# Fuzz targets (func FuzzXxx in *_test.go) are looked for under these directories.
+FUZZ_DIRS      ?= internal
+XCADDY_VERSION ?= v0.4.5
+
+.PHONY: all help build demo test fuzz bench xcaddy lint clean
+
+all: build
+
+help:
+	@echo "make build   build $(BIN)/caddy (Caddy + plugin) and $(BIN)/mpsim (platform simulator)"
+	@echo "make demo    play the login → phone story end to end (go run ./examples/demo)"
+	@echo "make test    go test -race -count=1 ./..."
+	@echo "make fuzz    run every Fuzz* target under $(FUZZ_DIRS)/ for $(FUZZTIME) each"
+	@echo "make bench   go test -run=^\$$ -bench=. -benchmem ./..."
+	@echo "make xcaddy  build $(BIN)/caddy-xcaddy with xcaddy $(XCADDY_VERSION) from xcaddy.json"
+	@echo "make lint    go vet ./... and a gofmt check"
+	@echo "make clean   remove $(BIN)/"
+
+build:
+	$(GO) build -o $(BIN)/caddy ./cmd/caddy
+	$(GO) build -o $(BIN)/mpsim ./cmd/mpsim
+
+demo: build
+	$(GO) run ./examples/demo -caddy $(BIN)/caddy -mpsim $(BIN)/mpsim
+
+test:
+	$(GO) test -race -count=1 ./...
+
+# One bounded run per target: go test -fuzz takes one target per package at a time.
+fuzz:
+	@set -e; found=0; \
+	for f in $$(grep -rlE '^func Fuzz[A-Za-z0-9_]*\(' --include='*_test.go' $(FUZZ_DIRS) | sort); do \
+		pkg=./$$(dirname $$f); \
+		for name in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' $$f); do \
+			found=$$((found+1)); \
+			echo "== $$pkg $$name ($(FUZZTIME))"; \
+			$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+		done; \
+	done; \
+	if [ $$found -eq 0 ]; then echo "no Fuzz targets under $(FUZZ_DIRS)"; else echo "fuzz: $$found target(s) OK"; fi
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# Installs xcaddy if it is neither in PATH nor in GOBIN (GOPATH/bin), then
+# runs the build xcaddy.json describes and checks the module is in the binary.
+xcaddy:
+	@if ! command -v xcaddy >/dev/null 2>&1; then \
+		gobin=$$($(GO) env GOBIN); \
+		[ -n "$$gobin" ] || gobin=$$($(GO) env GOPATH | cut -d: -f1)/bin; \
+		if [ ! -x "$$gobin/xcaddy" ]; then \
+			echo "installing xcaddy $(XCADDY_VERSION) into $$gobin"; \
+			$(GO) install github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION); \
+		fi; \
+	fi
+	$(GO) run ./internal/tools/xcaddybuild -config xcaddy.json -o $(BIN)/caddy-xcaddy
+	./$(BIN)/caddy-xcaddy list-modules | grep -x 'http.handlers.miniprogram'
+
+lint:
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l .); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,152 @@
+package mpsim
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+const maxBody = 64 << 10
+
+// recorder remembers the status and an outcome note for the request log.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	note   string
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// ServeHTTP serves the platform endpoints and the control API.
+func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	s.route(rec, r)
+	if s.logger != nil {
+		// Path only: the query carries secrets, codes and tokens.
+		note := rec.note
+		if note != "" {
+			note = " " + note
+		}
+		s.logger.Printf("%s %s %d%s %s", r.Method, r.URL.Path, rec.status, note, time.Since(start).Round(time.Microsecond))
+	}
+}
+
+func (s *Sim) route(w *recorder, r *http.Request) {
+	p := r.URL.Path
+	switch {
+	case p == "/sns/jscode2session":
+		s.platformCall(w, r, EndpointJSCode2Session, WeChat, s.wechatErr, s.wechatCode2Session)
+	case p == "/cgi-bin/token":
+		s.platformCall(w, r, EndpointToken, WeChat, s.wechatErr, s.wechatToken)
+	case p == "/cgi-bin/stable_token":
+		s.platformCall(w, r, EndpointStableToken, WeChat, s.wechatErr, s.wechatStableToken)
+	case p == "/wxa/business/getuserphonenumber":
+		s.platformCall(w, r, EndpointGetUserPhoneNumber, WeChat, s.wechatErr, s.wechatPhone)
+	case p == "/api/apps/v2/jscode2session":
+		s.platformCall(w, r, EndpointJSCode2Session, Douyin, s.douyinErr, s.douyinV2)
+	case p == "/api/apps/jscode2session":
+		s.platformCall(w, r, EndpointJSCode2Session, Douyin, s.douyinV1Err, s.douyinV1)
+	case p == "/_sim" || strings.HasPrefix(p, "/_sim/"):
+		s.control(w, r)
+	case strings.HasPrefix(p, "/sns/") || strings.HasPrefix(p, "/cgi-bin/") || strings.HasPrefix(p, "/wxa/"):
+		// WeChat answers an unknown path (e.g. /sns/jsCode2Session) with 40066.
+		s.wechatErr(w, 40066)
+	case p == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "mpsim: WeChat/Douyin mini-program server API simulator. Control API under /_sim/ (GET /_sim/stats).\n")
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// errWriter writes a platform error in the shape of an endpoint.
+type errWriter func(w *recorder, errcode int)
+
+// platformCall counts the call, applies a fault if one matches, and
+// otherwise runs the handler.
+func (s *Sim) platformCall(w *recorder, r *http.Request, endpoint, platform string, ew errWriter, h func(*recorder, *http.Request)) {
+	s.mu.Lock()
+	s.calls[endpoint]++
+	f, faulted := s.takeFaultLocked(endpoint, platform)
+	s.mu.Unlock()
+	if faulted {
+		if f.Delay > 0 {
+			// Read the body first: the server notices a client that went
+			// away (and cancels the context) only once the body is consumed.
+			if body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1)); err == nil {
+				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			t := time.NewTimer(f.Delay)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				w.note = "fault: delay canceled"
+				return
+			}
+		}
+		switch {
+		case f.HTTPStatus != 0:
+			w.note = fmt.Sprintf("fault: http %d", f.HTTPStatus)
+			http.Error(w, http.StatusText(f.HTTPStatus), f.HTTPStatus)
+			return
+		case f.Errcode != 0:
+			ew(w, f.Errcode)
+			w.note = "fault: " + w.note
+			return
+		}
+	}
+	h(w, r)
+}
+
+func writeJSON(w *recorder, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// readJSON decodes a JSON body of at most maxBody bytes.
+func readJSON(r *http.Request, v any, strict bool) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return err
+	}
+	if len(body) > maxBody {
+		return fmt.Errorf("body over %d bytes", maxBody)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("trailing data after the JSON value")
+	}
+	return nil
+}

@@ -1,0 +1,550 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.uber.org/zap"
+)
+
+// RedisOptions configures a Redis store. Give either URL or Addrs.
+type RedisOptions struct {
+	// URL is redis://[user:pass@]host:port/db, or rediss:// for TLS. Query
+	// parameters are ignored; the fields below set the rest.
+	URL string
+	// Addrs: one address is a single server; several are a Cluster; with
+	// MasterName they are Sentinels.
+	Addrs      []string
+	MasterName string
+	// Username, Password and DB override the URL's when set.
+	Username, Password string
+	DB                 int
+	// TLS turns TLS on (rediss:// does too); CAFile is a PEM bundle to
+	// verify the server with instead of the system roots.
+	TLS    bool
+	CAFile string
+	// Timeout bounds each store operation (default 500ms). Dialing is
+	// bounded to 1s and waiting for a pooled connection to 1s, and a
+	// failed command is retried once, so a dead Redis answers within
+	// about Timeout.
+	Timeout time.Duration
+	// Prefix namespaces every key, e.g. "mp:wechat:wx123:". Stores with
+	// different prefixes may share one connection pool.
+	Prefix string
+	// KeyCodec seals session keys at rest; nil stores them as they are.
+	KeyCodec KeyCodec
+}
+
+// KeyCodec seals session keys before they are stored and opens them when
+// read. Seal may be randomized: the store compares keys through a hash of
+// the plain key, not the sealed text.
+type KeyCodec interface {
+	Seal(plain string) (string, error)
+	Open(stored string) (string, error)
+}
+
+// DefaultRedisTimeout is RedisOptions.Timeout's default.
+const DefaultRedisTimeout = 500 * time.Millisecond
+
+// Redis is a Store in Redis, shared by every instance that uses the same
+// server and prefix. One client (connection pool) per distinct connection
+// configuration is shared through a package-level usage pool, so config
+// reloads and several apps reuse it; Close releases this store's use.
+//
+// Key layout ({prefix} is RedisOptions.Prefix; refs are the caller's
+// hashes, so no raw code, token or session key is ever part of a key):
+//
+//	{prefix}u:{openid}  HASH sk, psk, uid, aoid [, skf]  user record, TTL
+//	                    sk/psk: current/previous session key (sealed when a
+//	                    KeyCodec is set); skf: hash of the plain current key
+//	                    (only with a KeyCodec, to detect rotation)
+//	{prefix}r:{ref}     STRING openid                     ref → user, TTL
+//	{prefix}c:{ref}     STRING "pending" | "fail:"+bytes  exchange claim, TTL
+//	{prefix}v:{name}    STRING value                      named value
+//	{prefix}l:{name}    STRING random token               named lock, TTL
+//
+// Every script touches a single key, so the layout works on Cluster.
+type Redis struct {
+	conn    *redisConn
+	poolKey string
+	prefix  string
+	codec   KeyCodec
+	timeout time.Duration
+	log     *zap.Logger
+	once    sync.Once
+}
+
+var _ Store = (*Redis)(nil)
+
+type redisConn struct {
+	client redis.UniversalClient
+}
+
+func (c *redisConn) Destruct() error { return c.client.Close() }
+
+var redisPool = caddy.NewUsagePool()
+
+// failMarker starts a claim value recorded by Fail.
+const failMarker = "fail:"
+
+// OpenRedis opens a Redis store. It does not contact the server: an
+// unreachable server shows as ErrUnavailable from the operations (and the
+// client reconnects by itself when the server is back).
+func OpenRedis(o RedisOptions, logger *zap.Logger) (*Redis, error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultRedisTimeout
+	}
+	uo, desc, err := universalOptions(o)
+	if err != nil {
+		return nil, err
+	}
+	key := o.fingerprint()
+	v, loaded, err := redisPool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return &redisConn{client: redis.NewUniversalClient(uo)}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !loaded {
+		logger.Debug("store: redis client created", zap.String("redis", desc), zap.Duration("timeout", o.Timeout))
+	}
+	return &Redis{
+		conn:    v.(*redisConn),
+		poolKey: key,
+		prefix:  o.Prefix,
+		codec:   o.KeyCodec,
+		timeout: o.Timeout,
+		log:     logger,
+	}, nil
+}
+
+// Client is the shared client, for callers that need more (health checks).
+func (r *Redis) Client() redis.UniversalClient { return r.conn.client }
+
+// Close releases this store's use of the shared client; the last release
+// closes it. Closing twice does nothing.
+func (r *Redis) Close() error {
+	var err error
+	r.once.Do(func() {
+		var deleted bool
+		deleted, err = redisPool.Delete(r.poolKey)
+		if deleted {
+			r.log.Debug("store: redis client closed")
+		}
+	})
+	return err
+}
+
+// fingerprint identifies the connection configuration (not the prefix nor
+// the codec) by a hash; the password is part of it but never shown.
+func (o RedisOptions) fingerprint() string {
+	b, _ := json.Marshal(struct {
+		URL        string
+		Addrs      []string
+		MasterName string
+		Username   string
+		Password   string
+		DB         int
+		TLS        bool
+		CAFile     string
+		Timeout    time.Duration
+	}{o.URL, o.Addrs, o.MasterName, o.Username, o.Password, o.DB, o.TLS, o.CAFile, o.Timeout})
+	h := sha256.Sum256(b)
+	return "redis:" + hex.EncodeToString(h[:])
+}
+
+// universalOptions turns RedisOptions into go-redis options, and a
+// description without secrets for logs.
+func universalOptions(o RedisOptions) (*redis.UniversalOptions, string, error) {
+	uo := &redis.UniversalOptions{
+		MasterName:            o.MasterName,
+		DialTimeout:           time.Second,
+		DialerRetries:         1,
+		ReadTimeout:           o.Timeout,
+		WriteTimeout:          o.Timeout,
+		ContextTimeoutEnabled: true,
+		PoolTimeout:           time.Second,
+		MaxRetries:            1,
+		MinRetryBackoff:       10 * time.Millisecond,
+		MaxRetryBackoff:       100 * time.Millisecond,
+		MaintNotificationsConfig: &maintnotifications.Config{
+			Mode: maintnotifications.ModeDisabled,
+		},
+	}
+	useTLS := o.TLS
+	var serverName string
+	switch {
+	case o.URL != "" && len(o.Addrs) > 0:
+		return nil, "", errors.New("store: redis: give either a URL or addresses, not both")
+	case o.URL != "":
+		u, err := url.Parse(o.URL)
+		if err != nil {
+			// url.Error repeats the URL, password included: keep only
+			// the reason.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return nil, "", fmt.Errorf("store: redis URL does not parse: %v", err)
+		}
+		if u.Scheme != "redis" && u.Scheme != "rediss" {
+			return nil, "", fmt.Errorf("store: redis URL scheme %q is not redis:// or rediss://", u.Scheme)
+		}
+		po, err := redis.ParseURL((&url.URL{Scheme: u.Scheme, User: u.User, Host: u.Host, Path: u.Path}).String())
+		if err != nil {
+			return nil, "", fmt.Errorf("store: redis URL (%s): %v", u.Redacted(), err)
+		}
+		uo.Addrs = []string{po.Addr}
+		uo.Username, uo.Password, uo.DB = po.Username, po.Password, po.DB
+		if u.Scheme == "rediss" {
+			useTLS = true
+		}
+		serverName = u.Hostname()
+	case len(o.Addrs) > 0:
+		uo.Addrs = append([]string(nil), o.Addrs...)
+		if len(o.Addrs) == 1 || o.MasterName != "" {
+			serverName, _, _ = net.SplitHostPort(o.Addrs[0])
+		}
+	default:
+		return nil, "", errors.New("store: redis: no URL or address")
+	}
+	if o.Username != "" {
+		uo.Username = o.Username
+	}
+	if o.Password != "" {
+		uo.Password = o.Password
+	}
+	if o.DB != 0 {
+		uo.DB = o.DB
+	}
+	if o.MasterName != "" && len(uo.Addrs) == 0 {
+		return nil, "", errors.New("store: redis: a master name needs sentinel addresses")
+	}
+	if useTLS || o.CAFile != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+		if o.CAFile != "" {
+			pem, err := os.ReadFile(o.CAFile)
+			if err != nil {
+				return nil, "", fmt.Errorf("store: redis CA file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, "", fmt.Errorf("store: redis CA file %s holds no PEM certificate", o.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		uo.TLSConfig = tc
+	}
+	kind := "single"
+	switch {
+	case uo.MasterName != "":
+		kind = "sentinel"
+	case len(uo.Addrs) > 1:
+		kind = "cluster"
+	}
+	desc := fmt.Sprintf("%s %s db=%d tls=%t", kind, strings.Join(uo.Addrs, ","), uo.DB, uo.TLSConfig != nil)
+	return uo, desc, nil
+}
+
+// op bounds one store operation by the timeout.
+func (r *Redis) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.timeout)
+}
+
+// fail maps a go-redis error: redis.Nil is ErrNotFound, anything else
+// wraps ErrUnavailable. The message names the operation and the kind of
+// failure, never a key or value.
+func fail(op string, err error) error {
+	if errors.Is(err, redis.Nil) {
+		return ErrNotFound
+	}
+	return fmt.Errorf("%w: redis %s: %v", ErrUnavailable, op, describe(err))
+}
+
+// describe is err's text for network and context errors (addresses at
+// most); a server's error reply is reduced to its code (ERR, NOSCRIPT,
+// READONLY, ...) since a reply may echo what was sent.
+func describe(err error) string {
+	var re redis.Error
+	if errors.As(err, &re) {
+		msg := re.Error()
+		if i := strings.IndexByte(msg, ' '); i > 0 {
+			msg = msg[:i]
+		}
+		return "server replied " + msg
+	}
+	return err.Error()
+}
+
+// nilIsUnexpected turns redis.Nil, where a reply was due, into an error
+// that is not ErrNotFound.
+func nilIsUnexpected(err error) error {
+	if errors.Is(err, redis.Nil) {
+		return errors.New("unexpected nil reply")
+	}
+	return err
+}
+
+func ms(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return 0
+	}
+	if ttl < time.Millisecond {
+		return time.Millisecond
+	}
+	return ttl
+}
+
+// saveScript rotates the user record on its single key. ARGV: sealed key,
+// fingerprint of the plain key ("" without a codec: compare sk itself),
+// unionid, anonymous openid, ttl in ms (0: no expiry). It returns
+// {sk, psk, uid, aoid} as stored.
+var saveScript = redis.NewScript(`
+local k = KEYS[1]
+local sk, fp, uid, aoid, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local cur = redis.call('HMGET', k, 'sk', 'psk', 'uid', 'aoid', 'skf')
+local psk = cur[2] or ''
+local same
+if fp ~= '' then same = (cur[5] == fp) else same = (cur[1] == sk) end
+if cur[1] and not same then psk = cur[1] end
+if uid == '' then uid = cur[3] or '' end
+if aoid == '' then aoid = cur[4] or '' end
+redis.call('HSET', k, 'sk', sk, 'psk', psk, 'uid', uid, 'aoid', aoid)
+if fp ~= '' then redis.call('HSET', k, 'skf', fp) elseif cur[5] then redis.call('HDEL', k, 'skf') end
+if ttl > 0 then redis.call('PEXPIRE', k, ttl) else redis.call('PERSIST', k) end
+return {sk, psk, uid, aoid}
+`)
+
+// unlockScript deletes a lock only if it still holds our token.
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+func (r *Redis) userKey(openid string) string { return r.prefix + "u:" + openid }
+func (r *Redis) refKey(ref string) string     { return r.prefix + "r:" + ref }
+func (r *Redis) claimKey(ref string) string   { return r.prefix + "c:" + ref }
+func (r *Redis) valueKey(name string) string  { return r.prefix + "v:" + name }
+func (r *Redis) lockKey(name string) string   { return r.prefix + "l:" + name }
+
+// Save implements Store: one single-key script rotates the record and one
+// SET points the ref at it, pipelined in one round trip.
+func (r *Redis) Save(ctx context.Context, ref string, s Session, ttl time.Duration) (Session, error) {
+	if s.OpenID == "" {
+		return Session{}, errEmptyOpenID
+	}
+	sealed, fp := s.SessionKey, ""
+	if r.codec != nil {
+		var err error
+		if sealed, err = r.codec.Seal(s.SessionKey); err != nil {
+			return Session{}, fmt.Errorf("store: sealing the session key: %w", err)
+		}
+		fp = keyFingerprint(s.SessionKey)
+	}
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	c := r.conn.client
+	keys := []string{r.userKey(s.OpenID)}
+	args := []any{sealed, fp, s.UnionID, s.AnonymousOpenID, ms(ttl).Milliseconds()}
+	var eval *redis.Cmd
+	var set *redis.StatusCmd
+	_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		eval = saveScript.EvalSha(ctx, p, keys, args...)
+		set = p.Set(ctx, r.refKey(ref), s.OpenID, ms(ttl))
+		return nil
+	})
+	if err := eval.Err(); errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The server lost its script cache (a restart): send the script.
+		eval = saveScript.Eval(ctx, c, keys, args...)
+	}
+	if err := eval.Err(); err != nil {
+		return Session{}, fail("save", nilIsUnexpected(err))
+	}
+	if err := set.Err(); err != nil {
+		return Session{}, fail("save", nilIsUnexpected(err))
+	}
+	vals, err := eval.StringSlice()
+	if err != nil || len(vals) != 4 {
+		return Session{}, fail("save", errors.New("unexpected script reply"))
+	}
+	return r.openRecord(s.OpenID, vals[0], vals[1], vals[2], vals[3])
+}
+
+// openRecord opens the stored keys. A current key that does not open
+// (codec changed) means the session is lost: ErrNotFound; a previous one
+// that does not open is dropped.
+func (r *Redis) openRecord(openid, sk, psk, uid, aoid string) (Session, error) {
+	s := Session{OpenID: openid, UnionID: uid, AnonymousOpenID: aoid, SessionKey: sk, PrevSessionKey: psk}
+	if r.codec == nil {
+		return s, nil
+	}
+	var err error
+	if s.SessionKey, err = r.codec.Open(sk); err != nil {
+		return Session{}, fmt.Errorf("%w: the stored session key does not open", ErrNotFound)
+	}
+	if psk != "" {
+		if s.PrevSessionKey, err = r.codec.Open(psk); err != nil {
+			s.PrevSessionKey = ""
+		}
+	}
+	return s, nil
+}
+
+// keyFingerprint lets the save script tell whether the key changed when
+// the stored key is sealed (sealing may be randomized). A session key is
+// 128 random bits: its hash does not reveal it.
+func keyFingerprint(plain string) string {
+	h := sha256.Sum256([]byte("caddy-miniprogram session key\x00" + plain))
+	return hex.EncodeToString(h[:16])
+}
+
+// Lookup implements Store in two round trips: the ref, then the record.
+func (r *Redis) Lookup(ctx context.Context, ref string) (Session, error) {
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	c := r.conn.client
+	openid, err := c.Get(ctx, r.refKey(ref)).Result()
+	if err != nil {
+		return Session{}, fail("lookup", err)
+	}
+	vals, err := c.HMGet(ctx, r.userKey(openid), "sk", "psk", "uid", "aoid").Result()
+	if err != nil {
+		return Session{}, fail("lookup", err)
+	}
+	var f [4]string
+	for i, v := range vals {
+		if i < len(f) {
+			f[i], _ = v.(string)
+		}
+	}
+	if len(vals) != 4 || vals[0] == nil {
+		return Session{}, ErrNotFound
+	}
+	return r.openRecord(openid, f[0], f[1], f[2], f[3])
+}
+
+// Bind implements Store.
+func (r *Redis) Bind(ctx context.Context, ref, openid string, ttl time.Duration) error {
+	if openid == "" {
+		return errEmptyOpenID
+	}
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	if err := r.conn.client.Set(ctx, r.refKey(ref), openid, ms(ttl)).Err(); err != nil {
+		return fail("bind", err)
+	}
+	return nil
+}
+
+// Claim implements Store with SET NX PX; a loser reads the claim to see
+// whether the winner recorded a failure.
+func (r *Redis) Claim(ctx context.Context, ref string, ttl time.Duration) (bool, []byte, error) {
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	c := r.conn.client
+	key := r.claimKey(ref)
+	for range 2 {
+		won, err := c.SetNX(ctx, key, "pending", ms(ttl)).Result()
+		if err != nil {
+			return false, nil, fail("claim", err)
+		}
+		if won {
+			return true, nil, nil
+		}
+		v, err := c.Get(ctx, key).Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue // expired between the two commands: try again
+		}
+		if err != nil {
+			return false, nil, fail("claim", err)
+		}
+		if rest, ok := bytes.CutPrefix(v, []byte(failMarker)); ok {
+			return false, rest, nil
+		}
+		return false, nil, nil
+	}
+	return false, nil, nil
+}
+
+// Fail implements Store.
+func (r *Redis) Fail(ctx context.Context, ref string, failure []byte, ttl time.Duration) error {
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	v := make([]byte, 0, len(failMarker)+len(failure))
+	v = append(append(v, failMarker...), failure...)
+	if err := r.conn.client.Set(ctx, r.claimKey(ref), v, ms(ttl)).Err(); err != nil {
+		return fail("fail", err)
+	}
+	return nil
+}
+
+// Get implements Store.
+func (r *Redis) Get(ctx context.Context, name string) ([]byte, error) {
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	v, err := r.conn.client.Get(ctx, r.valueKey(name)).Bytes()
+	if err != nil {
+		return nil, fail("get", err)
+	}
+	return v, nil
+}
+
+// Set implements Store; ttl <= 0 keeps the value until overwritten.
+func (r *Redis) Set(ctx context.Context, name string, value []byte, ttl time.Duration) error {
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	if err := r.conn.client.Set(ctx, r.valueKey(name), value, ms(ttl)).Err(); err != nil {
+		return fail("set", err)
+	}
+	return nil
+}
+
+// Lock implements Store: SET NX PX with a random token; unlock deletes the
+// key only while it holds that token (compare-and-delete script), bounded
+// by the timeout, and ignores errors (the lock expires anyway).
+func (r *Redis) Lock(ctx context.Context, name string, ttl time.Duration) (func(), bool, error) {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	token := hex.EncodeToString(b[:])
+	key := r.lockKey(name)
+	octx, cancel := r.op(ctx)
+	defer cancel()
+	c := r.conn.client
+	ok, err := c.SetNX(octx, key, token, ms(ttl)).Result()
+	if err != nil {
+		return func() {}, false, fail("lock", err)
+	}
+	if !ok {
+		return func() {}, false, nil
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
+			defer cancel()
+			if err := unlockScript.Run(uctx, c, []string{key}, token).Err(); err != nil {
+				r.log.Debug("store: redis unlock failed; the lock will expire", zap.Error(fail("unlock", err)))
+			}
+		})
+	}, true, nil
+}

@@ -1,0 +1,76 @@
+// Package store keeps sessions: one record per user (openid) holding the
+// current and the previous session key, and references (a hash of a login
+// code, or of a token the upstream issued) that point at it. Two
+// implementations: Memory (one process) and Redis (shared by instances).
+//
+// Refs are opaque strings made by the caller (hashes, never raw codes or
+// tokens). Every method that cannot reach its backend returns an error
+// wrapping ErrUnavailable, fast (bounded timeouts).
+//
+// TTLs: a ttl <= 0 means no expiry (the entry lives until overwritten or,
+// in Memory, evicted). Save gives the user record and the ref the same
+// ttl, refreshing the record's; a ref made at an older login keeps its own
+// TTL and, while it and the record live, finds the user's current record.
+//
+// Save merges: an empty UnionID or AnonymousOpenID keeps the stored one.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound: nothing stored under that ref or name (or it expired).
+var ErrNotFound = errors.New("store: not found")
+
+// ErrUnavailable: the backend cannot be reached.
+var ErrUnavailable = errors.New("store: unavailable")
+
+// errEmptyOpenID: Save or Bind without a user.
+var errEmptyOpenID = errors.New("store: empty openid")
+
+// Session is a user's record.
+type Session struct {
+	OpenID          string
+	UnionID         string
+	AnonymousOpenID string
+	SessionKey      string // current key, base64 text
+	PrevSessionKey  string // the key before the last rotation, or ""
+}
+
+// Store is what the handler needs from a session store.
+type Store interface {
+	// Save records a login: it creates or refreshes the user's record
+	// (when s.SessionKey differs from the stored current key, the stored
+	// current key becomes PrevSessionKey), points ref at the user, and
+	// gives both the TTL. s.PrevSessionKey is ignored. It returns the
+	// record as stored.
+	Save(ctx context.Context, ref string, s Session, ttl time.Duration) (Session, error)
+	// Lookup follows ref to the user's record. ErrNotFound when either is
+	// missing or expired.
+	Lookup(ctx context.Context, ref string) (Session, error)
+	// Bind points another ref (e.g. the hash of an upstream token) at the
+	// user openid, with the TTL.
+	Bind(ctx context.Context, ref, openid string, ttl time.Duration) error
+
+	// Claim makes the caller the one that exchanges ref's code, for ttl,
+	// across every instance sharing the store. won is false when another
+	// caller holds the claim; then failure is what that caller recorded
+	// with Fail, or nil while it is still at work.
+	Claim(ctx context.Context, ref string, ttl time.Duration) (won bool, failure []byte, err error)
+	// Fail records the failure of the claimed exchange for the others.
+	Fail(ctx context.Context, ref string, failure []byte, ttl time.Duration) error
+
+	// Get, Set and Lock are a small named key-value space for shared
+	// state such as the access token. Get returns ErrNotFound when absent.
+	Get(ctx context.Context, name string) ([]byte, error)
+	Set(ctx context.Context, name string, value []byte, ttl time.Duration) error
+	// Lock takes a named lock for ttl; ok is false when someone holds it.
+	// unlock releases it only if still ours.
+	Lock(ctx context.Context, name string, ttl time.Duration) (unlock func(), ok bool, err error)
+
+	// Close releases the store's resources (for Redis: the shared client's
+	// reference in the usage pool).
+	Close() error
+}

@@ -1,0 +1,359 @@
+// Package wxcrypt decrypts the encryptedData payloads of WeChat-family mini
+// programs (WeChat, Douyin, QQ, Kuaishou): AES-128-CBC with strict PKCS#7
+// padding, key = base64(session_key), iv = base64(iv), and a JSON plaintext
+// carrying watermark.appid.
+//
+// Every error is an *mperr.Error whose message is one of a few fixed texts:
+// no error ever carries a session key, a ciphertext, an iv or a plaintext.
+//
+// Input checks that do not depend on a key (base64 of encryptedData and iv,
+// iv length, ciphertext length) are made before any key is tried and give
+// mperr.MalformedPayload. Every failure that does depend on the key (bad
+// padding, plaintext not a JSON object, a stored key that is not 16 bytes of
+// base64) gives mperr.DecryptFailed with one and the same message, so that a
+// client cannot tell them apart (no padding oracle).
+package wxcrypt
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"sync"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
+)
+
+// KeySize is the size of a session key and of an iv, in bytes.
+const KeySize = 16
+
+// keyTextLen is the length of the base64 text of 16 bytes ("...==").
+const keyTextLen = 24
+
+// The fixed messages of the errors this package returns. They are exported so
+// that callers and tests can recognise them; none contains request data.
+const (
+	MsgDecryptFailed     = "the payload does not decrypt with the session key; log in again"
+	MsgWatermarkMismatch = "the decrypted data belongs to another app"
+	MsgDataNotBase64     = "encryptedData is not valid base64"
+	MsgIVNotBase64       = "iv is not valid base64"
+	MsgIVSize            = "iv is not 16 bytes"
+	MsgDataEmpty         = "encryptedData is empty"
+	MsgDataBlocks        = "encryptedData is not a whole number of 16-byte blocks"
+	MsgNotPhone          = "the decrypted data is not a phone number"
+	MsgBadSessionKey     = "the session key is not 16 bytes of base64"
+)
+
+// b64 is the standard alphabet with padding, rejecting non-canonical
+// trailing bits. Go's decoder skips '\r' and '\n': normalize rejects them
+// before it sees the text.
+var b64 = base64.StdEncoding.Strict()
+
+// scratch holds the buffers one call needs; pooled so that a call allocates
+// (almost) nothing but the plaintext.
+type scratch struct {
+	text []byte // normalised base64 text
+	ct   []byte // decoded ciphertext
+	aux  []byte // decoded iv
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// maxPooled bounds the buffers kept in the pool (request bodies are small).
+const maxPooled = 1 << 20
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+func putScratch(s *scratch) {
+	if cap(s.text) > maxPooled || cap(s.ct) > maxPooled || cap(s.aux) > maxPooled {
+		return
+	}
+	scratchPool.Put(s)
+}
+
+// normalize copies s into buf, turning ' ' back into '+' (form encoding
+// mangles '+' into a space). Any other whitespace makes it fail: Go's base64
+// decoder would silently skip newlines, and the spec wants them rejected.
+func normalize(buf []byte, s string) ([]byte, bool) {
+	buf = append(buf[:0], s...)
+	for i, c := range buf {
+		switch c {
+		case ' ':
+			buf[i] = '+'
+		case '\t', '\n', '\v', '\f', '\r':
+			return buf, false
+		}
+	}
+	return buf, true
+}
+
+// decodeText normalises and decodes s; text and dst are reusable buffers.
+func decodeText(text, dst []byte, s string) (newText, out []byte, ok bool) {
+	text, ok = normalize(text, s)
+	if !ok {
+		return text, dst[:0], false
+	}
+	if n := b64.DecodedLen(len(text)); cap(dst) < n {
+		dst = make([]byte, n)
+	} else {
+		dst = dst[:n]
+	}
+	n, err := b64.Decode(dst, text)
+	if err != nil {
+		return text, dst[:0], false
+	}
+	return text, dst[:n], true
+}
+
+// decodeKey decodes a base64 session key into key; false when it is not
+// exactly 16 bytes of (padded, standard) base64.
+func decodeKey(key *[KeySize]byte, s string) bool {
+	if len(s) != keyTextLen {
+		return false
+	}
+	var text [keyTextLen]byte
+	for i := 0; i < keyTextLen; i++ {
+		c := s[i]
+		switch c {
+		case ' ':
+			c = '+'
+		case '\t', '\n', '\v', '\f', '\r':
+			return false
+		}
+		text[i] = c
+	}
+	var out [18]byte // b64.DecodedLen(24)
+	n, err := b64.Decode(out[:], text[:])
+	if err != nil || n != KeySize {
+		return false
+	}
+	copy(key[:], out[:KeySize])
+	return true
+}
+
+// payload is a checked ciphertext and iv.
+type payload struct {
+	ct []byte // len > 0, multiple of aes.BlockSize; aliases scratch
+	iv []byte // KeySize bytes; aliases scratch (a stack copy would escape into the CBC mode)
+}
+
+// parse makes the checks that do not depend on a key.
+func (s *scratch) parse(encryptedData, iv string) (payload, error) {
+	var p payload
+	var ok bool
+	s.text, s.ct, ok = decodeText(s.text, s.ct, encryptedData)
+	if !ok {
+		return p, mperr.New(mperr.MalformedPayload, MsgDataNotBase64)
+	}
+	var ivb []byte
+	s.text, ivb, ok = decodeText(s.text, s.aux, iv)
+	s.aux = ivb
+	if !ok {
+		return p, mperr.New(mperr.MalformedPayload, MsgIVNotBase64)
+	}
+	if len(ivb) != KeySize {
+		return p, mperr.New(mperr.MalformedPayload, MsgIVSize)
+	}
+	if len(s.ct) == 0 {
+		return p, mperr.New(mperr.MalformedPayload, MsgDataEmpty)
+	}
+	if len(s.ct)%aes.BlockSize != 0 {
+		return p, mperr.New(mperr.MalformedPayload, MsgDataBlocks)
+	}
+	p.ct, p.iv = s.ct, ivb
+	return p, nil
+}
+
+// decrypt decrypts p into out (len(out) == len(p.ct)) and checks the
+// padding; it returns the plaintext length.
+func decrypt(out []byte, p *payload, key *[KeySize]byte) (int, bool) {
+	block, err := aes.NewCipher(key[:])
+	if err != nil { // cannot happen: the key is 16 bytes
+		return 0, false
+	}
+	cipher.NewCBCDecrypter(block, p.iv).CryptBlocks(out, p.ct)
+	return unpad(out)
+}
+
+// unpad checks strict PKCS#7 padding of p (len(p) a positive multiple of the
+// block size): the last byte n is 1..16 and the last n bytes all equal n. The
+// loop looks at the whole last block whatever n is, so its timing does not
+// depend on the pad content.
+func unpad(p []byte) (int, bool) {
+	n := len(p)
+	if n < aes.BlockSize {
+		return 0, false
+	}
+	pad := int(p[n-1])
+	good := subtle.ConstantTimeLessOrEq(1, pad) & subtle.ConstantTimeLessOrEq(pad, aes.BlockSize)
+	for i := 1; i <= aes.BlockSize; i++ {
+		inPad := subtle.ConstantTimeLessOrEq(i, pad)
+		eq := subtle.ConstantTimeByteEq(p[n-i], byte(pad))
+		good &= eq | (inPad ^ 1)
+	}
+	if good != 1 {
+		return 0, false
+	}
+	return n - pad, true
+}
+
+func errDecryptFailed() error { return mperr.New(mperr.DecryptFailed, MsgDecryptFailed) }
+
+// Decrypt decodes sessionKey (16 bytes), encryptedData and iv (standard
+// base64 with padding; a space is read as '+', other whitespace is
+// rejected), decrypts AES-128-CBC and checks strict PKCS#7 padding. It
+// returns the plaintext, which it does not parse.
+func Decrypt(sessionKey, encryptedData, iv string) ([]byte, error) {
+	s := getScratch()
+	defer putScratch(s)
+	p, err := s.parse(encryptedData, iv)
+	if err != nil {
+		return nil, err
+	}
+	var key [KeySize]byte
+	if !decodeKey(&key, sessionKey) {
+		return nil, errDecryptFailed()
+	}
+	out := make([]byte, len(p.ct))
+	n, ok := decrypt(out, &p, &key)
+	if !ok {
+		return nil, errDecryptFailed()
+	}
+	return out[:n:n], nil
+}
+
+// Open decrypts a payload with the first of sessionKeys (current first, then
+// previous; empty strings are skipped) that yields valid padding and a JSON
+// object, then checks that the object's watermark.appid equals appID.
+// keyIndex is the index in sessionKeys of the key that worked (-1 on error).
+func Open(appID string, sessionKeys []string, encryptedData, iv string) (plaintext []byte, keyIndex int, err error) {
+	s := getScratch()
+	defer putScratch(s)
+	p, err := s.parse(encryptedData, iv)
+	if err != nil {
+		return nil, -1, err
+	}
+	var out []byte
+	for i, k := range sessionKeys {
+		if k == "" {
+			continue
+		}
+		var key [KeySize]byte
+		if !decodeKey(&key, k) {
+			continue
+		}
+		if out == nil {
+			out = make([]byte, len(p.ct))
+		}
+		n, ok := decrypt(out, &p, &key)
+		if !ok {
+			continue
+		}
+		pt := out[:n:n]
+		if !isObject(pt) {
+			continue
+		}
+		if !watermarkIs(pt, appID) {
+			return nil, -1, mperr.New(mperr.WatermarkMismatch, MsgWatermarkMismatch)
+		}
+		return pt, i, nil
+	}
+	return nil, -1, errDecryptFailed()
+}
+
+// isObject reports whether b is valid JSON whose top-level value is an object.
+func isObject(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{':
+			return json.Valid(b)
+		}
+		return false
+	}
+	return false
+}
+
+// watermarkIs reports whether the JSON object b (valid JSON) has
+// watermark.appid == appID: keys matched exactly, the last of duplicates
+// wins, appid must be a string; an empty appID never matches.
+func watermarkIs(b []byte, appID string) bool {
+	if appID == "" {
+		return false
+	}
+	wm := member(b, "watermark")
+	if wm == nil {
+		return false
+	}
+	app := member(wm, "appid")
+	return len(app) > 0 && app[0] == '"' && jsonobj.Equal(app, appID)
+}
+
+// member returns the raw value of the last top-level member of the JSON
+// object obj whose key is exactly name; nil when there is none or obj is
+// not an object.
+func member(obj []byte, name string) []byte {
+	it, ok := jsonobj.Object(obj)
+	if !ok {
+		return nil
+	}
+	var v []byte
+	for k, val, ok := it.Next(); ok; k, val, ok = it.Next() {
+		if jsonobj.Equal(k, name) {
+			v = val
+		}
+	}
+	return v
+}
+
+// Encrypt is the inverse of Decrypt, for the simulator and tests: PKCS#7
+// padding and AES-128-CBC with the session key. When iv is nil a random one
+// is made. It returns the base64 texts of the ciphertext and of the iv.
+func Encrypt(sessionKey string, plaintext []byte, iv []byte) (encryptedData, ivB64 string, err error) {
+	var key [KeySize]byte
+	if !decodeKey(&key, sessionKey) {
+		return "", "", mperr.New(mperr.MalformedPayload, MsgBadSessionKey)
+	}
+	var ivArr [KeySize]byte
+	switch {
+	case iv == nil:
+		_, _ = rand.Read(ivArr[:]) // never fails (Go 1.24+)
+	case len(iv) == KeySize:
+		copy(ivArr[:], iv)
+	default:
+		return "", "", mperr.New(mperr.MalformedPayload, MsgIVSize)
+	}
+	pad := aes.BlockSize - len(plaintext)%aes.BlockSize
+	buf := make([]byte, len(plaintext)+pad)
+	copy(buf, plaintext)
+	for i := len(plaintext); i < len(buf); i++ {
+		buf[i] = byte(pad)
+	}
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		return "", "", mperr.Wrap(mperr.Internal, "aes", err)
+	}
+	cipher.NewCBCEncrypter(block, ivArr[:]).CryptBlocks(buf, buf)
+	return base64.StdEncoding.EncodeToString(buf), base64.StdEncoding.EncodeToString(ivArr[:]), nil
+}
+
+// NewSessionKey returns a fresh random 16-byte key as base64 text.
+func NewSessionKey() string {
+	var k [KeySize]byte
+	_, _ = rand.Read(k[:]) // never fails (Go 1.24+)
+	return base64.StdEncoding.EncodeToString(k[:])
+}
+
+// CheckPayload reports, without any key, whether encryptedData and iv are
+// well formed (the MalformedPayload checks of Open), so that a caller can
+// refuse a malformed payload before looking up a session.
+func CheckPayload(encryptedData, iv string) error {
+	s := getScratch()
+	defer putScratch(s)
+	_, err := s.parse(encryptedData, iv)
+	return err
+}

@@ -1,0 +1,359 @@
+// Package module is the miniprogram HTTP handler: it exchanges login codes
+// eagerly, keeps sessions, decrypts phone and other payloads, and injects the
+// results into the request that reaches the upstream.
+//
+// The parts it is made of live in internal/: platform (the platforms' API
+// clients), wxcrypt (decryption), store (sessions), reqbody (reading and
+// rewriting request bodies) and mperr (SPEC.md's error table).
+package module
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
+)
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
+
+// Handler is the http.handlers.miniprogram module.
+type Handler struct {
+	// Platform is "wechat" or "douyin".
+	Platform string `json:"platform,omitempty"`
+	// AppID and AppSecret of the mini-program; placeholders such as
+	// {env.MP_APP_SECRET} are replaced at provisioning.
+	AppID     string `json:"app_id,omitempty"`
+	AppSecret string `json:"app_secret,omitempty"`
+	// APIBase is the platform API origin; default the platform's real one.
+	APIBase string `json:"api_base,omitempty"`
+
+	// Store keeps sessions; default memory.
+	Store *StoreConfig `json:"store,omitempty"`
+	// SessionTTL is how long a session is kept after its last login
+	// (default 30m).
+	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
+
+	// Login, Phone and Decrypt are the routes' paths: exact, or a prefix
+	// when ending in "*". Case-sensitive.
+	Login   string `json:"login,omitempty"`
+	Phone   string `json:"phone,omitempty"`
+	Decrypt string `json:"decrypt,omitempty"`
+
+	// MaxBodySize bounds the bodies the handler reads (default 64 KiB).
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+	// PlatformTimeout bounds one platform call, retries included
+	// (default 5s).
+	PlatformTimeout caddy.Duration `json:"platform_timeout,omitempty"`
+	// PlatformRetries is how often a transient platform failure is
+	// retried (default 2; 0 = never).
+	PlatformRetries *int `json:"platform_retries,omitempty"`
+	// ExchangeWait bounds how long a request waits for another instance
+	// that is exchanging the same code (default PlatformTimeout + 1s).
+	ExchangeWait caddy.Duration `json:"exchange_wait,omitempty"`
+
+	// Fields renames the request fields read.
+	Fields *Fields `json:"fields,omitempty"`
+
+	logger *zap.Logger
+	client platform.Client
+	store  store.Store
+	flight *singleflight.Group
+	f      Fields // Fields with defaults
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.miniprogram",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision sets the handler up: defaults, placeholders, the platform
+// client and the session store (shared across config reloads).
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	h.AppID = repl.ReplaceAll(h.AppID, "")
+	h.AppSecret = repl.ReplaceAll(h.AppSecret, "")
+	h.APIBase = repl.ReplaceAll(h.APIBase, "")
+	if h.Store == nil {
+		h.Store = &StoreConfig{Type: "memory"}
+	}
+	if h.Store.Type == "" {
+		h.Store.Type = "memory"
+	}
+	h.Store.URL = repl.ReplaceAll(h.Store.URL, "")
+	h.Store.Username = repl.ReplaceAll(h.Store.Username, "")
+	h.Store.Password = repl.ReplaceAll(h.Store.Password, "")
+	for i, a := range h.Store.Addrs {
+		h.Store.Addrs[i] = repl.ReplaceAll(a, "")
+	}
+	if h.SessionTTL <= 0 {
+		h.SessionTTL = DefaultSessionTTL
+	}
+	if h.MaxBodySize <= 0 {
+		h.MaxBodySize = DefaultMaxBodySize
+	}
+	if h.PlatformTimeout <= 0 {
+		h.PlatformTimeout = DefaultPlatformTimeout
+	}
+	if h.ExchangeWait <= 0 {
+		h.ExchangeWait = h.PlatformTimeout + caddy.Duration(time.Second)
+	}
+	h.f = h.fieldNames()
+	h.flight = new(singleflight.Group)
+
+	if err := h.Validate(); err != nil {
+		return err
+	}
+
+	retries := DefaultPlatformRetries
+	if h.PlatformRetries != nil {
+		retries = *h.PlatformRetries
+		if retries == 0 {
+			retries = -1 // the client's "none"
+		}
+	}
+	client, err := platform.New(h.Platform, platform.Config{
+		AppID:      h.AppID,
+		AppSecret:  h.AppSecret,
+		APIBase:    h.APIBase,
+		Timeout:    time.Duration(h.PlatformTimeout),
+		MaxRetries: retries,
+		Logger:     h.logger.Named("platform"),
+	})
+	if err != nil {
+		return err
+	}
+	h.client = client
+
+	st, err := h.openStore()
+	if err != nil {
+		return err
+	}
+	h.store = st
+	h.logger.Info("miniprogram handler provisioned",
+		zap.String("platform", h.Platform),
+		zap.String("app_id", h.AppID),
+		zap.String("store", h.Store.Type),
+		zap.String("login", h.Login),
+		zap.String("phone", h.Phone),
+		zap.String("decrypt", h.Decrypt),
+		zap.Duration("session_ttl", time.Duration(h.SessionTTL)))
+	return nil
+}
+
+func (h *Handler) openStore() (store.Store, error) {
+	prefix := h.Store.Prefix
+	if prefix == "" {
+		prefix = "mp:"
+	}
+	scope := h.Platform + ":" + h.AppID
+	switch h.Store.Type {
+	case "memory":
+		max := h.Store.MaxSessions
+		if max <= 0 {
+			max = DefaultMaxSessions
+		}
+		return store.OpenMemory(scope, store.MemoryOptions{MaxSessions: max})
+	case "redis":
+		return store.OpenRedis(store.RedisOptions{
+			URL:        h.Store.URL,
+			Addrs:      h.Store.Addrs,
+			MasterName: h.Store.MasterName,
+			Username:   h.Store.Username,
+			Password:   h.Store.Password,
+			DB:         h.Store.DB,
+			TLS:        h.Store.TLS,
+			CAFile:     h.Store.CAFile,
+			Timeout:    time.Duration(h.Store.Timeout),
+			Prefix:     prefix + scope + ":",
+		}, h.logger.Named("store"))
+	}
+	return nil, fmt.Errorf("unknown store type %q", h.Store.Type)
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	switch h.Platform {
+	case platform.WeChat, platform.Douyin:
+	case "":
+		return errors.New("miniprogram: platform is required (wechat or douyin)")
+	default:
+		return fmt.Errorf("miniprogram: unknown platform %q (wechat or douyin)", h.Platform)
+	}
+	if h.AppID == "" {
+		return errors.New("miniprogram: app_id is required (is its environment variable set?)")
+	}
+	if h.AppSecret == "" {
+		return errors.New("miniprogram: app_secret is required (is its environment variable set?)")
+	}
+	if h.APIBase != "" {
+		u, err := url.Parse(h.APIBase)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("miniprogram: api_base %q is not an http(s) origin", h.APIBase)
+		}
+	}
+	if h.Login == "" && h.Phone == "" && h.Decrypt == "" {
+		return errors.New("miniprogram: no route configured: set login, phone and/or decrypt")
+	}
+	for _, p := range []string{h.Login, h.Phone, h.Decrypt} {
+		if p != "" && !strings.HasPrefix(p, "/") {
+			return fmt.Errorf("miniprogram: route path %q must start with /", p)
+		}
+	}
+	if h.Store != nil {
+		switch h.Store.Type {
+		case "", "memory":
+		case "redis":
+			if h.Store.URL == "" && len(h.Store.Addrs) == 0 {
+				return errors.New("miniprogram: store redis needs a URL or addrs")
+			}
+		default:
+			return fmt.Errorf("miniprogram: unknown store type %q (memory or redis)", h.Store.Type)
+		}
+	}
+	return nil
+}
+
+// Cleanup releases the handler's resources (its reference to the shared
+// store).
+func (h *Handler) Cleanup() error {
+	if h.store != nil {
+		return h.store.Close()
+	}
+	return nil
+}
+
+func (h *Handler) fieldNames() Fields {
+	f := Fields{Code: "code", AnonymousCode: "anonymous_code", EncryptedData: "encryptedData", IV: "iv", PhoneCode: "code"}
+	if h.Fields != nil {
+		set := func(dst *string, v string) {
+			if v != "" {
+				*dst = v
+			}
+		}
+		set(&f.Code, h.Fields.Code)
+		set(&f.AnonymousCode, h.Fields.AnonymousCode)
+		set(&f.EncryptedData, h.Fields.EncryptedData)
+		set(&f.IV, h.Fields.IV)
+		set(&f.PhoneCode, h.Fields.PhoneCode)
+	}
+	return f
+}
+
+// route tells which of the handler's routes r is on.
+type route int
+
+const (
+	routeNone route = iota
+	routeLogin
+	routePhone
+	routeDecrypt
+)
+
+func pathMatches(pattern, p string) bool {
+	if pattern == "" {
+		return false
+	}
+	if strings.HasSuffix(pattern, "*") {
+		return strings.HasPrefix(p, pattern[:len(pattern)-1])
+	}
+	return p == pattern
+}
+
+func (h *Handler) route(r *http.Request) route {
+	p := r.URL.Path
+	switch {
+	case pathMatches(h.Login, p):
+		return routeLogin
+	case pathMatches(h.Phone, p):
+		return routePhone
+	case pathMatches(h.Decrypt, p):
+		return routeDecrypt
+	}
+	return routeNone
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	stripIdentityHeaders(r.Header)
+	rt := h.route(r)
+	if rt == routeNone {
+		return next.ServeHTTP(w, r)
+	}
+	// What the handler injects goes into a copy of the request, so that
+	// Caddy's access log, which logs the original request's headers, never
+	// shows a phone number.
+	r = r.WithContext(r.Context())
+	r.Header = r.Header.Clone()
+	var err error
+	switch rt {
+	case routeLogin:
+		err = h.serveLogin(r)
+	case routePhone:
+		err = h.servePhone(r)
+	case routeDecrypt:
+		err = h.serveDecrypt(r)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return nil
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// fail answers the request with SPEC.md's JSON error; the upstream is not
+// called.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	e := mperr.From(err)
+	fields := []zap.Field{
+		zap.String("path", r.URL.Path),
+		zap.String("error", string(e.Code)),
+		zap.String("message", e.Message),
+	}
+	if e.HasErrcode {
+		fields = append(fields, zap.Int("platform_errcode", e.Errcode))
+	}
+	if e.Err != nil {
+		fields = append(fields, zap.NamedError("cause", e.Err))
+	}
+	switch {
+	case e.Status() >= 500:
+		h.logger.Error("request failed", fields...)
+	case e.Status() == http.StatusTooManyRequests:
+		h.logger.Warn("request failed", fields...)
+	default:
+		h.logger.Info("request refused", fields...)
+	}
+	mperr.Write(w, e)
+}
+
+// stripIdentityHeaders removes every header a client may have sent that
+// starts with X-Mp- (also spelled with underscores, which some upstreams
+// treat as dashes).
+func stripIdentityHeaders(hdr http.Header) {
+	for k := range hdr {
+		if len(k) >= 5 && strings.EqualFold(strings.ReplaceAll(k[:5], "_", "-"), "x-mp-") {
+			delete(hdr, k)
+		}
+	}
+}

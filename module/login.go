@@ -1,0 +1,224 @@
+package module
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
+)
+
+// Headers and body fields the handler injects.
+const (
+	HeaderOpenID          = "X-Mp-Openid"
+	HeaderUnionID         = "X-Mp-Unionid"
+	HeaderAnonymousOpenID = "X-Mp-Anonymous-Openid"
+	HeaderPlatform        = "X-Mp-Platform"
+	HeaderAppID           = "X-Mp-App-Id"
+	HeaderPhone           = "X-Mp-Phone"
+	HeaderPurePhone       = "X-Mp-Pure-Phone"
+	HeaderCountryCode     = "X-Mp-Country-Code"
+
+	FieldOpenID          = "openid"
+	FieldUnionID         = "unionid"
+	FieldAnonymousOpenID = "anonymous_openid"
+	FieldPhoneNumber     = "phoneNumber"
+	FieldPurePhoneNumber = "purePhoneNumber"
+	FieldCountryCode     = "countryCode"
+	FieldDecryptedData   = "decryptedData"
+)
+
+// How long a failed exchange is remembered for the code: a dead code stays
+// dead, a transient failure may be retried soon.
+const (
+	deadCodeTTL  = 5 * time.Minute
+	transientTTL = 2 * time.Second
+	pollEvery    = 20 * time.Millisecond
+)
+
+// codeRef is the store reference of a login code: a hash, never the code.
+func (h *Handler) codeRef(code string) string { return h.ref('c', code) }
+
+func (h *Handler) ref(kind byte, secret string) string {
+	sum := sha256.New()
+	sum.Write([]byte(h.Platform))
+	sum.Write([]byte{0})
+	sum.Write([]byte(h.AppID))
+	sum.Write([]byte{0, kind, 0})
+	sum.Write([]byte(secret))
+	var buf [sha256.Size]byte
+	return hex.EncodeToString(sum.Sum(buf[:0])[:16])
+}
+
+// serveLogin exchanges the request's login code (at once, once) and injects
+// the identity.
+func (h *Handler) serveLogin(r *http.Request) error {
+	body, err := reqbody.Read(r, h.MaxBodySize)
+	if err != nil {
+		return err
+	}
+	code, _ := body.String(h.f.Code)
+	anon, _ := body.String(h.f.AnonymousCode)
+	if code == "" || anon == "" {
+		q := r.URL.Query()
+		if code == "" {
+			code = q.Get(h.f.Code)
+		}
+		if anon == "" {
+			anon = q.Get(h.f.AnonymousCode)
+		}
+	}
+	if code == "" {
+		return mperr.Newf(mperr.MissingCode, "the login request carries no %q", h.f.Code)
+	}
+	if h.Platform != platform.Douyin {
+		anon = ""
+	}
+	s, err := h.exchange(r.Context(), code, anon)
+	if err != nil {
+		return err
+	}
+
+	hdr := r.Header
+	hdr.Set(HeaderOpenID, s.OpenID)
+	if s.UnionID != "" {
+		hdr.Set(HeaderUnionID, s.UnionID)
+	}
+	if s.AnonymousOpenID != "" {
+		hdr.Set(HeaderAnonymousOpenID, s.AnonymousOpenID)
+	}
+	hdr.Set(HeaderPlatform, h.Platform)
+	hdr.Set(HeaderAppID, h.AppID)
+	body.Set(FieldOpenID, s.OpenID)
+	if s.UnionID != "" {
+		body.Set(FieldUnionID, s.UnionID)
+	} else {
+		body.Del(FieldUnionID)
+	}
+	if s.AnonymousOpenID != "" {
+		body.Set(FieldAnonymousOpenID, s.AnonymousOpenID)
+	} else {
+		body.Del(FieldAnonymousOpenID)
+	}
+	body.Apply(r)
+	caddyhttp.SetVar(r.Context(), "mp.openid", s.OpenID)
+	h.logger.Debug("login", zap.String("openid", s.OpenID), zap.Bool("unionid", s.UnionID != ""))
+	return nil
+}
+
+// exchange returns the session of a login code, exchanging the code with
+// the platform only if nobody did yet: once per code in this process
+// (single-flight) and across instances sharing the store (a claim the
+// others wait on).
+func (h *Handler) exchange(ctx context.Context, code, anon string) (store.Session, error) {
+	ref := h.codeRef(code)
+	s, err := h.store.Lookup(ctx, ref)
+	if err == nil {
+		return s, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return s, storeErr(err)
+	}
+	v, err, _ := h.flight.Do(ref, func() (any, error) {
+		// Detached from the first caller: its leaving must not fail the
+		// others waiting on the same code.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.ExchangeWait))
+		defer cancel()
+		return h.exchangeOnce(ctx, ref, code, anon)
+	})
+	if err != nil {
+		return store.Session{}, err
+	}
+	return v.(store.Session), nil
+}
+
+func (h *Handler) exchangeOnce(ctx context.Context, ref, code, anon string) (store.Session, error) {
+	claimTTL := time.Duration(h.PlatformTimeout) + time.Second
+	for {
+		won, failure, err := h.store.Claim(ctx, ref, claimTTL)
+		if err != nil {
+			return store.Session{}, storeErr(err)
+		}
+		if won {
+			return h.exchangeClaimed(ctx, ref, code, anon)
+		}
+		if failure != nil {
+			return store.Session{}, decodeFailure(failure)
+		}
+		// Another instance is exchanging this code: wait for its result.
+		t := time.NewTimer(pollEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return store.Session{}, mperr.New(mperr.PlatformTimeout, "timed out waiting for the exchange of this code by another instance")
+		case <-t.C:
+		}
+		s, err := h.store.Lookup(ctx, ref)
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return store.Session{}, storeErr(err)
+		}
+	}
+}
+
+func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (store.Session, error) {
+	start := time.Now()
+	ps, err := h.client.Code2Session(ctx, code, anon)
+	if err != nil {
+		e := mperr.From(err)
+		ttl := transientTTL
+		if e.Code == mperr.InvalidCode {
+			ttl = deadCodeTTL
+		}
+		buf, _ := json.Marshal(e.Body())
+		if ferr := h.store.Fail(ctx, ref, buf, ttl); ferr != nil {
+			h.logger.Warn("could not record a failed exchange", zap.Error(ferr))
+		}
+		h.logger.Info("code2session failed", zap.String("error", string(e.Code)),
+			zap.Bool("has_errcode", e.HasErrcode), zap.Int("errcode", e.Errcode),
+			zap.Duration("took", time.Since(start)))
+		return store.Session{}, e
+	}
+	s, err := h.store.Save(ctx, ref, store.Session{
+		OpenID:          ps.OpenID,
+		UnionID:         ps.UnionID,
+		AnonymousOpenID: ps.AnonymousOpenID,
+		SessionKey:      ps.SessionKey,
+	}, time.Duration(h.SessionTTL))
+	if err != nil {
+		return store.Session{}, storeErr(err)
+	}
+	h.logger.Debug("code2session", zap.String("openid", ps.OpenID), zap.Duration("took", time.Since(start)))
+	return s, nil
+}
+
+func decodeFailure(b []byte) error {
+	var body mperr.Body
+	if err := json.Unmarshal(b, &body); err != nil || body.Error == "" {
+		return mperr.New(mperr.PlatformError, "the exchange of this code failed")
+	}
+	e := &mperr.Error{Code: body.Error, Message: body.Message}
+	if body.PlatformErrcode != nil {
+		e.HasErrcode, e.Errcode = true, *body.PlatformErrcode
+	}
+	return e
+}
+
+func storeErr(err error) error {
+	if e, ok := mperr.As(err); ok {
+		return e
+	}
+	return mperr.Wrap(mperr.StoreUnavailable, "the session store cannot be reached", err)
+}

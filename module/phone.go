@@ -1,0 +1,184 @@
+package module
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/wxcrypt"
+)
+
+// Fields a client may not set on the phone and decrypt routes: they are
+// removed, then set by the handler from what it decrypted.
+var protectedFields = []string{
+	FieldPhoneNumber, FieldPurePhoneNumber, FieldCountryCode, FieldDecryptedData,
+	FieldOpenID, FieldUnionID, FieldAnonymousOpenID,
+}
+
+// readPayloadBody reads a phone/decrypt body, which must be JSON or a form.
+func (h *Handler) readPayloadBody(r *http.Request) (*reqbody.Body, error) {
+	body, err := h.readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	switch body.Kind() {
+	case reqbody.JSON, reqbody.Form:
+		return body, nil
+	case reqbody.None:
+		return nil, mperr.New(mperr.BadRequest, "the request has no body; send JSON or a form")
+	}
+	return nil, mperr.New(mperr.BadRequest, "unsupported content type; send application/json or application/x-www-form-urlencoded")
+}
+
+func (h *Handler) readBody(r *http.Request) (*reqbody.Body, error) {
+	return reqbody.Read(r, h.MaxBodySize)
+}
+
+// payload is an encryptedData+iv pair and the session that should open it.
+type payload struct {
+	data, iv string
+}
+
+func (h *Handler) payloadOf(body *reqbody.Body) (payload, bool) {
+	data, _ := body.String(h.f.EncryptedData)
+	iv, _ := body.String(h.f.IV)
+	return payload{data: data, iv: iv}, data != "" || iv != ""
+}
+
+// session finds the user's session from what the request carries: the login
+// code it logged in with.
+func (h *Handler) session(ctx context.Context, r *http.Request, body *reqbody.Body) (store.Session, error) {
+	code, _ := body.String(h.f.Code)
+	if code == "" {
+		code = r.URL.Query().Get(h.f.Code)
+	}
+	if code == "" {
+		return store.Session{}, mperr.Newf(mperr.BadRequest, "the request carries no %q to find the session", h.f.Code)
+	}
+	s, err := h.store.Lookup(ctx, h.codeRef(code))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return s, mperr.New(mperr.SessionNotFound, "no session for this login: log in again")
+		}
+		return s, storeErr(err)
+	}
+	return s, nil
+}
+
+// checkPayload refuses an incomplete or malformed payload before any
+// session is looked up.
+func (h *Handler) checkPayload(p payload) error {
+	if p.data == "" || p.iv == "" {
+		return mperr.Newf(mperr.BadRequest, "both %q and %q are required", h.f.EncryptedData, h.f.IV)
+	}
+	return wxcrypt.CheckPayload(p.data, p.iv)
+}
+
+// open decrypts p with the session's keys, the current one first.
+func (h *Handler) open(s store.Session, p payload) ([]byte, error) {
+	plain, idx, err := wxcrypt.Open(h.AppID, []string{s.SessionKey, s.PrevSessionKey}, p.data, p.iv)
+	if err != nil {
+		return nil, err
+	}
+	if idx > 0 {
+		h.logger.Debug("payload opened with the previous session key", zap.String("openid", s.OpenID))
+	}
+	return plain, nil
+}
+
+// servePhone decrypts a phone payload (or, on WeChat, exchanges a phone
+// code) and injects the number.
+func (h *Handler) servePhone(r *http.Request) error {
+	body, err := h.readPayloadBody(r)
+	if err != nil {
+		return err
+	}
+	p, encrypted := h.payloadOf(body)
+	if !encrypted {
+		return mperr.Newf(mperr.BadRequest, "the phone request carries no %q and %q", h.f.EncryptedData, h.f.IV)
+	}
+	if err := h.checkPayload(p); err != nil {
+		return err
+	}
+	s, err := h.session(r.Context(), r, body)
+	if err != nil {
+		return err
+	}
+	plain, err := h.open(s, p)
+	if err != nil {
+		return err
+	}
+	ph, err := wxcrypt.ParsePhone(plain)
+	if err != nil {
+		return err
+	}
+	h.injectPhone(r, body, s.OpenID, platform.Phone{PhoneNumber: ph.PhoneNumber, PurePhoneNumber: ph.PurePhoneNumber, CountryCode: ph.CountryCode})
+	return nil
+}
+
+// injectPhone rewrites the request with the phone number.
+func (h *Handler) injectPhone(r *http.Request, body *reqbody.Body, openid string, ph platform.Phone) {
+	body.Del(h.f.EncryptedData, h.f.IV)
+	body.Del(protectedFields...)
+	body.Set(FieldPhoneNumber, ph.PhoneNumber)
+	body.Set(FieldPurePhoneNumber, ph.PurePhoneNumber)
+	body.Set(FieldCountryCode, ph.CountryCode)
+	hdr := r.Header
+	hdr.Set(HeaderPhone, ph.PhoneNumber)
+	hdr.Set(HeaderPurePhone, ph.PurePhoneNumber)
+	hdr.Set(HeaderCountryCode, ph.CountryCode)
+	if openid != "" {
+		body.Set(FieldOpenID, openid)
+		hdr.Set(HeaderOpenID, openid)
+		caddyhttp.SetVar(r.Context(), "mp.openid", openid)
+	}
+	hdr.Set(HeaderPlatform, h.Platform)
+	hdr.Set(HeaderAppID, h.AppID)
+	body.Apply(r)
+	h.logger.Debug("phone", zap.String("openid", openid), zap.String("phone", wxcrypt.MaskPhone(ph.PhoneNumber)))
+}
+
+// serveDecrypt decrypts any payload and injects it whole.
+func (h *Handler) serveDecrypt(r *http.Request) error {
+	body, err := h.readPayloadBody(r)
+	if err != nil {
+		return err
+	}
+	p, encrypted := h.payloadOf(body)
+	if !encrypted {
+		return mperr.Newf(mperr.BadRequest, "the request carries no %q and %q", h.f.EncryptedData, h.f.IV)
+	}
+	if err := h.checkPayload(p); err != nil {
+		return err
+	}
+	s, err := h.session(r.Context(), r, body)
+	if err != nil {
+		return err
+	}
+	plain, err := h.open(s, p)
+	if err != nil {
+		return err
+	}
+	body.Del(h.f.EncryptedData, h.f.IV)
+	body.Del(protectedFields...)
+	body.SetRaw(FieldDecryptedData, plain)
+	body.Set(FieldOpenID, s.OpenID)
+	hdr := r.Header
+	hdr.Set(HeaderOpenID, s.OpenID)
+	if s.UnionID != "" {
+		hdr.Set(HeaderUnionID, s.UnionID)
+	}
+	hdr.Set(HeaderPlatform, h.Platform)
+	hdr.Set(HeaderAppID, h.AppID)
+	body.Apply(r)
+	caddyhttp.SetVar(r.Context(), "mp.openid", s.OpenID)
+	h.logger.Debug("decrypt", zap.String("openid", s.OpenID), zap.Int("bytes", len(plain)))
+	return nil
+}
