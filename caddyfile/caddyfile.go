@@ -176,6 +176,13 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 			}
 			err = parseField(d, h.Fields)
 
+		case "access_token":
+			err = parseAccessToken(d, h)
+		case "compat":
+			err = parseCompat(d, h)
+		case "token_binding":
+			err = parseTokenBinding(d, h)
+
 		default:
 			return d.Errf("unrecognized %s subdirective '%s'", name, sub)
 		}
@@ -196,8 +203,8 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 	if len(missing) > 0 {
 		return errAt(directive, "%s block is missing required subdirective(s): %s", name, strings.Join(missing, ", "))
 	}
-	if h.Login == "" && h.Phone == "" && h.Decrypt == "" {
-		return errAt(directive, "%s block needs at least one route: login, phone or decrypt", name)
+	if h.Login == "" && h.Phone == "" && h.Decrypt == "" && h.Compat == nil {
+		return errAt(directive, "%s block needs at least one route: login, phone, decrypt or compat", name)
 	}
 	// The handler tries login, then phone, then decrypt; a route whose
 	// every path an earlier one takes would never be reached.

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/accesstoken"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
@@ -71,7 +72,21 @@ type Handler struct {
 	// Fields renames the request fields read.
 	Fields *Fields `json:"fields,omitempty"`
 
+	// AccessToken configures WeChat's access token (phone-code flow).
+	AccessToken *AccessTokenConfig `json:"access_token,omitempty"`
+	// Compat serves platform-compatible endpoints for unchanged legacy
+	// backends (zero-change mode).
+	Compat *CompatConfig `json:"compat,omitempty"`
+	// TokenBinding binds the upstream's login token to the session.
+	TokenBinding *TokenBindingConfig `json:"token_binding,omitempty"`
+
 	logger *zap.Logger
+	// binding is set when TokenBinding is configured (see binding.go).
+	binding *tokenBinding
+	// tokens is set when WeChat's access token is needed (see phonecode.go).
+	tokens *accesstoken.Manager
+	// compat is set when Compat is configured (see compat.go).
+	compat *compatServer
 	client platform.Client
 	store  store.Store
 	flight *singleflight.Group
@@ -150,6 +165,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.store = st
+	if err := h.provisionAccessToken(ctx); err != nil {
+		return err
+	}
+	if err := h.provisionCompat(ctx); err != nil {
+		return err
+	}
+	if err := h.provisionTokenBinding(ctx); err != nil {
+		return err
+	}
 	h.logger.Info("miniprogram handler provisioned",
 		zap.String("platform", h.Platform),
 		zap.String("app_id", h.AppID),
@@ -212,8 +236,8 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("miniprogram: api_base %q is not an http(s) origin", h.APIBase)
 		}
 	}
-	if h.Login == "" && h.Phone == "" && h.Decrypt == "" {
-		return errors.New("miniprogram: no route configured: set login, phone and/or decrypt")
+	if h.Login == "" && h.Phone == "" && h.Decrypt == "" && (h.Compat == nil || h.Compat.Prefix == "") {
+		return errors.New("miniprogram: no route configured: set login, phone, decrypt and/or compat")
 	}
 	for _, p := range []string{h.Login, h.Phone, h.Decrypt} {
 		if p != "" && !strings.HasPrefix(p, "/") {
@@ -268,6 +292,7 @@ const (
 	routeLogin
 	routePhone
 	routeDecrypt
+	routeCompat
 )
 
 func pathMatches(pattern, p string) bool {
@@ -289,6 +314,8 @@ func (h *Handler) route(r *http.Request) route {
 		return routePhone
 	case pathMatches(h.Decrypt, p):
 		return routeDecrypt
+	case h.compatMatches(p):
+		return routeCompat
 	}
 	return routeNone
 }
@@ -307,8 +334,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	r.Header = r.Header.Clone()
 	var err error
 	switch rt {
+	case routeCompat:
+		return h.serveCompat(w, r)
 	case routeLogin:
-		err = h.serveLogin(r)
+		var s store.Session
+		s, err = h.serveLogin(r)
+		if err == nil && h.binding != nil {
+			return h.proxyAndBind(w, r, next, s)
+		}
 	case routePhone:
 		err = h.servePhone(r)
 	case routeDecrypt:

@@ -62,10 +62,10 @@ func (h *Handler) ref(kind byte, secret string) string {
 
 // serveLogin exchanges the request's login code (at once, once) and injects
 // the identity.
-func (h *Handler) serveLogin(r *http.Request) error {
+func (h *Handler) serveLogin(r *http.Request) (store.Session, error) {
 	body, err := reqbody.Read(r, h.MaxBodySize)
 	if err != nil {
-		return err
+		return store.Session{}, err
 	}
 	code, _ := body.String(h.f.Code)
 	anon, _ := body.String(h.f.AnonymousCode)
@@ -79,14 +79,14 @@ func (h *Handler) serveLogin(r *http.Request) error {
 		}
 	}
 	if code == "" {
-		return mperr.Newf(mperr.MissingCode, "the login request carries no %q", h.f.Code)
+		return store.Session{}, mperr.Newf(mperr.MissingCode, "the login request carries no %q", h.f.Code)
 	}
 	if h.Platform != platform.Douyin {
 		anon = ""
 	}
 	s, err := h.exchange(r.Context(), code, anon)
 	if err != nil {
-		return err
+		return s, err
 	}
 
 	hdr := r.Header
@@ -113,7 +113,7 @@ func (h *Handler) serveLogin(r *http.Request) error {
 	body.Apply(r)
 	caddyhttp.SetVar(r.Context(), "mp.openid", s.OpenID)
 	h.logger.Debug("login", zap.String("openid", s.OpenID), zap.Bool("unionid", s.UnionID != ""))
-	return nil
+	return s, nil
 }
 
 // exchange returns the session of a login code, exchanging the code with

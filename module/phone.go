@@ -55,6 +55,12 @@ func (h *Handler) payloadOf(body *reqbody.Body) (payload, bool) {
 // session finds the user's session from what the request carries: the login
 // code it logged in with.
 func (h *Handler) session(ctx context.Context, r *http.Request, body *reqbody.Body) (store.Session, error) {
+	if h.binding != nil {
+		// The token the upstream issued at login, when the request has one.
+		if s, ok, err := h.boundSession(ctx, r); err != nil || ok {
+			return s, err
+		}
+	}
 	code, _ := body.String(h.f.Code)
 	if code == "" {
 		code = r.URL.Query().Get(h.f.Code)
@@ -102,6 +108,12 @@ func (h *Handler) servePhone(r *http.Request) error {
 	}
 	p, encrypted := h.payloadOf(body)
 	if !encrypted {
+		if h.Platform == platform.WeChat {
+			// WeChat's newer flow: a phone code instead of a payload.
+			if pc, _ := body.String(h.f.PhoneCode); pc != "" {
+				return h.servePhoneCode(r, body, pc)
+			}
+		}
 		return mperr.Newf(mperr.BadRequest, "the phone request carries no %q and %q", h.f.EncryptedData, h.f.IV)
 	}
 	if err := h.checkPayload(p); err != nil {
