@@ -7,14 +7,15 @@ FUZZTIME       ?= 15s
 FUZZ_DIRS      ?= internal
 XCADDY_VERSION ?= v0.4.5
 
-.PHONY: all help build demo test fuzz bench xcaddy lint clean
+.PHONY: all help deps build demo test fuzz bench xcaddy lint clean
 
 all: build
 
 help:
 	@echo "make build   build $(BIN)/caddy (Caddy + plugin) and $(BIN)/mpsim (platform simulator)"
 	@echo "make demo    play the login → phone story end to end (go run ./examples/demo)"
-	@echo "make test    go test -race -count=1 ./..."
+	@echo "make deps    install redis-server/redis-tools with apt-get when missing"
+	@echo "make test    make deps, then go test -race -count=1 ./..."
 	@echo "make fuzz    run every Fuzz* target under $(FUZZ_DIRS)/ for $(FUZZTIME) each"
 	@echo "make bench   go test -run=^\$$ -bench=. -benchmem ./..."
 	@echo "make xcaddy  build $(BIN)/caddy-xcaddy with xcaddy $(XCADDY_VERSION) from xcaddy.json"
@@ -28,7 +29,20 @@ build:
 demo: build
 	$(GO) run ./examples/demo -caddy $(BIN)/caddy -mpsim $(BIN)/mpsim
 
-test:
+# Installs what the tests need and a fresh machine may lack (redis-server
+# and redis-cli, from Debian's packages).
+deps:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: deps
 	$(GO) test -race -count=1 ./...
 
 # One bounded run per target: go test -fuzz takes one target per package at a time.

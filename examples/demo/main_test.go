@@ -1,0 +1,56 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The example Caddyfiles must keep the addresses the demo replaces, and a
+// platform the demo knows.
+func TestExampleCaddyfilesFitTheDemo(t *testing.T) {
+	for name, wantPlatform := range map[string]string{
+		"Caddyfile":        "wechat",
+		"Caddyfile.redis":  "wechat",
+		"Caddyfile.douyin": "douyin",
+	} {
+		b, err := os.ReadFile(filepath.Join("..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := substitute(string(b), map[string]string{
+			fileSiteAddr:     "127.0.0.1:1",
+			fileUpstreamAddr: "127.0.0.1:2",
+			fileAdminAddr:    "127.0.0.1:3",
+		})
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		for _, old := range []string{fileSiteAddr, fileUpstreamAddr, fileAdminAddr} {
+			if strings.Contains(out, old) {
+				t.Errorf("%s: %s left after substitution", name, old)
+			}
+		}
+		pf, err := platformOf(string(b))
+		if err != nil || pf.name != wantPlatform {
+			t.Errorf("%s: platform %q, %v; want %q", name, pf.name, err, wantPlatform)
+		}
+	}
+}
+
+func TestSubstituteMissing(t *testing.T) {
+	if _, err := substitute("http://localhost {\n}\n", map[string]string{fileSiteAddr: "x"}); err == nil {
+		t.Error("no error for a Caddyfile without the site address")
+	}
+}
+
+func TestPlatformOf(t *testing.T) {
+	if pf, err := platformOf("example.com {\n\tminiprogram {\n\t\tapp_id x\n\t}\n}\n"); err != nil || pf.name != "wechat" {
+		t.Errorf("default: %q, %v", pf.name, err)
+	}
+	if _, err := platformOf("\t\tplatform alipay\n"); err == nil {
+		t.Error("no error for an unknown platform")
+	}
+}
