@@ -105,6 +105,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // client and the session store (shared across config reloads).
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	repl := caddy.NewReplacer()
 	h.AppID = repl.ReplaceAll(h.AppID, "")
 	h.AppSecret = repl.ReplaceAll(h.AppSecret, "")
@@ -261,6 +264,9 @@ func (h *Handler) Validate() error {
 // Cleanup releases the handler's resources (its reference to the shared
 // store).
 func (h *Handler) Cleanup() error {
+	if c, ok := h.client.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 	if h.store != nil {
 		return h.store.Close()
 	}
@@ -347,6 +353,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case routeDecrypt:
 		err = h.serveDecrypt(r)
 	}
+	metrics.requests.WithLabelValues(h.Platform, routeNames[rt], outcome(err)).Inc()
 	if err != nil {
 		h.fail(w, r, err)
 		return nil

@@ -122,20 +122,26 @@ func (h *Handler) serveLogin(r *http.Request) (store.Session, error) {
 // others wait on).
 func (h *Handler) exchange(ctx context.Context, code, anon string) (store.Session, error) {
 	ref := h.codeRef(code)
+	start := time.Now()
 	s, err := h.store.Lookup(ctx, ref)
+	h.observeStore("lookup", start, err)
 	if err == nil {
+		metrics.dedup.WithLabelValues(h.Platform, "store").Inc()
 		return s, nil
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return s, storeErr(err)
 	}
-	v, err, _ := h.flight.Do(ref, func() (any, error) {
+	v, err, shared := h.flight.Do(ref, func() (any, error) {
 		// Detached from the first caller: its leaving must not fail the
 		// others waiting on the same code.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.ExchangeWait))
 		defer cancel()
 		return h.exchangeOnce(ctx, ref, code, anon)
 	})
+	if shared {
+		metrics.dedup.WithLabelValues(h.Platform, "singleflight").Inc()
+	}
 	if err != nil {
 		return store.Session{}, err
 	}
@@ -145,7 +151,9 @@ func (h *Handler) exchange(ctx context.Context, code, anon string) (store.Sessio
 func (h *Handler) exchangeOnce(ctx context.Context, ref, code, anon string) (store.Session, error) {
 	claimTTL := time.Duration(h.PlatformTimeout) + time.Second
 	for {
+		start := time.Now()
 		won, failure, err := h.store.Claim(ctx, ref, claimTTL)
+		h.observeStore("claim", start, err)
 		if err != nil {
 			return store.Session{}, storeErr(err)
 		}
@@ -165,6 +173,7 @@ func (h *Handler) exchangeOnce(ctx context.Context, ref, code, anon string) (sto
 		}
 		s, err := h.store.Lookup(ctx, ref)
 		if err == nil {
+			metrics.dedup.WithLabelValues(h.Platform, "instance").Inc()
 			return s, nil
 		}
 		if !errors.Is(err, store.ErrNotFound) {
@@ -176,6 +185,8 @@ func (h *Handler) exchangeOnce(ctx context.Context, ref, code, anon string) (sto
 func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (store.Session, error) {
 	start := time.Now()
 	ps, err := h.client.Code2Session(ctx, code, anon)
+	metrics.code2sessionTime.WithLabelValues(h.Platform).Observe(time.Since(start).Seconds())
+	metrics.code2session.WithLabelValues(h.Platform, outcome(err)).Inc()
 	if err != nil {
 		e := mperr.From(err)
 		ttl := transientTTL
@@ -191,12 +202,14 @@ func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (
 			zap.Duration("took", time.Since(start)))
 		return store.Session{}, e
 	}
+	saveStart := time.Now()
 	s, err := h.store.Save(ctx, ref, store.Session{
 		OpenID:          ps.OpenID,
 		UnionID:         ps.UnionID,
 		AnonymousOpenID: ps.AnonymousOpenID,
 		SessionKey:      ps.SessionKey,
 	}, time.Duration(h.SessionTTL))
+	h.observeStore("save", saveStart, err)
 	if err != nil {
 		return store.Session{}, storeErr(err)
 	}
@@ -215,6 +228,9 @@ func decodeFailure(b []byte) error {
 	}
 	return e
 }
+
+// storeFailed tells a store error that is not a plain "not found".
+func storeFailed(err error) bool { return !errors.Is(err, store.ErrNotFound) }
 
 func storeErr(err error) error {
 	if e, ok := mperr.As(err); ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -68,7 +69,9 @@ func (h *Handler) session(ctx context.Context, r *http.Request, body *reqbody.Bo
 	if code == "" {
 		return store.Session{}, mperr.Newf(mperr.BadRequest, "the request carries no %q to find the session", h.f.Code)
 	}
+	start := time.Now()
 	s, err := h.store.Lookup(ctx, h.codeRef(code))
+	h.observeStore("lookup", start, err)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return s, mperr.New(mperr.SessionNotFound, "no session for this login: log in again")

@@ -1,0 +1,164 @@
+package module
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mpsim"
+)
+
+func TestStripIdentityHeaders(t *testing.T) {
+	h := http.Header{}
+	for _, k := range []string{"X-Mp-Openid", "X-Mp-Phone", "X_Mp_Phone", "x_mp_unionid", "X-Mpx", "X-Other", "X-M"} {
+		h[k] = []string{"v"}
+	}
+	stripIdentityHeaders(h)
+	var left []string
+	for k := range h {
+		left = append(left, k)
+	}
+	if len(left) != 3 || h.Get("X-Other") == "" || h["X-Mpx"] == nil || h["X-M"] == nil {
+		t.Fatalf("left %v", left)
+	}
+}
+
+func TestPathMatches(t *testing.T) {
+	for _, c := range []struct {
+		pattern, path string
+		want          bool
+	}{
+		{"/api/login", "/api/login", true},
+		{"/api/login", "/api/login/", false},
+		{"/api/login", "/API/login", false},
+		{"/api/*", "/api/x/y", true},
+		{"/api/*", "/apix", false},
+		{"", "/", false},
+	} {
+		if got := pathMatches(c.pattern, c.path); got != c.want {
+			t.Errorf("pathMatches(%q, %q) = %v", c.pattern, c.path, got)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := Handler{Platform: "wechat", AppID: "wx1", AppSecret: "s", Login: "/l"}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*Handler){
+		"no platform":    func(h *Handler) { h.Platform = "" },
+		"bad platform":   func(h *Handler) { h.Platform = "qq" },
+		"no app id":      func(h *Handler) { h.AppID = "" },
+		"no secret":      func(h *Handler) { h.AppSecret = "" },
+		"bad api base":   func(h *Handler) { h.APIBase = "ftp://x" },
+		"no route":       func(h *Handler) { h.Login = "" },
+		"relative route": func(h *Handler) { h.Login = "api/login" },
+		"bad store":      func(h *Handler) { h.Store = &StoreConfig{Type: "etcd"} },
+		"redis no url":   func(h *Handler) { h.Store = &StoreConfig{Type: "redis"} },
+	} {
+		h := ok
+		mod(&h)
+		if err := h.Validate(); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func TestRefHidesTheCode(t *testing.T) {
+	a := &Handler{Platform: "wechat", AppID: "wx1"}
+	b := &Handler{Platform: "wechat", AppID: "wx2"}
+	code := "0716AVll20uHk94SLDml27etM946AVlq"
+	r := a.codeRef(code)
+	if strings.Contains(r, code) || len(r) != 32 {
+		t.Fatalf("ref %q", r)
+	}
+	if r == b.codeRef(code) || r == a.ref('t', code) || r != a.codeRef(code) {
+		t.Fatal("refs must be scoped by app and kind, and stable")
+	}
+}
+
+func TestDecodeFailureRoundTrip(t *testing.T) {
+	e := mperr.Platform(mperr.InvalidCode, 40163, "used")
+	buf, _ := json.Marshal(e.Body())
+	got, ok := mperr.As(decodeFailure(buf))
+	if !ok || got.Code != mperr.InvalidCode || !got.HasErrcode || got.Errcode != 40163 {
+		t.Fatalf("%v", got)
+	}
+	if got, _ := mperr.As(decodeFailure([]byte("garbage"))); got.Code != mperr.PlatformError {
+		t.Fatalf("%v", got)
+	}
+}
+
+// A provisioned handler on the memory store against the simulator, driven
+// through ServeHTTP without a server.
+func TestHandlerInProcess(t *testing.T) {
+	sim := mpsim.New(mpsim.Options{})
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	h := &Handler{Platform: "wechat", AppID: "wxdemoapp0000001", AppSecret: "demo-wechat-secret", APIBase: srv.URL,
+		Login: "/login", Phone: "/phone", Store: &StoreConfig{Type: "memory", MaxSessions: 10}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Cleanup()
+
+	var seen *http.Request
+	var seenBody []byte
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		seen = r
+		seenBody, _ = io.ReadAll(r.Body)
+		return nil
+	})
+	serve := func(path, body string) *httptest.ResponseRecorder {
+		seen = nil
+		req := httptest.NewRequest("POST", path, bytes.NewBufferString(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Mp-Openid", "evil")
+		w := httptest.NewRecorder()
+		req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), w, nil)
+		if err := h.ServeHTTP(w, req, next); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+
+	lr, err := sim.Login("wxdemoapp0000001", "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve("/login", `{"code":"`+lr.Code+`"}`)
+	if seen == nil || seen.Header.Get("X-Mp-Openid") != lr.OpenID {
+		t.Fatalf("login not forwarded with identity: %v", seen)
+	}
+	if int64(len(seenBody)) != seen.ContentLength {
+		t.Fatalf("content length %d for %d bytes", seen.ContentLength, len(seenBody))
+	}
+	ed, iv, err := sim.EncryptPhone("wxdemoapp0000001", "u1", "13800138000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve("/phone", `{"code":"`+lr.Code+`","encryptedData":"`+ed+`","iv":"`+iv+`"}`)
+	if seen == nil || seen.Header.Get("X-Mp-Phone") != "13800138000" || !bytes.Contains(seenBody, []byte(`"phoneNumber":"13800138000"`)) {
+		t.Fatalf("phone not injected: %s", seenBody)
+	}
+	w := serve("/phone", `{"code":"unknown","encryptedData":"`+ed+`","iv":"`+iv+`"}`)
+	if seen != nil || w.Code != 401 || !strings.Contains(w.Body.String(), `"session_not_found"`) {
+		t.Fatalf("unknown code: %d %s", w.Code, w.Body)
+	}
+	serve("/other", `{}`)
+	if seen == nil || seen.Header.Get("X-Mp-Openid") != "" {
+		t.Fatal("plain route: spoofed header kept")
+	}
+}
