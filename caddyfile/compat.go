@@ -1,12 +1,33 @@
 package caddyfile
 
 import (
+	"strings"
+
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/module"
 )
 
-// parseCompat parses the compat subdirective (STUB: to be built).
+// parseCompat parses "compat <prefix>": the platform-compatible endpoints
+// for unchanged legacy backends (zero-change mode) are served under prefix,
+// e.g. /mp-compat. The prefix must start with "/" and not end with "/"; that
+// it does not overlap the login, phone and decrypt paths is checked by the
+// handler's Validate (those may come later in the block). A block with
+// compat and no other route is valid: typically a second site on an
+// internal listener with the same app and store.
 func parseCompat(d *cf.Dispenser, h *module.Handler) error {
-	return d.Errf("compat is not supported yet")
+	v, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !strings.HasPrefix(v, "/"):
+		return d.Errf("compat: prefix '%s' must start with /", v)
+	case strings.HasSuffix(v, "/"):
+		return d.Errf("compat: prefix '%s' must not end with / (write /mp-compat, not /mp-compat/)", v)
+	case strings.ContainsAny(v, "*?#"):
+		return d.Errf("compat: prefix '%s' must be a plain path (no *, ? or #)", v)
+	}
+	h.Compat = &module.CompatConfig{Prefix: v}
+	return nil
 }

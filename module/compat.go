@@ -1,25 +1,646 @@
 package module
 
+// Zero-change mode for legacy backends.
+//
+// Many backends call code2session (and fetch access tokens) themselves and
+// can change nothing but a base URL. With `compat <prefix>` the handler
+// answers, itself and never through the upstream, the platform's own
+// endpoints under that prefix, in the platform's own shapes and error
+// numbers, so that an unchanged SDK pointed at
+// http://internal-host/mp-compat cannot tell it from the platform:
+//
+// WeChat (platform wechat):
+//
+//	GET  {prefix}/sns/jscode2session?appid&secret&js_code&grant_type=authorization_code
+//	     → {"openid","session_key"[,"unionid"]} (no errcode, like the platform)
+//	GET  {prefix}/cgi-bin/token?grant_type=client_credential&appid&secret
+//	POST {prefix}/cgi-bin/stable_token {"grant_type":"client_credential","appid","secret","force_refresh"}
+//	     → {"access_token","expires_in"}
+//	errors (HTTP 200, as the platform): {"errcode":N,"errmsg":"... rid: ..."}
+//	anything else under the prefix → 40066 "invalid url"
+//
+// Douyin (platform douyin):
+//
+//	POST {prefix}/api/apps/v2/jscode2session {"appid","secret","code","anonymous_code"}
+//	     → {"err_no":0,"err_tips":"success","log_id","data":{"session_key","openid","anonymous_openid","unionid"}}
+//	     errors (HTTP 200): {"err_no":N,"err_tips":"...","log_id","data":null}
+//	GET  {prefix}/api/apps/jscode2session?appid&secret&code&anonymous_code (legacy v1)
+//	     → {"session_key","openid","anonymous_openid"[,"unionid"]} / {"errcode":N,"errmsg":"..."}
+//	anything else under the prefix → HTTP 404 {"err_no":404,"err_tips":"invalid url","data":null}
+//
+// code2session is answered from the session the login route exchanged
+// eagerly (h.exchange): a code seen at login gives its stored session, at
+// any time while the session lives and however often it is asked, without
+// a platform call; an unseen code falls through to one real exchange (once,
+// then from the store). The access token is the handler's shared one (the
+// "central token server" WeChat recommends): a backend call never fetches a
+// new token.
+//
+// This endpoint necessarily returns the session_key (that is what the SDK
+// expects): the compat listener must be internal only, reachable by the
+// backend and nobody else (e.g. a second site on 127.0.0.1 or a private
+// address).
+//
+// Secrets and logs: appid and secret are compared in constant time. Caddy's
+// access log records a request's URI, which here carries the app secret and
+// the login code in its query string; compat requests are therefore left out
+// of the access log (log_skip) and the handler logs one line of its own per
+// request (method, path, status, platform error number, duration), never the
+// code, secret, session key or token.
+
 import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/accesstoken"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
 // CompatConfig serves platform-compatible endpoints (zero-change mode).
 type CompatConfig struct {
-	// Prefix the endpoints are served under, e.g. "/mp-compat".
+	// Prefix the endpoints are served under, e.g. "/mp-compat". It must
+	// start with "/", must not end with "/" and must not overlap the
+	// login, phone and decrypt paths.
 	Prefix string `json:"prefix,omitempty"`
 }
 
-// compatServer answers the compatibility endpoints (STUB: to be built).
-type compatServer struct{}
+// compatFallbackExpiresIn is the expires_in the token endpoints answer when
+// the token's real remaining lifetime cannot be read from the store: 300 s,
+// the least WeChat itself ever answers for a stable token (it rotates 5
+// minutes before expiry). A backend that caches the token for that long
+// simply asks again sooner; asking is cheap (no platform call).
+const compatFallbackExpiresIn = 300
 
-func (h *Handler) provisionCompat(ctx caddy.Context) error { return nil }
+// compatServer is the provisioned compat configuration.
+type compatServer struct {
+	prefix    string
+	appIDSum  [sha256.Size]byte
+	secretSum [sha256.Size]byte
+	// tokens is used when h.tokens is nil on WeChat (the phone-code flow
+	// did not set one up): a manager of its own on the same store, so it
+	// shares the token record with every other manager of the app.
+	tokens *accesstoken.Manager
+	logger *zap.Logger
+}
 
-func (h *Handler) compatMatches(path string) bool { return false }
+// validateCompat checks the compat prefix (called by Validate and at
+// provisioning).
+func (h *Handler) validateCompat() error {
+	if h.Compat == nil {
+		return nil
+	}
+	p := h.Compat.Prefix
+	switch {
+	case p == "":
+		return errors.New("miniprogram: compat needs a path prefix, e.g. /mp-compat")
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("miniprogram: compat prefix %q must start with /", p)
+	case strings.HasSuffix(p, "/"):
+		return fmt.Errorf("miniprogram: compat prefix %q must not end with /", p)
+	case strings.ContainsAny(p, "*?#"):
+		return fmt.Errorf("miniprogram: compat prefix %q must be a plain path (no *, ? or #)", p)
+	case path.Clean(p) != p:
+		return fmt.Errorf("miniprogram: compat prefix %q is not a clean path (want %q)", p, path.Clean(p))
+	}
+	for _, r := range []struct{ name, pattern string }{{"login", h.Login}, {"phone", h.Phone}, {"decrypt", h.Decrypt}} {
+		if compatOverlaps(p, r.pattern) {
+			return fmt.Errorf("miniprogram: compat prefix %q overlaps the %s path %q", p, r.name, r.pattern)
+		}
+	}
+	return nil
+}
+
+// compatOverlaps reports whether a route pattern ("/x" exact, "/x*"
+// prefix) matches any path under the compat prefix (prefix itself or
+// prefix + "/...").
+func compatOverlaps(prefix, pattern string) bool {
+	if pattern == "" {
+		return false
+	}
+	if q, ok := strings.CutSuffix(pattern, "*"); ok {
+		return strings.HasPrefix(prefix, q) || strings.HasPrefix(q, prefix+"/")
+	}
+	return pattern == prefix || strings.HasPrefix(pattern, prefix+"/")
+}
+
+func (h *Handler) provisionCompat(ctx caddy.Context) error {
+	if h.Compat == nil {
+		return nil
+	}
+	if err := h.validateCompat(); err != nil {
+		return err
+	}
+	c := &compatServer{
+		prefix:    h.Compat.Prefix,
+		appIDSum:  sha256.Sum256([]byte(h.AppID)),
+		secretSum: sha256.Sum256([]byte(h.AppSecret)),
+		logger:    h.logger.Named("compat"),
+	}
+	if h.Platform == platform.WeChat && h.tokens == nil {
+		tc, ok := h.client.(platform.TokenClient)
+		if !ok {
+			return errors.New("miniprogram: compat: the WeChat client cannot fetch access tokens")
+		}
+		mode := ""
+		if h.AccessToken != nil {
+			mode = h.AccessToken.Mode
+		}
+		c.tokens = accesstoken.New(tc, h.store, accesstoken.Options{Mode: mode, Logger: h.logger.Named("access_token")})
+	}
+	h.compat = c
+	h.logger.Info("compat endpoints enabled; they return session keys and access tokens: keep this listener internal",
+		zap.String("prefix", c.prefix), zap.String("platform", h.Platform))
+	return nil
+}
+
+func (h *Handler) compatMatches(p string) bool {
+	if h.compat == nil {
+		return false
+	}
+	return p == h.compat.prefix || strings.HasPrefix(p, h.compat.prefix+"/")
+}
+
+// compatAnswer is what a compat endpoint answers.
+type compatAnswer struct {
+	status  int
+	body    any
+	errcode int // the platform error number answered; 0 on success
+}
 
 func (h *Handler) serveCompat(w http.ResponseWriter, r *http.Request) error {
-	http.NotFound(w, r)
+	start := time.Now()
+	// The query string carries the secret and the code: keep this
+	// request out of Caddy's access log (logged below instead).
+	caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true)
+	rest := strings.TrimPrefix(r.URL.Path, h.compat.prefix)
+	var a compatAnswer
+	if h.Platform == platform.Douyin {
+		a = h.compatDouyin(r, rest)
+	} else {
+		a = h.compatWeChat(r, rest)
+	}
+
+	var buf strings.Builder
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(a.body); err != nil {
+		h.logger.Error("compat: cannot encode the answer", zap.Error(err))
+		a = compatAnswer{status: http.StatusInternalServerError, body: map[string]any{}, errcode: -1}
+		buf.Reset()
+		buf.WriteString("{}\n")
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json; charset=utf-8")
+	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(a.status)
+	_, _ = io.WriteString(w, buf.String())
+
+	fields := []zap.Field{
+		zap.String("method", r.Method),
+		zap.String("path", r.URL.Path),
+		zap.Int("status", a.status),
+		zap.Int("errcode", a.errcode),
+		zap.Duration("took", time.Since(start)),
+	}
+	if a.errcode == 0 {
+		h.compat.logger.Info("compat request", fields...)
+	} else {
+		h.compat.logger.Warn("compat request refused", fields...)
+	}
 	return nil
+}
+
+// sameSecret compares got with a configured value in constant time
+// (hashes first, so that not even the length leaks).
+func sameSecret(got string, want *[sha256.Size]byte) bool {
+	sum := sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(sum[:], want[:]) == 1
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// readCompatBody reads a POST body, bounded by MaxBodySize.
+func (h *Handler) readCompatBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil {
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, h.MaxBodySize+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > h.MaxBodySize {
+		return nil, fmt.Errorf("body over %d bytes", h.MaxBodySize)
+	}
+	return b, nil
+}
+
+// --- WeChat -----------------------------------------------------------
+
+// wxCompatMessages are WeChat's errmsg prefixes (platforms-research.md
+// §2.1, §2.4); ", rid: ..." follows, as the platform does.
+var wxCompatMessages = map[int]string{
+	-1:    "system error",
+	40001: "invalid credential, access_token is invalid or not latest",
+	40002: "invalid grant_type",
+	40013: "invalid appid",
+	40029: "invalid code",
+	40066: "invalid url",
+	40125: "invalid appsecret",
+	40163: "code been used",
+	40226: "code blocked",
+	41002: "appid missing",
+	41004: "appsecret missing",
+	41008: "missing code",
+	43001: "require GET method",
+	43002: "require POST method",
+	45009: "reach max api daily quota limit",
+	45011: "api minute-quota reach limit mustslower retry next minute",
+	47001: "data format error",
+}
+
+type wxCompatError struct {
+	Errcode int    `json:"errcode"`
+	Errmsg  string `json:"errmsg"`
+}
+
+func wxCompatErr(n int) compatAnswer {
+	msg, ok := wxCompatMessages[n]
+	if !ok {
+		msg = "system error"
+	}
+	rid := fmt.Sprintf("%08x-%s-%s", uint32(time.Now().Unix()), randHex(4), randHex(4))
+	return compatAnswer{status: http.StatusOK, errcode: n, body: wxCompatError{Errcode: n, Errmsg: msg + ", rid: " + rid}}
+}
+
+// wxErrcode maps a failure back onto WeChat's own number: the one the
+// platform gave (carried in the mperr.Error, also when replayed from the
+// store), else the closest one; store failures, timeouts and anything
+// unexpected are -1 "system error" (retry later).
+func wxErrcode(err error) int {
+	e := mperr.From(err)
+	if e.HasErrcode && e.Errcode != 0 {
+		return e.Errcode
+	}
+	switch e.Code {
+	case mperr.InvalidCode:
+		return 40029
+	case mperr.RateLimited:
+		return 45011
+	case mperr.MissingCode:
+		return 41008
+	}
+	return -1
+}
+
+func (h *Handler) compatWeChat(r *http.Request, rest string) compatAnswer {
+	switch rest {
+	case "/sns/jscode2session":
+		return h.wxCompatCode2Session(r)
+	case "/cgi-bin/token":
+		return h.wxCompatToken(r)
+	case "/cgi-bin/stable_token":
+		return h.wxCompatStableToken(r)
+	}
+	return wxCompatErr(40066)
+}
+
+type wxCompatSession struct {
+	OpenID     string `json:"openid"`
+	SessionKey string `json:"session_key"`
+	UnionID    string `json:"unionid,omitempty"`
+}
+
+// wxCompatCode2Session: GET {prefix}/sns/jscode2session.
+func (h *Handler) wxCompatCode2Session(r *http.Request) compatAnswer {
+	if r.Method != http.MethodGet {
+		// WeChat reads the query of a GET only: anything else lacks an appid.
+		return wxCompatErr(41002)
+	}
+	q := r.URL.Query()
+	appID, secret, code := q.Get("appid"), q.Get("secret"), q.Get("js_code")
+	switch {
+	case appID == "":
+		return wxCompatErr(41002)
+	case secret == "":
+		return wxCompatErr(41004)
+	case code == "":
+		return wxCompatErr(41008)
+	case q.Get("grant_type") != "authorization_code":
+		return wxCompatErr(40002)
+	}
+	// Both are checked (no early return) so that timing tells nothing.
+	appOK, secretOK := sameSecret(appID, &h.compat.appIDSum), sameSecret(secret, &h.compat.secretSum)
+	if !appOK {
+		return wxCompatErr(40013)
+	}
+	if !secretOK {
+		return wxCompatErr(40125)
+	}
+	s, err := h.exchange(r.Context(), code, "")
+	if err != nil {
+		h.compatExchangeFailed(err)
+		return wxCompatErr(wxErrcode(err))
+	}
+	return compatAnswer{status: http.StatusOK, body: wxCompatSession{OpenID: s.OpenID, SessionKey: s.SessionKey, UnionID: s.UnionID}}
+}
+
+// wxCompatToken: GET {prefix}/cgi-bin/token.
+func (h *Handler) wxCompatToken(r *http.Request) compatAnswer {
+	if r.Method != http.MethodGet {
+		return wxCompatErr(43001)
+	}
+	q := r.URL.Query()
+	return h.wxCompatTokenAnswer(r.Context(), q.Get("grant_type"), q.Get("appid"), q.Get("secret"))
+}
+
+// wxCompatStableToken: POST {prefix}/cgi-bin/stable_token. force_refresh
+// is accepted and ignored: the handler owns the token, and a backend
+// forcing refreshes would invalidate everyone's token and use up the
+// platform's 20 forced refreshes a day.
+func (h *Handler) wxCompatStableToken(r *http.Request) compatAnswer {
+	if r.Method != http.MethodPost {
+		return wxCompatErr(43002)
+	}
+	b, err := h.readCompatBody(r)
+	if err != nil {
+		return wxCompatErr(47001)
+	}
+	var req struct {
+		GrantType    string          `json:"grant_type"`
+		AppID        string          `json:"appid"`
+		Secret       string          `json:"secret"`
+		ForceRefresh json.RawMessage `json:"force_refresh"`
+	}
+	if err := json.Unmarshal(b, &req); err != nil {
+		return wxCompatErr(47001)
+	}
+	return h.wxCompatTokenAnswer(r.Context(), req.GrantType, req.AppID, req.Secret)
+}
+
+type wxCompatToken struct {
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int    `json:"expires_in"`
+}
+
+// wxCompatTokenAnswer checks the parameters as both token endpoints do and
+// answers the shared token. A wrong secret is 40001 here, as the platform's
+// token endpoints say (code2session says 40125).
+func (h *Handler) wxCompatTokenAnswer(ctx context.Context, grantType, appID, secret string) compatAnswer {
+	switch {
+	case appID == "":
+		return wxCompatErr(41002)
+	case secret == "":
+		return wxCompatErr(41004)
+	case grantType != "client_credential":
+		return wxCompatErr(40002)
+	}
+	appOK, secretOK := sameSecret(appID, &h.compat.appIDSum), sameSecret(secret, &h.compat.secretSum)
+	if !appOK {
+		return wxCompatErr(40013)
+	}
+	if !secretOK {
+		return wxCompatErr(40001)
+	}
+	tm := h.tokens
+	if tm == nil {
+		tm = h.compat.tokens
+	}
+	if tm == nil {
+		h.compat.logger.Error("compat: no access token manager")
+		return wxCompatErr(-1)
+	}
+	tok, err := tm.Token(ctx)
+	if err != nil {
+		n := -1
+		if e, ok := mperr.As(err); ok && e.HasErrcode && e.Errcode != 0 {
+			n = e.Errcode
+		}
+		h.compat.logger.Error("compat: no access token", zap.Int("errcode", n), zap.Error(err))
+		return wxCompatErr(n)
+	}
+	return compatAnswer{status: http.StatusOK, body: wxCompatToken{AccessToken: tok, ExpiresIn: h.tokenExpiresIn(ctx, tok)}}
+}
+
+// tokenExpiresIn is how long a backend may keep tok: until the token
+// manager's refresh is due (accesstoken.DefaultRefresh of the token's
+// lifetime, and at least 30 s before it expires), read from the shared
+// record in the store. After that refresh the old token stays valid for a
+// while (classic tokens 5 minutes, stable tokens until they expire), so a
+// backend keeping it that long never holds a dead token. When the record
+// cannot be read or holds another token, compatFallbackExpiresIn.
+func (h *Handler) tokenExpiresIn(ctx context.Context, tok string) int {
+	b, err := h.store.Get(ctx, accesstoken.StoreName)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			h.compat.logger.Debug("compat: cannot read the access token record", zap.Error(err))
+		}
+		return compatFallbackExpiresIn
+	}
+	var rec struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expires_at"`
+		FetchedAt time.Time `json:"fetched_at"`
+	}
+	if json.Unmarshal(b, &rec) != nil || subtle.ConstantTimeCompare([]byte(rec.Token), []byte(tok)) != 1 ||
+		!rec.ExpiresAt.After(rec.FetchedAt) {
+		return compatFallbackExpiresIn
+	}
+	life := rec.ExpiresAt.Sub(rec.FetchedAt)
+	until := rec.FetchedAt.Add(time.Duration(float64(life) * accesstoken.DefaultRefresh))
+	if last := rec.ExpiresAt.Add(-30 * time.Second); last.Before(until) {
+		until = last
+	}
+	return max(1, int(time.Until(until)/time.Second))
+}
+
+// compatExchangeFailed logs a failed exchange (the code is not logged).
+func (h *Handler) compatExchangeFailed(err error) {
+	e := mperr.From(err)
+	fields := []zap.Field{zap.String("error", string(e.Code)), zap.String("message", e.Message)}
+	if e.HasErrcode {
+		fields = append(fields, zap.Int("platform_errcode", e.Errcode))
+	}
+	if e.Err != nil {
+		fields = append(fields, zap.NamedError("cause", e.Err))
+	}
+	h.compat.logger.Info("compat: code2session failed", fields...)
+}
+
+// --- Douyin -----------------------------------------------------------
+
+// ttCompatMessages are err_tips / errmsg texts (the official v2 table was
+// not retrieved; numbers per platforms-research.md §3.1).
+var ttCompatMessages = map[int]string{
+	-1:    "system error",
+	40014: "bad params",
+	40015: "bad appid",
+	40017: "bad secret",
+	40018: "bad code",
+	40019: "bad anonymous_code",
+}
+
+func ttCompatMessage(n int) string {
+	if m, ok := ttCompatMessages[n]; ok {
+		return m
+	}
+	return "error " + strconv.Itoa(n)
+}
+
+type ttCompatData struct {
+	SessionKey      string `json:"session_key"`
+	OpenID          string `json:"openid"`
+	AnonymousOpenID string `json:"anonymous_openid"`
+	UnionID         string `json:"unionid"`
+}
+
+type ttCompatV2 struct {
+	ErrNo   int           `json:"err_no"`
+	ErrTips string        `json:"err_tips"`
+	LogID   string        `json:"log_id"`
+	Data    *ttCompatData `json:"data"`
+}
+
+type ttCompatV1Error struct {
+	Errcode int    `json:"errcode"`
+	Errmsg  string `json:"errmsg"`
+}
+
+type ttCompatV1 struct {
+	SessionKey      string `json:"session_key"`
+	OpenID          string `json:"openid"`
+	AnonymousOpenID string `json:"anonymous_openid"`
+	UnionID         string `json:"unionid,omitempty"`
+}
+
+func ttLogID() string {
+	return time.Now().Format("20060102150405") + strings.ToUpper(randHex(10))
+}
+
+func ttCompatV2Err(n int) compatAnswer {
+	return compatAnswer{status: http.StatusOK, errcode: n, body: ttCompatV2{ErrNo: n, ErrTips: ttCompatMessage(n), LogID: ttLogID()}}
+}
+
+func ttCompatV1Err(n int) compatAnswer {
+	return compatAnswer{status: http.StatusOK, errcode: n, body: ttCompatV1Error{Errcode: n, Errmsg: ttCompatMessage(n)}}
+}
+
+// ttErrcode maps a failure back onto Douyin's own number (see wxErrcode).
+func ttErrcode(err error, anonOnly bool) int {
+	e := mperr.From(err)
+	if e.HasErrcode && e.Errcode != 0 {
+		return e.Errcode
+	}
+	switch e.Code {
+	case mperr.InvalidCode:
+		if anonOnly {
+			return 40019
+		}
+		return 40018
+	case mperr.MissingCode:
+		return 40014
+	}
+	return -1
+}
+
+func (h *Handler) compatDouyin(r *http.Request, rest string) compatAnswer {
+	switch rest {
+	case "/api/apps/v2/jscode2session":
+		if r.Method != http.MethodPost {
+			return ttCompatV2Err(40014)
+		}
+		b, err := h.readCompatBody(r)
+		if err != nil {
+			return ttCompatV2Err(40014)
+		}
+		var req struct {
+			AppID         string `json:"appid"`
+			Secret        string `json:"secret"`
+			Code          string `json:"code"`
+			AnonymousCode string `json:"anonymous_code"`
+		}
+		if err := json.Unmarshal(b, &req); err != nil {
+			return ttCompatV2Err(40014)
+		}
+		d, n := h.ttCompatSession(r.Context(), req.AppID, req.Secret, req.Code, req.AnonymousCode)
+		if n != 0 {
+			return ttCompatV2Err(n)
+		}
+		return compatAnswer{status: http.StatusOK, body: ttCompatV2{ErrNo: 0, ErrTips: "success", LogID: ttLogID(), Data: &d}}
+
+	case "/api/apps/jscode2session":
+		if r.Method != http.MethodGet {
+			return ttCompatV1Err(40014)
+		}
+		q := r.URL.Query()
+		d, n := h.ttCompatSession(r.Context(), q.Get("appid"), q.Get("secret"), q.Get("code"), q.Get("anonymous_code"))
+		if n != 0 {
+			return ttCompatV1Err(n)
+		}
+		return compatAnswer{status: http.StatusOK, body: ttCompatV1{SessionKey: d.SessionKey, OpenID: d.OpenID, AnonymousOpenID: d.AnonymousOpenID, UnionID: d.UnionID}}
+	}
+	return compatAnswer{status: http.StatusNotFound, errcode: 404, body: map[string]any{"err_no": 404, "err_tips": "invalid url", "data": nil}}
+}
+
+// ttCompatSession checks the parameters as Douyin does and gives the
+// session: a login code from the store (or one real exchange); an
+// anonymous code alone, which the store cannot hold (no openid), from one
+// real exchange (single-use, like the platform's).
+func (h *Handler) ttCompatSession(ctx context.Context, appID, secret, code, anon string) (ttCompatData, int) {
+	if appID == "" || secret == "" || (code == "" && anon == "") {
+		return ttCompatData{}, 40014
+	}
+	appOK, secretOK := sameSecret(appID, &h.compat.appIDSum), sameSecret(secret, &h.compat.secretSum)
+	if !appOK {
+		return ttCompatData{}, 40015
+	}
+	if !secretOK {
+		return ttCompatData{}, 40017
+	}
+	var d ttCompatData
+	if code != "" {
+		s, err := h.exchange(ctx, code, anon)
+		if err != nil {
+			h.compatExchangeFailed(err)
+			return d, ttErrcode(err, false)
+		}
+		d = ttCompatData{SessionKey: s.SessionKey, OpenID: s.OpenID, UnionID: s.UnionID}
+		if anon != "" {
+			d.AnonymousOpenID = s.AnonymousOpenID
+		}
+		return d, 0
+	}
+	v, err, _ := h.flight.Do(h.ref('a', anon), func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.ExchangeWait))
+		defer cancel()
+		return h.client.Code2Session(ctx, "", anon)
+	})
+	if err != nil {
+		h.compatExchangeFailed(err)
+		return d, ttErrcode(err, true)
+	}
+	return ttCompatData{AnonymousOpenID: v.(platform.Session).AnonymousOpenID}, 0
 }

@@ -247,6 +247,9 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("miniprogram: route path %q must start with /", p)
 		}
 	}
+	if err := h.validateCompat(); err != nil {
+		return err
+	}
 	if h.Store != nil {
 		switch h.Store.Type {
 		case "", "memory":

@@ -135,7 +135,9 @@ func (h *Handler) exchange(ctx context.Context, code, anon string) (store.Sessio
 	v, err, shared := h.flight.Do(ref, func() (any, error) {
 		// Detached from the first caller: its leaving must not fail the
 		// others waiting on the same code.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.ExchangeWait))
+		// Bounded: waiting for another instance (ExchangeWait) and, if its
+		// claim lapses, one exchange of our own (PlatformTimeout).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.ExchangeWait+h.PlatformTimeout))
 		defer cancel()
 		return h.exchangeOnce(ctx, ref, code, anon)
 	})
@@ -150,6 +152,7 @@ func (h *Handler) exchange(ctx context.Context, code, anon string) (store.Sessio
 
 func (h *Handler) exchangeOnce(ctx context.Context, ref, code, anon string) (store.Session, error) {
 	claimTTL := time.Duration(h.PlatformTimeout) + time.Second
+	waitUntil := time.Now().Add(time.Duration(h.ExchangeWait))
 	for {
 		start := time.Now()
 		won, failure, err := h.store.Claim(ctx, ref, claimTTL)
@@ -164,6 +167,9 @@ func (h *Handler) exchangeOnce(ctx context.Context, ref, code, anon string) (sto
 			return store.Session{}, decodeFailure(failure)
 		}
 		// Another instance is exchanging this code: wait for its result.
+		if time.Now().After(waitUntil) {
+			return store.Session{}, mperr.New(mperr.PlatformTimeout, "timed out waiting for the exchange of this code by another instance")
+		}
 		t := time.NewTimer(pollEvery)
 		select {
 		case <-ctx.Done():

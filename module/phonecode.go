@@ -1,27 +1,400 @@
 package module
 
 import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/accesstoken"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
 // AccessTokenConfig configures how WeChat's access token is obtained and
 // shared (through the session store) by every instance.
+//
+// The token lives in the session store, which is scoped per platform and
+// app (memory: one per app in the process; Redis: the key prefix names
+// platform and app), so every instance using the same Redis shares one
+// token per app: one instance refreshes it, the others read it
+// (internal/accesstoken).
 type AccessTokenConfig struct {
 	// Mode is "stable" (POST /cgi-bin/stable_token, default) or "classic"
-	// (GET /cgi-bin/token).
+	// (GET /cgi-bin/token, which invalidates the previous token: only use
+	// it when nothing else fetches tokens for the app).
 	Mode string `json:"mode,omitempty"`
+	// Refresh is the fraction of a token's lifetime (expires_in) after
+	// which it is refreshed, in (0, 1). Default 0.8.
+	Refresh float64 `json:"refresh,omitempty"`
 }
 
-// provisionAccessToken sets h.tokens up for WeChat (STUB: to be built).
-func (h *Handler) provisionAccessToken(ctx caddy.Context) error { return nil }
+// phoneCacheTTL is how long the result of a phone code exchange is kept
+// for retries with the same code: a phone code lives 5 minutes, after which
+// the platform would refuse it anyway.
+const phoneCacheTTL = 5 * time.Minute
 
-// servePhoneCode exchanges WeChat's phone code and injects the number
-// (STUB: to be built).
+// accessTokenOptions turns the configuration into the manager's options.
+func (h *Handler) accessTokenOptions() (accesstoken.Options, error) {
+	var o accesstoken.Options
+	if h.AccessToken != nil {
+		o.Mode = h.AccessToken.Mode
+		o.Refresh = h.AccessToken.Refresh
+	}
+	// Waiting for another instance's refresh is like waiting for its code
+	// exchange: one platform call.
+	o.Wait = time.Duration(h.ExchangeWait)
+	// The refresher's lock must outlive one fetch (bounded by the
+	// platform timeout) and the store write after it.
+	o.LockTTL = max(accesstoken.DefaultLockTTL, time.Duration(h.PlatformTimeout)+2*time.Second)
+	if err := o.Validate(); err != nil {
+		return o, fmt.Errorf("miniprogram: access_token: %v", err)
+	}
+	return o, nil
+}
+
+// validateAccessToken checks the access_token configuration against the
+// platform: only WeChat has access tokens (Douyin's phone numbers come
+// encrypted only).
+func (h *Handler) validateAccessToken() error {
+	if h.AccessToken == nil {
+		return nil
+	}
+	if h.Platform != platform.WeChat {
+		return fmt.Errorf("miniprogram: access_token is for platform wechat only (the phone code flow is WeChat's), not %q", h.Platform)
+	}
+	_, err := h.accessTokenOptions()
+	return err
+}
+
+// provisionAccessToken sets h.tokens up for WeChat; on Douyin it stays nil.
+// The manager does no I/O until a token is first needed.
+func (h *Handler) provisionAccessToken(ctx caddy.Context) error {
+	if err := h.validateAccessToken(); err != nil {
+		return err
+	}
+	if h.Platform != platform.WeChat {
+		return nil
+	}
+	tc, ok := h.client.(platform.TokenClient)
+	if !ok {
+		return fmt.Errorf("miniprogram: the %s client cannot fetch access tokens", h.Platform)
+	}
+	if _, ok := h.client.(platform.PhoneClient); !ok {
+		return fmt.Errorf("miniprogram: the %s client cannot exchange phone codes", h.Platform)
+	}
+	opts, err := h.accessTokenOptions()
+	if err != nil {
+		return err
+	}
+	opts.Logger = ctx.Logger().Named("access_token")
+	h.tokens = accesstoken.New(tc, h.store, opts)
+	return nil
+}
+
+// servePhoneCode exchanges WeChat's phone code (at most once per code, see
+// exchangePhoneCode) and injects the number.
+//
+// What is forwarded:
+//   - phoneNumber, purePhoneNumber, countryCode and the X-Mp-Phone,
+//     X-Mp-Pure-Phone, X-Mp-Country-Code headers, as on the encrypted path;
+//   - X-Mp-Openid and body field openid only when the request also finds a
+//     session: a bound upstream token, or a login code under its own field
+//     name (when the phone code and the login code share one field name,
+//     the default "code", that one field is the phone code). No session
+//     found is not an error: the number is the platform's word on its own,
+//     and the upstream sees that no identity came with it;
+//   - the phone code itself is removed when it came in a field of its own
+//     (field phone_code): that field is the plugin's, and the code is spent.
+//     When it shares the login code's field name (the default, "code", as
+//     WeChat's own samples send it) it is kept: that is the field a legacy
+//     upstream reads on this route, and an upstream that validates its
+//     presence keeps working. A spent phone code is worthless to anyone.
 func (h *Handler) servePhoneCode(r *http.Request, body *reqbody.Body, phoneCode string) error {
-	return mperr.New(mperr.BadRequest, "phone codes are not supported yet")
+	if h.tokens == nil {
+		return mperr.Newf(mperr.BadRequest, "phone codes are a WeChat feature; send %q and %q", h.f.EncryptedData, h.f.IV)
+	}
+	ctx := r.Context()
+	// The session first: a store that cannot be reached fails the request
+	// before the phone code is spent.
+	openid, err := h.phoneCodeOpenID(ctx, r, body)
+	if err != nil {
+		return err
+	}
+	ph, err := h.exchangePhoneCode(ctx, phoneCode)
+	if err != nil {
+		return err
+	}
+	if h.f.PhoneCode != h.f.Code {
+		body.Del(h.f.PhoneCode)
+	}
+	h.injectPhone(r, body, openid, ph)
+	return nil
+}
+
+// phoneCodeOpenID is the openid of the session the phone-code request also
+// points at, if any: "" when it carries nothing that finds one.
+func (h *Handler) phoneCodeOpenID(ctx context.Context, r *http.Request, body *reqbody.Body) (string, error) {
+	if h.binding != nil {
+		s, ok, err := h.boundSession(ctx, r)
+		switch {
+		case err == nil && ok:
+			return s.OpenID, nil
+		case err != nil && !sessionAbsent(err):
+			return "", storeErr(err)
+		}
+	}
+	if h.f.Code == h.f.PhoneCode {
+		return "", nil // the one "code" field holds the phone code
+	}
+	code, _ := body.String(h.f.Code)
+	if code == "" {
+		code = r.URL.Query().Get(h.f.Code)
+	}
+	if code == "" {
+		return "", nil
+	}
+	s, err := h.store.Lookup(ctx, h.codeRef(code))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return "", nil
+		}
+		return "", storeErr(err)
+	}
+	return s.OpenID, nil
+}
+
+// sessionAbsent: the error only says there is no session.
+func sessionAbsent(err error) bool {
+	if errors.Is(err, store.ErrNotFound) {
+		return true
+	}
+	e, ok := mperr.As(err)
+	return ok && e.Code == mperr.SessionNotFound
+}
+
+// phoneBudget bounds one phone code exchange: obtaining a token (a fetch,
+// or waiting for another instance's), the call, and after a rejected token
+// one more of each.
+func (h *Handler) phoneBudget() time.Duration {
+	return 2 * (time.Duration(h.ExchangeWait) + time.Duration(h.PlatformTimeout))
+}
+
+// exchangePhoneCode returns the phone number of a phone code, calling
+// getuserphonenumber at most once per code: once in this process
+// (single-flight) and once across the instances sharing the store (the
+// claim of login.go's exchange, on the ref h.ref('p', code)). The result is
+// kept for phoneCacheTTL, so that a request retried with the same code (the
+// client's network dropped the answer, a double tap) gets the same number
+// instead of invalid_code, on any instance.
+func (h *Handler) exchangePhoneCode(ctx context.Context, code string) (platform.Phone, error) {
+	ref := h.ref('p', code)
+	if ph, ok, err := h.cachedPhone(ctx, ref, code); err != nil || ok {
+		return ph, err
+	}
+	v, err, _ := h.flight.Do(ref, func() (any, error) {
+		// Detached from the first caller, like exchange.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.phoneBudget())
+		defer cancel()
+		return h.exchangePhoneOnce(ctx, ref, code)
+	})
+	if err != nil {
+		return platform.Phone{}, err
+	}
+	return v.(platform.Phone), nil
+}
+
+func (h *Handler) exchangePhoneOnce(ctx context.Context, ref, code string) (platform.Phone, error) {
+	// The claim outlives the claimer's whole budget: nobody else calls the
+	// platform with this code while it may still be at it.
+	claimTTL := h.phoneBudget() + time.Second
+	for {
+		won, failure, err := h.store.Claim(ctx, ref, claimTTL)
+		if err != nil {
+			return platform.Phone{}, storeErr(err)
+		}
+		if won {
+			return h.exchangePhoneClaimed(ctx, ref, code)
+		}
+		if failure != nil {
+			return platform.Phone{}, decodeFailure(failure)
+		}
+		// Another instance is exchanging this code: wait for its result.
+		t := time.NewTimer(pollEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return platform.Phone{}, mperr.New(mperr.PlatformTimeout, "timed out waiting for the exchange of this phone code by another instance")
+		case <-t.C:
+		}
+		ph, ok, err := h.cachedPhone(ctx, ref, code)
+		if err != nil || ok {
+			return ph, err
+		}
+	}
+}
+
+func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code string) (platform.Phone, error) {
+	start := time.Now()
+	pc := h.client.(platform.PhoneClient) // checked at provisioning
+	var ph platform.Phone
+	err := h.tokens.Do(ctx, func(token string) error {
+		var err error
+		ph, err = pc.GetUserPhoneNumber(ctx, token, code)
+		return err
+	})
+	if err == nil && ph.WatermarkAppID != "" && ph.WatermarkAppID != h.AppID {
+		err = mperr.New(mperr.WatermarkMismatch, "the phone number's watermark appid is not this app's")
+	}
+	// The store writes below must happen even when the budget just ran
+	// out; the store bounds each operation itself.
+	sctx := context.WithoutCancel(ctx)
+	if err != nil {
+		e := phoneCodeErr(err)
+		ttl := transientTTL
+		if e.Code == mperr.InvalidCode || e.Code == mperr.WatermarkMismatch {
+			ttl = deadCodeTTL
+		}
+		buf, _ := json.Marshal(e.Body())
+		if ferr := h.store.Fail(sctx, ref, buf, ttl); ferr != nil {
+			h.logger.Warn("could not record a failed phone code exchange", zap.Error(ferr))
+		}
+		h.logger.Info("getuserphonenumber failed", zap.String("error", string(e.Code)),
+			zap.Bool("has_errcode", e.HasErrcode), zap.Int("errcode", e.Errcode),
+			zap.Duration("took", time.Since(start)))
+		return platform.Phone{}, e
+	}
+	if sealed, serr := sealPhone(h.phoneKey(code), ref, ph); serr != nil {
+		h.logger.Warn("could not seal a phone number for the retry cache", zap.Error(serr))
+	} else if serr := h.store.Set(sctx, phoneCacheName(ref), sealed, phoneCacheTTL); serr != nil {
+		// This request still gets its number; a retry with the same code
+		// on another instance waits for the claim and then fails.
+		h.logger.Warn("could not keep a phone code's result for retries", zap.Error(serr))
+	}
+	h.logger.Debug("getuserphonenumber", zap.Duration("took", time.Since(start)))
+	return ph, nil
+}
+
+// phoneCodeErr maps a failed exchange (token or call) onto SPEC.md's table.
+func phoneCodeErr(err error) *mperr.Error {
+	switch {
+	case errors.Is(err, accesstoken.ErrWaitTimeout):
+		return mperr.Wrap(mperr.PlatformTimeout, "timed out waiting for another instance to refresh the access token", err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		if e, ok := mperr.As(err); ok {
+			return e
+		}
+		return mperr.Wrap(mperr.PlatformTimeout, "the platform did not answer in time", err)
+	}
+	if e, ok := mperr.As(err); ok {
+		return e
+	}
+	// accesstoken's own errors (e.g. a token answer without a token); they
+	// never hold the token or the secret.
+	return mperr.Wrap(mperr.PlatformError, "could not obtain an access token", err)
+}
+
+// The retry cache of phone code results.
+//
+// The store is the user's own (their Redis, which already holds session
+// keys), scoped per platform and app. Still, a phone number is personal
+// data that a Redis dump should not hand out: the entry is named after the
+// hash of the code (ref, never the code) and sealed with AES-256-GCM under
+// a key derived from the code itself (a different hash than ref), so only a
+// request that carries the code can read it back. Entries expire after
+// phoneCacheTTL. In the memory store, named values share a bound
+// (max_sessions, oldest written evicted first) with the access token
+// record; if the phone codes of 5 minutes ever exceed it the token record
+// is evicted, which costs one token fetch, harmless in stable mode.
+type phoneRecord struct {
+	PhoneNumber     string `json:"phoneNumber"`
+	PurePhoneNumber string `json:"purePhoneNumber"`
+	CountryCode     string `json:"countryCode"`
+	WatermarkAppID  string `json:"watermarkAppId,omitempty"`
+}
+
+func phoneCacheName(ref string) string { return "phone:" + ref }
+
+// phoneKey is the AES-256 key sealing a phone code's cached result.
+func (h *Handler) phoneKey(code string) []byte {
+	sum := sha256.New()
+	sum.Write([]byte("miniprogram phone cache key\x00"))
+	sum.Write([]byte(h.Platform))
+	sum.Write([]byte{0})
+	sum.Write([]byte(h.AppID))
+	sum.Write([]byte{0})
+	sum.Write([]byte(code))
+	return sum.Sum(nil)
+}
+
+func sealPhone(key []byte, ref string, ph platform.Phone) ([]byte, error) {
+	plain, err := json.Marshal(phoneRecord{ph.PhoneNumber, ph.PurePhoneNumber, ph.CountryCode, ph.WatermarkAppID})
+	if err != nil {
+		return nil, err
+	}
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return aead.Seal(nonce, nonce, plain, []byte(ref)), nil
+}
+
+func openPhone(key []byte, ref string, sealed []byte) (platform.Phone, error) {
+	aead, err := newAEAD(key)
+	if err != nil {
+		return platform.Phone{}, err
+	}
+	if len(sealed) < aead.NonceSize() {
+		return platform.Phone{}, errors.New("sealed phone record too short")
+	}
+	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(ref))
+	if err != nil {
+		return platform.Phone{}, errors.New("sealed phone record does not open")
+	}
+	var rec phoneRecord
+	if err := json.Unmarshal(plain, &rec); err != nil || rec.PhoneNumber == "" {
+		return platform.Phone{}, errors.New("sealed phone record is unreadable")
+	}
+	return platform.Phone{PhoneNumber: rec.PhoneNumber, PurePhoneNumber: rec.PurePhoneNumber, CountryCode: rec.CountryCode, WatermarkAppID: rec.WatermarkAppID}, nil
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// cachedPhone reads the kept result of a phone code; ok is false when
+// there is none.
+func (h *Handler) cachedPhone(ctx context.Context, ref, code string) (ph platform.Phone, ok bool, err error) {
+	sealed, err := h.store.Get(ctx, phoneCacheName(ref))
+	if errors.Is(err, store.ErrNotFound) {
+		return ph, false, nil
+	}
+	if err != nil {
+		return ph, false, storeErr(err)
+	}
+	ph, err = openPhone(h.phoneKey(code), ref, sealed)
+	if err != nil {
+		// Cannot happen short of a hash collision or a tampered store.
+		return ph, false, mperr.Wrap(mperr.Internal, "the kept result of this phone code is unreadable", err)
+	}
+	return ph, true, nil
 }

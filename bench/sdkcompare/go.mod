@@ -2,22 +2,18 @@ module github.com/caddy-miniprogram/caddy-miniprogram/bench/sdkcompare
 
 go 1.26.0
 
-require github.com/caddy-miniprogram/caddy-miniprogram v0.0.0
+require (
+	github.com/caddy-miniprogram/caddy-miniprogram v0.0.0
+	github.com/silenceper/wechat/v2 v2.1.10
+)
 
 require (
 	github.com/bradfitz/gomemcache v0.0.0-20220106215444-fb4bf637b56d // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
-	github.com/fatih/structs v1.1.0 // indirect
 	github.com/go-redis/redis/v8 v8.11.5 // indirect
-	github.com/silenceper/wechat/v2 v2.1.10 // indirect
-	github.com/sirupsen/logrus v1.10.2 // indirect
-	github.com/spf13/cast v1.10.0 // indirect
-	github.com/tidwall/gjson v1.14.1 // indirect
-	github.com/tidwall/match v1.1.1 // indirect
-	github.com/tidwall/pretty v1.2.0 // indirect
+	github.com/stretchr/testify v1.12.1 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
 )
 
 replace github.com/caddy-miniprogram/caddy-miniprogram => ../..

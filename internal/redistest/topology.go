@@ -3,13 +3,10 @@ package redistest
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 )
 
 // Cluster is a Redis Cluster of real redis-server processes, masters only,
@@ -73,27 +70,9 @@ func (c *Cluster) Addrs() []string {
 }
 
 // StartSentinel runs a redis-server in sentinel mode that monitors master
-// under masterName, and waits until it names the master's address.
+// under masterName (quorum 1, down-after 5s), and waits until it names the
+// master's address. StartSentinelWith and StartSentinels tune it.
 func StartSentinel(t testing.TB, masterName string, master *Server) *Server {
 	t.Helper()
-	conf := filepath.Join(t.TempDir(), "sentinel.conf")
-	body := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n", masterName, master.Port(), masterName)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		t.Fatalf("redistest: %v", err)
-	}
-	s := start(t, conf, []string{"--sentinel"})
-	ctx := context.Background()
-	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Addr(), DialTimeout: time.Second, DisableIdentity: true})
-	defer sc.Close()
-	deadline := time.Now().Add(startTimeout)
-	for {
-		addr, err := sc.GetMasterAddrByName(ctx, masterName).Result()
-		if err == nil && len(addr) == 2 && addr[1] == fmt.Sprint(master.Port()) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redistest: sentinel does not know %s: %v %v", masterName, addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return StartSentinelWith(t, masterName, master, SentinelOptions{})
 }
