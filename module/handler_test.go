@@ -162,3 +162,44 @@ func TestHandlerInProcess(t *testing.T) {
 		t.Fatal("plain route: spoofed header kept")
 	}
 }
+
+// An instance that claimed a code and died: the claim lapses, and a waiting
+// request exchanges the code itself within its bound.
+func TestLapsedClaimIsTakenOver(t *testing.T) {
+	sim := mpsim.New(mpsim.Options{})
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	h := &Handler{Platform: "wechat", AppID: "wxdemoapp0000001", AppSecret: "demo-wechat-secret", APIBase: srv.URL,
+		Login: "/login", Store: &StoreConfig{Type: "memory", MaxSessions: 10}, ExchangeWait: caddy.Duration(3e9)}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Cleanup()
+	lr, err := sim.Login("wxdemoapp0000001", "dead-claim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if won, _, err := h.store.Claim(context.Background(), h.codeRef(lr.Code), 500*1e6); !won || err != nil {
+		t.Fatalf("claim: %v %v", won, err)
+	}
+	s, err := h.exchange(context.Background(), lr.Code, "")
+	if err != nil || s.OpenID != lr.OpenID {
+		t.Fatalf("exchange after a lapsed claim: %+v %v", s, err)
+	}
+	if n := sim.Calls("jscode2session"); n != 1 {
+		t.Fatalf("calls %d", n)
+	}
+
+	// A claim that outlives exchange_wait: platform_timeout, no exchange.
+	lr2, _ := sim.Login("wxdemoapp0000001", "dead-claim-2")
+	h.store.Claim(context.Background(), h.codeRef(lr2.Code), 10*1e9)
+	_, err = h.exchange(context.Background(), lr2.Code, "")
+	if e, ok := mperr.As(err); !ok || e.Code != mperr.PlatformTimeout {
+		t.Fatalf("held claim: %v", err)
+	}
+	if n := sim.Calls("jscode2session"); n != 1 {
+		t.Fatalf("calls %d", n)
+	}
+}
