@@ -56,6 +56,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/keyseal"
 	"github.com/caddy-miniprogram/caddy-miniprogram/module"
 )
 
@@ -300,6 +301,7 @@ func parseStore(d *cf.Dispenser) (*module.StoreConfig, error) {
 // parseRedisBlock reads the optional block after "store redis [<url>]".
 func parseRedisBlock(d *cf.Dispenser, sc *module.StoreConfig) error {
 	seen := make(map[string]bool)
+	var plainTok cf.Token // encryption_allow_plain, checked at the end
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		if seen[opt] {
@@ -368,12 +370,48 @@ func parseRedisBlock(d *cf.Dispenser, sc *module.StoreConfig) error {
 		case "timeout":
 			sc.Timeout, err = durationArg(d)
 
+		case "encryption_keys":
+			// encryption_keys <key> [<older key>...]: the first seals,
+			// all open. A literal key is checked now; the error names
+			// its position, never its text.
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return argErr(d, "encryption_keys")
+			}
+			for i, k := range args {
+				if hasPlaceholder(k) {
+					continue
+				}
+				ks := keyseal.SplitKeys(k)
+				if len(ks) == 0 {
+					return d.Errf("store redis: encryption key %d is empty", i+1)
+				}
+				for _, one := range ks {
+					if _, kerr := keyseal.ParseKey(one); kerr != nil {
+						return d.Errf("store redis: encryption key %d: %v", i+1, kerr)
+					}
+				}
+			}
+			sc.EncryptionKeys = args
+			err = noBlock(d, opt)
+
+		case "encryption_allow_plain":
+			if d.NextArg() {
+				return argErr(d, "encryption_allow_plain (takes no arguments)")
+			}
+			sc.EncryptionAllowPlain = true
+			plainTok = d.Token()
+			err = noBlock(d, opt)
+
 		default:
 			return d.Errf("unrecognized store redis option '%s'", opt)
 		}
 		if err != nil {
 			return err
 		}
+	}
+	if sc.EncryptionAllowPlain && len(sc.EncryptionKeys) == 0 {
+		return errAt(plainTok, "store redis: encryption_allow_plain needs encryption_keys")
 	}
 	return nil
 }

@@ -21,6 +21,8 @@ func parseCompat(d *cf.Dispenser, h *module.Handler) error {
 		return err
 	}
 	switch {
+	case v == "/":
+		return d.Errf("compat: prefix must not be / (it would take every request); use a path such as /mp-compat")
 	case !strings.HasPrefix(v, "/"):
 		return d.Errf("compat: prefix '%s' must start with /", v)
 	case strings.HasSuffix(v, "/"):

@@ -32,6 +32,9 @@ func parseTokenBinding(d *cf.Dispenser, h *module.Handler) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		if seen[opt] {
+			if opt == "from" {
+				return d.Errf("token_binding takes exactly one 'from' (json, header or cookie), got a second one")
+			}
 			return d.Errf("duplicate token_binding option '%s'", opt)
 		}
 		seen[opt] = true

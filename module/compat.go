@@ -94,11 +94,7 @@ type compatServer struct {
 	prefix    string
 	appIDSum  [sha256.Size]byte
 	secretSum [sha256.Size]byte
-	// tokens is used when h.tokens is nil on WeChat (the phone-code flow
-	// did not set one up): a manager of its own on the same store, so it
-	// shares the token record with every other manager of the app.
-	tokens *accesstoken.Manager
-	logger *zap.Logger
+	logger    *zap.Logger
 }
 
 // validateCompat checks the compat prefix (called by Validate and at
@@ -155,15 +151,8 @@ func (h *Handler) provisionCompat(ctx caddy.Context) error {
 		logger:    h.logger.Named("compat"),
 	}
 	if h.Platform == platform.WeChat && h.tokens == nil {
-		tc, ok := h.client.(platform.TokenClient)
-		if !ok {
-			return errors.New("miniprogram: compat: the WeChat client cannot fetch access tokens")
-		}
-		mode := ""
-		if h.AccessToken != nil {
-			mode = h.AccessToken.Mode
-		}
-		c.tokens = accesstoken.New(tc, h.store, accesstoken.Options{Mode: mode, Logger: h.logger.Named("access_token")})
+		// provisionAccessToken (which runs first) sets it up on WeChat.
+		return errors.New("miniprogram: compat: no access token manager for the token endpoints")
 	}
 	h.compat = c
 	h.logger.Info("compat endpoints enabled; they return session keys and access tokens: keep this listener internal",
@@ -182,7 +171,8 @@ func (h *Handler) compatMatches(p string) bool {
 type compatAnswer struct {
 	status  int
 	body    any
-	errcode int // the platform error number answered; 0 on success
+	errcode int   // the platform error number answered; 0 on success
+	err     error // the cause of a failure, for the log (no secrets)
 }
 
 func (h *Handler) serveCompat(w http.ResponseWriter, r *http.Request) error {
@@ -222,10 +212,24 @@ func (h *Handler) serveCompat(w http.ResponseWriter, r *http.Request) error {
 		zap.Int("errcode", a.errcode),
 		zap.Duration("took", time.Since(start)),
 	}
-	if a.errcode == 0 {
+	if a.err != nil {
+		e := mperr.From(a.err)
+		fields = append(fields, zap.String("error", string(e.Code)), zap.String("message", e.Message))
+		if e.HasErrcode {
+			fields = append(fields, zap.Int("platform_errcode", e.Errcode))
+		}
+		if e.Err != nil {
+			fields = append(fields, zap.NamedError("cause", e.Err))
+		}
+	}
+	switch a.errcode {
+	case 0:
 		h.compat.logger.Info("compat request", fields...)
-	} else {
-		h.compat.logger.Warn("compat request refused", fields...)
+	case -1:
+		// Ours or the platform's failure: the backend will retry.
+		h.compat.logger.Warn("compat request failed", fields...)
+	default:
+		h.compat.logger.Info("compat request refused", fields...)
 	}
 	return nil
 }
@@ -362,8 +366,7 @@ func (h *Handler) wxCompatCode2Session(r *http.Request) compatAnswer {
 	}
 	s, err := h.exchange(r.Context(), code, "")
 	if err != nil {
-		h.compatExchangeFailed(err)
-		return wxCompatErr(wxErrcode(err))
+		return wxCompatErr(wxErrcode(err)).because(err)
 	}
 	return compatAnswer{status: http.StatusOK, body: wxCompatSession{OpenID: s.OpenID, SessionKey: s.SessionKey, UnionID: s.UnionID}}
 }
@@ -425,29 +428,23 @@ func (h *Handler) wxCompatTokenAnswer(ctx context.Context, grantType, appID, sec
 	if !secretOK {
 		return wxCompatErr(40001)
 	}
-	tm := h.tokens
-	if tm == nil {
-		tm = h.compat.tokens
+	if h.tokens == nil {
+		return wxCompatErr(-1).because(errors.New("no access token manager"))
 	}
-	if tm == nil {
-		h.compat.logger.Error("compat: no access token manager")
-		return wxCompatErr(-1)
-	}
-	tok, err := tm.Token(ctx)
+	tok, err := h.tokens.Token(ctx)
 	if err != nil {
 		n := -1
 		if e, ok := mperr.As(err); ok && e.HasErrcode && e.Errcode != 0 {
 			n = e.Errcode
 		}
-		h.compat.logger.Error("compat: no access token", zap.Int("errcode", n), zap.Error(err))
-		return wxCompatErr(n)
+		return wxCompatErr(n).because(err)
 	}
 	return compatAnswer{status: http.StatusOK, body: wxCompatToken{AccessToken: tok, ExpiresIn: h.tokenExpiresIn(ctx, tok)}}
 }
 
 // tokenExpiresIn is how long a backend may keep tok: until the token
-// manager's refresh is due (accesstoken.DefaultRefresh of the token's
-// lifetime, and at least 30 s before it expires), read from the shared
+// manager's refresh is due (access_token refresh, default 0.8, of the
+// token's lifetime, and at least 30 s before it expires), read from the shared
 // record in the store. After that refresh the old token stays valid for a
 // while (classic tokens 5 minutes, stable tokens until they expire), so a
 // backend keeping it that long never holds a dead token. When the record
@@ -469,25 +466,22 @@ func (h *Handler) tokenExpiresIn(ctx context.Context, tok string) int {
 		!rec.ExpiresAt.After(rec.FetchedAt) {
 		return compatFallbackExpiresIn
 	}
+	refresh := accesstoken.DefaultRefresh
+	if h.AccessToken != nil && h.AccessToken.Refresh > 0 && h.AccessToken.Refresh < 1 {
+		refresh = h.AccessToken.Refresh
+	}
 	life := rec.ExpiresAt.Sub(rec.FetchedAt)
-	until := rec.FetchedAt.Add(time.Duration(float64(life) * accesstoken.DefaultRefresh))
+	until := rec.FetchedAt.Add(time.Duration(float64(life) * refresh))
 	if last := rec.ExpiresAt.Add(-30 * time.Second); last.Before(until) {
 		until = last
 	}
 	return max(1, int(time.Until(until)/time.Second))
 }
 
-// compatExchangeFailed logs a failed exchange (the code is not logged).
-func (h *Handler) compatExchangeFailed(err error) {
-	e := mperr.From(err)
-	fields := []zap.Field{zap.String("error", string(e.Code)), zap.String("message", e.Message)}
-	if e.HasErrcode {
-		fields = append(fields, zap.Int("platform_errcode", e.Errcode))
-	}
-	if e.Err != nil {
-		fields = append(fields, zap.NamedError("cause", e.Err))
-	}
-	h.compat.logger.Info("compat: code2session failed", fields...)
+// because records the cause of a failure for the request's log line.
+func (a compatAnswer) because(err error) compatAnswer {
+	a.err = err
+	return a
 }
 
 // --- Douyin -----------------------------------------------------------
@@ -585,9 +579,9 @@ func (h *Handler) compatDouyin(r *http.Request, rest string) compatAnswer {
 		if err := json.Unmarshal(b, &req); err != nil {
 			return ttCompatV2Err(40014)
 		}
-		d, n := h.ttCompatSession(r.Context(), req.AppID, req.Secret, req.Code, req.AnonymousCode)
+		d, n, err := h.ttCompatSession(r.Context(), req.AppID, req.Secret, req.Code, req.AnonymousCode)
 		if n != 0 {
-			return ttCompatV2Err(n)
+			return ttCompatV2Err(n).because(err)
 		}
 		return compatAnswer{status: http.StatusOK, body: ttCompatV2{ErrNo: 0, ErrTips: "success", LogID: ttLogID(), Data: &d}}
 
@@ -596,9 +590,9 @@ func (h *Handler) compatDouyin(r *http.Request, rest string) compatAnswer {
 			return ttCompatV1Err(40014)
 		}
 		q := r.URL.Query()
-		d, n := h.ttCompatSession(r.Context(), q.Get("appid"), q.Get("secret"), q.Get("code"), q.Get("anonymous_code"))
+		d, n, err := h.ttCompatSession(r.Context(), q.Get("appid"), q.Get("secret"), q.Get("code"), q.Get("anonymous_code"))
 		if n != 0 {
-			return ttCompatV1Err(n)
+			return ttCompatV1Err(n).because(err)
 		}
 		return compatAnswer{status: http.StatusOK, body: ttCompatV1{SessionKey: d.SessionKey, OpenID: d.OpenID, AnonymousOpenID: d.AnonymousOpenID, UnionID: d.UnionID}}
 	}
@@ -609,29 +603,28 @@ func (h *Handler) compatDouyin(r *http.Request, rest string) compatAnswer {
 // session: a login code from the store (or one real exchange); an
 // anonymous code alone, which the store cannot hold (no openid), from one
 // real exchange (single-use, like the platform's).
-func (h *Handler) ttCompatSession(ctx context.Context, appID, secret, code, anon string) (ttCompatData, int) {
+func (h *Handler) ttCompatSession(ctx context.Context, appID, secret, code, anon string) (ttCompatData, int, error) {
 	if appID == "" || secret == "" || (code == "" && anon == "") {
-		return ttCompatData{}, 40014
+		return ttCompatData{}, 40014, nil
 	}
 	appOK, secretOK := sameSecret(appID, &h.compat.appIDSum), sameSecret(secret, &h.compat.secretSum)
 	if !appOK {
-		return ttCompatData{}, 40015
+		return ttCompatData{}, 40015, nil
 	}
 	if !secretOK {
-		return ttCompatData{}, 40017
+		return ttCompatData{}, 40017, nil
 	}
 	var d ttCompatData
 	if code != "" {
 		s, err := h.exchange(ctx, code, anon)
 		if err != nil {
-			h.compatExchangeFailed(err)
-			return d, ttErrcode(err, false)
+			return d, ttErrcode(err, false), err
 		}
 		d = ttCompatData{SessionKey: s.SessionKey, OpenID: s.OpenID, UnionID: s.UnionID}
 		if anon != "" {
 			d.AnonymousOpenID = s.AnonymousOpenID
 		}
-		return d, 0
+		return d, 0, nil
 	}
 	v, err, _ := h.flight.Do(h.ref('a', anon), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.ExchangeWait))
@@ -639,8 +632,7 @@ func (h *Handler) ttCompatSession(ctx context.Context, appID, secret, code, anon
 		return h.client.Code2Session(ctx, "", anon)
 	})
 	if err != nil {
-		h.compatExchangeFailed(err)
-		return d, ttErrcode(err, true)
+		return d, ttErrcode(err, true), err
 	}
-	return ttCompatData{AnonymousOpenID: v.(platform.Session).AnonymousOpenID}, 0
+	return ttCompatData{AnonymousOpenID: v.(platform.Session).AnonymousOpenID}, 0, nil
 }

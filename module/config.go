@@ -58,4 +58,22 @@ type StoreConfig struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// Prefix of every key (default "mp:"); platform and app id follow it.
 	Prefix string `json:"prefix,omitempty"`
+
+	// EncryptionKeys seal the users' session keys at rest in Redis with
+	// AES-GCM (see internal/keyseal): each is standard base64 of 32 random
+	// bytes (16 or 24 are accepted too), e.g. from `openssl rand -base64
+	// 32`. The first seals new writes; all of them open, so rotating is
+	// putting the new key first and keeping the old one until the
+	// sessions it sealed have expired (session_ttl). Placeholders such as
+	// {env.MP_STORE_KEY} are replaced at provisioning, and a replaced
+	// value holding several keys separated by commas or spaces counts as
+	// those keys. A session whose key does not open with any of them is
+	// not found (the user logs in again). Redis only: the memory store
+	// never leaves the process, and setting keys with it is an error.
+	EncryptionKeys []string `json:"encryption_keys,omitempty"`
+	// EncryptionAllowPlain, a migration aid, accepts session keys stored
+	// in the clear (written before EncryptionKeys were set) instead of
+	// treating them as not found. New writes are sealed all the same.
+	// Off by default: a plain value could have been planted.
+	EncryptionAllowPlain bool `json:"encryption_allow_plain,omitempty"`
 }

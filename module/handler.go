@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/accesstoken"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/keyseal"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
@@ -124,6 +125,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for i, a := range h.Store.Addrs {
 		h.Store.Addrs[i] = repl.ReplaceAll(a, "")
 	}
+	if len(h.Store.EncryptionKeys) > 0 {
+		// A replaced value may hold several keys ("new,old"); one that
+		// holds none stays an empty key, for Validate to report.
+		var keys []string
+		for _, k := range h.Store.EncryptionKeys {
+			if ks := keyseal.SplitKeys(repl.ReplaceAll(k, "")); len(ks) > 0 {
+				keys = append(keys, ks...)
+			} else {
+				keys = append(keys, "")
+			}
+		}
+		h.Store.EncryptionKeys = keys
+	}
 	if h.SessionTTL <= 0 {
 		h.SessionTTL = DefaultSessionTTL
 	}
@@ -202,6 +216,18 @@ func (h *Handler) openStore() (store.Store, error) {
 		}
 		return store.OpenMemory(scope, store.MemoryOptions{MaxSessions: max})
 	case "redis":
+		var codec store.KeyCodec
+		if len(h.Store.EncryptionKeys) > 0 {
+			c, err := keyseal.New(h.Store.EncryptionKeys, keyseal.AllowPlain(h.Store.EncryptionAllowPlain))
+			if err != nil {
+				return nil, fmt.Errorf("miniprogram: store redis encryption_keys: %w", err)
+			}
+			codec = c
+			h.logger.Info("session keys are sealed at rest (AES-GCM)",
+				zap.String("write_key_id", c.WriteKeyID()),
+				zap.Strings("key_ids", c.KeyIDs()),
+				zap.Bool("allow_plain", h.Store.EncryptionAllowPlain))
+		}
 		return store.OpenRedis(store.RedisOptions{
 			URL:        h.Store.URL,
 			Addrs:      h.Store.Addrs,
@@ -213,6 +239,7 @@ func (h *Handler) openStore() (store.Store, error) {
 			CAFile:     h.Store.CAFile,
 			Timeout:    time.Duration(h.Store.Timeout),
 			Prefix:     prefix + scope + ":",
+			KeyCodec:   codec,
 		}, h.logger.Named("store"))
 	}
 	return nil, fmt.Errorf("unknown store type %q", h.Store.Type)
@@ -259,6 +286,29 @@ func (h *Handler) Validate() error {
 			}
 		default:
 			return fmt.Errorf("miniprogram: unknown store type %q (memory or redis)", h.Store.Type)
+		}
+		// Session key encryption at rest (keys are checked here unless
+		// they are still placeholders, before provisioning).
+		if len(h.Store.EncryptionKeys) > 0 && h.Store.Type != "redis" {
+			return errors.New("miniprogram: encryption_keys is for store redis only (the memory store never leaves the process)")
+		}
+		if h.Store.EncryptionAllowPlain && len(h.Store.EncryptionKeys) == 0 {
+			return errors.New("miniprogram: encryption_allow_plain needs encryption_keys")
+		}
+		n := len(h.Store.EncryptionKeys)
+		for i, k := range h.Store.EncryptionKeys {
+			if strings.Contains(k, "{") {
+				continue
+			}
+			ks := keyseal.SplitKeys(k)
+			if len(ks) == 0 {
+				return fmt.Errorf("miniprogram: encryption key %d of %d is empty (is its environment variable set?)", i+1, n)
+			}
+			for _, one := range ks {
+				if _, err := keyseal.ParseKey(one); err != nil {
+					return fmt.Errorf("miniprogram: encryption key %d of %d: %v", i+1, n, err)
+				}
+			}
 		}
 	}
 	return nil

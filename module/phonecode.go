@@ -217,10 +217,15 @@ func (h *Handler) exchangePhoneCode(ctx context.Context, code string) (platform.
 
 func (h *Handler) exchangePhoneOnce(ctx context.Context, ref, code string) (platform.Phone, error) {
 	// The claim outlives the claimer's whole budget: nobody else calls the
-	// platform with this code while it may still be at it.
+	// platform with this code while it may still be at it. The price: a
+	// request waiting on the claim of an instance that died mid-exchange
+	// gives up (platform_timeout) when its own budget ends, just before
+	// that claim lapses; a retry after that exchanges the code itself.
 	claimTTL := h.phoneBudget() + time.Second
 	for {
+		start := time.Now()
 		won, failure, err := h.store.Claim(ctx, ref, claimTTL)
+		h.observeStore("claim", start, err)
 		if err != nil {
 			return platform.Phone{}, storeErr(err)
 		}
@@ -262,6 +267,7 @@ func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code string) (p
 	sctx := context.WithoutCancel(ctx)
 	if err != nil {
 		e := phoneCodeErr(err)
+		metrics.tokenCalls.WithLabelValues(string(e.Code)).Inc()
 		ttl := transientTTL
 		if e.Code == mperr.InvalidCode || e.Code == mperr.WatermarkMismatch {
 			ttl = deadCodeTTL
@@ -275,6 +281,7 @@ func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code string) (p
 			zap.Duration("took", time.Since(start)))
 		return platform.Phone{}, e
 	}
+	metrics.tokenCalls.WithLabelValues("ok").Inc()
 	if sealed, serr := sealPhone(h.phoneKey(code), ref, ph); serr != nil {
 		h.logger.Warn("could not seal a phone number for the retry cache", zap.Error(serr))
 	} else if serr := h.store.Set(sctx, phoneCacheName(ref), sealed, phoneCacheTTL); serr != nil {
@@ -384,7 +391,9 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 // cachedPhone reads the kept result of a phone code; ok is false when
 // there is none.
 func (h *Handler) cachedPhone(ctx context.Context, ref, code string) (ph platform.Phone, ok bool, err error) {
+	start := time.Now()
 	sealed, err := h.store.Get(ctx, phoneCacheName(ref))
+	h.observeStore("get", start, err)
 	if errors.Is(err, store.ErrNotFound) {
 		return ph, false, nil
 	}
