@@ -274,6 +274,9 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("miniprogram: route path %q must start with /", p)
 		}
 	}
+	if err := h.validateAccessToken(); err != nil {
+		return err
+	}
 	if err := h.validateCompat(); err != nil {
 		return err
 	}
