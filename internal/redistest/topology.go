@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // Cluster is a Redis Cluster of real redis-server processes, masters only,

@@ -262,6 +262,10 @@ func universalOptions(o RedisOptions) (*redis.UniversalOptions, string, error) {
 	case len(uo.Addrs) > 1:
 		kind = "cluster"
 	}
+	if kind == "cluster" && uo.DB != 0 {
+		// go-redis's ClusterClient has no DB: it would use db 0 silently.
+		return nil, "", fmt.Errorf("store: redis: a Cluster has only db 0, not db %d (one address is a single server; add master_name for Sentinel)", uo.DB)
+	}
 	desc := fmt.Sprintf("%s %s db=%d tls=%t", kind, strings.Join(uo.Addrs, ","), uo.DB, uo.TLSConfig != nil)
 	return uo, desc, nil
 }

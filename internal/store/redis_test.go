@@ -443,6 +443,7 @@ func TestRedisOptions(t *testing.T) {
 		{name: "fields override", o: RedisOptions{URL: "redis://u:p@h/2", Username: "u2", Password: "p2", DB: 5}, kind: "single", db: 5, user: "u2", pass: "p2", nAddrs: 1},
 		{name: "cluster", o: RedisOptions{Addrs: []string{"a:1", "b:2", "c:3"}}, kind: "cluster", nAddrs: 3},
 		{name: "sentinel", o: RedisOptions{Addrs: []string{"a:26379", "b:26379"}, MasterName: "mymaster", TLS: true}, kind: "sentinel", tls: true, nAddrs: 2},
+		{name: "cluster has no db", o: RedisOptions{Addrs: []string{"a:1", "b:2"}, DB: 3}, errHas: "only db 0"},
 		{name: "both", o: RedisOptions{URL: "redis://h", Addrs: []string{"a:1"}}, errHas: "not both"},
 		{name: "none", o: RedisOptions{}, errHas: "no URL"},
 		{name: "scheme", o: RedisOptions{URL: "http://h"}, errHas: "scheme"},
