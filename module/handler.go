@@ -91,6 +91,8 @@ type Handler struct {
 	client platform.Client
 	store  store.Store
 	flight *singleflight.Group
+	// unsaved holds exchanged sessions whose save failed (see unsaved.go).
+	unsaved *unsavedSessions
 	f      Fields // Fields with defaults
 }
 
@@ -152,6 +154,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.f = h.fieldNames()
 	h.flight = new(singleflight.Group)
+	h.unsaved = newUnsavedSessions()
 
 	if err := h.Validate(); err != nil {
 		return err

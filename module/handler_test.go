@@ -4,17 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mpsim"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
 func TestStripIdentityHeaders(t *testing.T) {
@@ -201,5 +204,57 @@ func TestLapsedClaimIsTakenOver(t *testing.T) {
 	}
 	if n := sim.Calls("jscode2session"); n != 1 {
 		t.Fatalf("calls %d", n)
+	}
+}
+
+// failingSaves wraps a real store and fails its next Save calls, as a store
+// that drops right after the platform answered.
+type failingSaves struct {
+	store.Store
+	fail int
+}
+
+func (f *failingSaves) Save(ctx context.Context, ref string, s store.Session, ttl time.Duration) (store.Session, error) {
+	if f.fail > 0 {
+		f.fail--
+		return store.Session{}, fmt.Errorf("%w: injected", store.ErrUnavailable)
+	}
+	return f.Store.Save(ctx, ref, s, ttl)
+}
+
+// A save that fails after the exchange does not burn the code: a retry on
+// this instance saves the kept result, without a second exchange.
+func TestFailedSaveKeepsTheExchange(t *testing.T) {
+	sim := mpsim.New(mpsim.Options{})
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	h := &Handler{Platform: "wechat", AppID: "wxdemoapp0000001", AppSecret: "demo-wechat-secret", APIBase: srv.URL,
+		Login: "/login", Store: &StoreConfig{Type: "memory", MaxSessions: 10}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Cleanup()
+	fs := &failingSaves{Store: h.store, fail: 2}
+	h.store = fs
+	lr, _ := sim.Login("wxdemoapp0000001", "flaky")
+	if _, err := h.exchange(context.Background(), lr.Code, ""); err == nil {
+		t.Fatal("first exchange: no error although the save failed")
+	} else if e, _ := mperr.As(err); e.Code != mperr.StoreUnavailable {
+		t.Fatalf("first exchange: %v", err)
+	}
+	if _, err := h.exchange(context.Background(), lr.Code, ""); err == nil {
+		t.Fatal("second try: the store is still failing")
+	}
+	s, err := h.exchange(context.Background(), lr.Code, "")
+	if err != nil || s.OpenID != lr.OpenID || s.SessionKey == "" {
+		t.Fatalf("retry after the store came back: %+v %v", s, err)
+	}
+	if n := sim.Calls("jscode2session"); n != 1 {
+		t.Fatalf("code2session calls %d, want 1", n)
+	}
+	if _, err := h.store.Lookup(context.Background(), h.codeRef(lr.Code)); err != nil {
+		t.Fatalf("not saved: %v", err)
 	}
 }

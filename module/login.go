@@ -122,6 +122,9 @@ func (h *Handler) serveLogin(r *http.Request) (store.Session, error) {
 // others wait on).
 func (h *Handler) exchange(ctx context.Context, code, anon string) (store.Session, error) {
 	ref := h.codeRef(code)
+	if s, ok := h.unsaved.get(ref); ok {
+		return h.saveUnsaved(ctx, ref, s)
+	}
 	start := time.Now()
 	s, err := h.store.Lookup(ctx, ref)
 	h.observeStore("lookup", start, err)
@@ -217,10 +220,30 @@ func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (
 	}, time.Duration(h.SessionTTL))
 	h.observeStore("save", saveStart, err)
 	if err != nil {
+		// The code is spent: keep the result for a retry on this instance.
+		h.unsaved.put(ref, store.Session{
+			OpenID:          ps.OpenID,
+			UnionID:         ps.UnionID,
+			AnonymousOpenID: ps.AnonymousOpenID,
+			SessionKey:      ps.SessionKey,
+		})
 		return store.Session{}, storeErr(err)
 	}
 	h.logger.Debug("code2session", zap.String("openid", ps.OpenID), zap.Duration("took", time.Since(start)))
 	return s, nil
+}
+
+// saveUnsaved retries saving a session exchanged earlier whose save failed.
+func (h *Handler) saveUnsaved(ctx context.Context, ref string, s store.Session) (store.Session, error) {
+	start := time.Now()
+	saved, err := h.store.Save(ctx, ref, s, time.Duration(h.SessionTTL))
+	h.observeStore("save", start, err)
+	if err != nil {
+		return store.Session{}, storeErr(err)
+	}
+	h.unsaved.del(ref)
+	h.logger.Info("saved a session whose first save had failed", zap.String("openid", s.OpenID))
+	return saved, nil
 }
 
 func decodeFailure(b []byte) error {
