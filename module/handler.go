@@ -93,7 +93,7 @@ type Handler struct {
 	flight *singleflight.Group
 	// unsaved holds exchanged sessions whose save failed (see unsaved.go).
 	unsaved *unsavedSessions
-	f      Fields // Fields with defaults
+	f       Fields // Fields with defaults
 }
 
 // CaddyModule returns the Caddy module information.

@@ -109,24 +109,13 @@ func (h *Handler) servePhone(r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, encrypted := h.payloadOf(body)
-	if !encrypted {
-		if h.Platform == platform.WeChat {
-			// WeChat's newer flow: a phone code instead of a payload.
-			if pc, _ := body.String(h.f.PhoneCode); pc != "" {
-				return h.servePhoneCode(r, body, pc)
-			}
+	if _, encrypted := h.payloadOf(body); !encrypted && h.Platform == platform.WeChat {
+		// WeChat's newer flow: a phone code instead of a payload.
+		if pc, _ := body.String(h.f.PhoneCode); pc != "" {
+			return h.servePhoneCode(r, body, pc)
 		}
-		return mperr.Newf(mperr.BadRequest, "the phone request carries no %q and %q", h.f.EncryptedData, h.f.IV)
 	}
-	if err := h.checkPayload(p); err != nil {
-		return err
-	}
-	s, err := h.session(r.Context(), r, body)
-	if err != nil {
-		return err
-	}
-	plain, err := h.open(s, p)
+	s, plain, err := h.decryptBody(r, body)
 	if err != nil {
 		return err
 	}
@@ -136,6 +125,25 @@ func (h *Handler) servePhone(r *http.Request) error {
 	}
 	h.injectPhone(r, body, s.OpenID, platform.Phone{PhoneNumber: ph.PhoneNumber, PurePhoneNumber: ph.PurePhoneNumber, CountryCode: ph.CountryCode})
 	return nil
+}
+
+// decryptBody finds the body's encryptedData and iv, refuses them when
+// incomplete or malformed (before touching the store), finds the user's
+// session and decrypts with its keys.
+func (h *Handler) decryptBody(r *http.Request, body *reqbody.Body) (store.Session, []byte, error) {
+	p, encrypted := h.payloadOf(body)
+	if !encrypted {
+		return store.Session{}, nil, mperr.Newf(mperr.BadRequest, "the request carries no %q and %q", h.f.EncryptedData, h.f.IV)
+	}
+	if err := h.checkPayload(p); err != nil {
+		return store.Session{}, nil, err
+	}
+	s, err := h.session(r.Context(), r, body)
+	if err != nil {
+		return s, nil, err
+	}
+	plain, err := h.open(s, p)
+	return s, plain, err
 }
 
 // injectPhone rewrites the request with the phone number.
@@ -166,18 +174,7 @@ func (h *Handler) serveDecrypt(r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, encrypted := h.payloadOf(body)
-	if !encrypted {
-		return mperr.Newf(mperr.BadRequest, "the request carries no %q and %q", h.f.EncryptedData, h.f.IV)
-	}
-	if err := h.checkPayload(p); err != nil {
-		return err
-	}
-	s, err := h.session(r.Context(), r, body)
-	if err != nil {
-		return err
-	}
-	plain, err := h.open(s, p)
+	s, plain, err := h.decryptBody(r, body)
 	if err != nil {
 		return err
 	}
