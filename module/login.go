@@ -198,17 +198,7 @@ func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (
 	metrics.code2session.WithLabelValues(h.Platform, outcome(err)).Inc()
 	if err != nil {
 		e := mperr.From(err)
-		ttl := transientTTL
-		if e.Code == mperr.InvalidCode {
-			ttl = deadCodeTTL
-		}
-		buf, _ := json.Marshal(e.Body())
-		if ferr := h.store.Fail(ctx, ref, buf, ttl); ferr != nil {
-			h.logger.Warn("could not record a failed exchange", zap.Error(ferr))
-		}
-		h.logger.Info("code2session failed", zap.String("error", string(e.Code)),
-			zap.Bool("has_errcode", e.HasErrcode), zap.Int("errcode", e.Errcode),
-			zap.Duration("took", time.Since(start)))
+		h.recordFailure(ctx, "code2session", ref, e, time.Since(start))
 		return store.Session{}, e
 	}
 	saveStart := time.Now()
@@ -244,6 +234,23 @@ func (h *Handler) saveUnsaved(ctx context.Context, ref string, s store.Session) 
 	h.unsaved.del(ref)
 	h.logger.Info("saved a session whose first save had failed", zap.String("openid", s.OpenID))
 	return saved, nil
+}
+
+// recordFailure remembers a failed exchange of ref's code for the other
+// requests and instances waiting on it (a dead code for 5 minutes, a
+// transient failure for 2 s), and logs it without the code.
+func (h *Handler) recordFailure(ctx context.Context, call, ref string, e *mperr.Error, took time.Duration) {
+	ttl := transientTTL
+	if e.Code == mperr.InvalidCode || e.Code == mperr.WatermarkMismatch {
+		ttl = deadCodeTTL
+	}
+	buf, _ := json.Marshal(e.Body())
+	if ferr := h.store.Fail(ctx, ref, buf, ttl); ferr != nil {
+		h.logger.Warn("could not record a failed exchange", zap.String("call", call), zap.Error(ferr))
+	}
+	h.logger.Info(call+" failed", zap.String("error", string(e.Code)),
+		zap.Bool("has_errcode", e.HasErrcode), zap.Int("errcode", e.Errcode),
+		zap.Duration("took", took))
 }
 
 func decodeFailure(b []byte) error {

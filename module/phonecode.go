@@ -268,17 +268,7 @@ func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code string) (p
 	if err != nil {
 		e := phoneCodeErr(err)
 		metrics.tokenCalls.WithLabelValues(string(e.Code)).Inc()
-		ttl := transientTTL
-		if e.Code == mperr.InvalidCode || e.Code == mperr.WatermarkMismatch {
-			ttl = deadCodeTTL
-		}
-		buf, _ := json.Marshal(e.Body())
-		if ferr := h.store.Fail(sctx, ref, buf, ttl); ferr != nil {
-			h.logger.Warn("could not record a failed phone code exchange", zap.Error(ferr))
-		}
-		h.logger.Info("getuserphonenumber failed", zap.String("error", string(e.Code)),
-			zap.Bool("has_errcode", e.HasErrcode), zap.Int("errcode", e.Errcode),
-			zap.Duration("took", time.Since(start)))
+		h.recordFailure(sctx, "getuserphonenumber", ref, e, time.Since(start))
 		return platform.Phone{}, e
 	}
 	metrics.tokenCalls.WithLabelValues("ok").Inc()
