@@ -58,8 +58,15 @@ fuzz:
 	done; \
 	if [ $$found -eq 0 ]; then echo "no Fuzz targets under $(FUZZ_DIRS)"; else echo "fuzz: $$found target(s) OK"; fi
 
+# The Go benchmarks, the memory store's bytes per session, the decryption
+# next to the silenceper/wechat SDK (bench/sdkcompare, a module of its own),
+# then the load test (bench/load.sh: wrk against one caddy; DURATION, ROUNDS
+# and the rest of its environment pass through). bench/README.md has figures.
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+	$(GO) test -run='^TestMemoryBytesPerSession$$' -count=1 -v ./internal/store
+	cd bench/sdkcompare && $(GO) test -run=. -bench=. -benchmem -count=1 .
+	bash bench/load.sh
 
 # Installs xcaddy if it is neither in PATH nor in GOBIN (GOPATH/bin), then
 # runs the build xcaddy.json describes and checks the module is in the binary.

@@ -245,7 +245,7 @@ func startsWithBrace(b []byte) bool {
 }
 
 func (b *Body) parseJSON() bool {
-	if !json.Valid(b.raw) {
+	if !jsonobj.Valid(b.raw) {
 		return false
 	}
 	it, ok := jsonobj.Object(b.raw)
@@ -422,7 +422,7 @@ func (b *Body) SetRaw(name string, raw json.RawMessage) {
 	switch b.kind {
 	case JSON:
 		raw = bytes.TrimSpace(raw)
-		if !json.Valid(raw) {
+		if !jsonobj.Valid(raw) {
 			b.Set(name, string(raw))
 			return
 		}

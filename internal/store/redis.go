@@ -422,11 +422,36 @@ func keyFingerprint(plain string) string {
 	return hex.EncodeToString(h[:16])
 }
 
-// Lookup implements Store in two round trips: the ref, then the record.
+// lookupScript follows a ref to the user record in one round trip:
+// KEYS[1] is the ref, ARGV[1] the user keys' prefix ("{prefix}u:"). It
+// returns {openid, sk, psk, uid, aoid} (nil where absent), or nil when the
+// ref is absent. The user key it reads is not in KEYS, so it is only used
+// where every key is on one server (not on a Cluster).
+var lookupScript = redis.NewScript(`
+local openid = redis.call('GET', KEYS[1])
+if not openid then return false end
+local v = redis.call('HMGET', ARGV[1] .. openid, 'sk', 'psk', 'uid', 'aoid')
+return {openid, v[1], v[2], v[3], v[4]}
+`)
+
+// Lookup implements Store: on a single server or Sentinel in one round
+// trip (lookupScript); on a Cluster, where the ref and the record may live
+// on different nodes, in two: the ref, then the record.
 func (r *Redis) Lookup(ctx context.Context, ref string) (Session, error) {
 	ctx, cancel := r.op(ctx)
 	defer cancel()
 	c := r.conn.client
+	if _, cluster := c.(*redis.ClusterClient); !cluster {
+		vals, err := lookupScript.Run(ctx, c, []string{r.refKey(ref)}, r.prefix+"u:").Slice()
+		if err != nil {
+			return Session{}, fail("lookup", err)
+		}
+		if len(vals) != 5 {
+			return Session{}, fail("lookup", errors.New("unexpected script reply"))
+		}
+		openid, _ := vals[0].(string)
+		return r.record(openid, vals[1:])
+	}
 	openid, err := c.Get(ctx, r.refKey(ref)).Result()
 	if err != nil {
 		return Session{}, fail("lookup", err)
@@ -435,14 +460,18 @@ func (r *Redis) Lookup(ctx context.Context, ref string) (Session, error) {
 	if err != nil {
 		return Session{}, fail("lookup", err)
 	}
+	return r.record(openid, vals)
+}
+
+// record opens the user record of openid from the values of its fields
+// sk, psk, uid and aoid; ErrNotFound when it has no sk (the record is gone).
+func (r *Redis) record(openid string, vals []any) (Session, error) {
+	if len(vals) != 4 || vals[0] == nil || openid == "" {
+		return Session{}, ErrNotFound
+	}
 	var f [4]string
 	for i, v := range vals {
-		if i < len(f) {
-			f[i], _ = v.(string)
-		}
-	}
-	if len(vals) != 4 || vals[0] == nil {
-		return Session{}, ErrNotFound
+		f[i], _ = v.(string)
 	}
 	return r.openRecord(openid, f[0], f[1], f[2], f[3])
 }

@@ -15,8 +15,12 @@ type Phone struct {
 	CountryCode     string // always text, whether the platform sent a string or a number
 }
 
-// maxPhoneLen bounds the length of each field (real numbers are far shorter).
-const maxPhoneLen = 32
+// maxPhoneLen bounds the length of phoneNumber and purePhoneNumber, and
+// maxCountryLen that of countryCode (real ones are far shorter).
+const (
+	maxPhoneLen   = 32
+	maxCountryLen = 8
+)
 
 // ParsePhone extracts phoneNumber, purePhoneNumber and countryCode from a
 // decrypted phone payload. Each may be a JSON string or a JSON number (as
@@ -24,19 +28,40 @@ const maxPhoneLen = 32
 // required. The values end up in headers and log lines, so only phone
 // characters are accepted: digits, '+', '-', ' ', '(' and ')' (countryCode:
 // digits and a leading '+'). Errors are mperr.BadRequest with a fixed message.
+//
+// Keys are matched exactly and the last of duplicates wins. The object is
+// walked once, and the three values share one allocation.
 func ParsePhone(plaintext []byte) (Phone, error) {
 	if !isObject(plaintext) {
 		return Phone{}, errNotPhone()
 	}
-	var p Phone
-	var ok bool
-	if p.PhoneNumber, ok = scalarText(member(plaintext, "phoneNumber")); !ok || p.PhoneNumber == "" || !phoneChars(p.PhoneNumber) {
+	it, ok := jsonobj.Object(plaintext)
+	if !ok {
 		return Phone{}, errNotPhone()
 	}
-	if p.PurePhoneNumber, ok = scalarText(member(plaintext, "purePhoneNumber")); !ok || !phoneChars(p.PurePhoneNumber) {
-		return Phone{}, errNotPhone()
+	var raw [3][]byte // phoneNumber, purePhoneNumber, countryCode
+	for k, v, ok := it.Next(); ok; k, v, ok = it.Next() {
+		switch {
+		case jsonobj.Equal(k, "phoneNumber"):
+			raw[0] = v
+		case jsonobj.Equal(k, "purePhoneNumber"):
+			raw[1] = v
+		case jsonobj.Equal(k, "countryCode"):
+			raw[2] = v
+		}
 	}
-	if p.CountryCode, ok = scalarText(member(plaintext, "countryCode")); !ok || !countryChars(p.CountryCode) {
+	var buf [2*maxPhoneLen + maxCountryLen]byte
+	text := buf[:0]
+	var ends [3]int
+	for i, r := range raw {
+		if text, ok = appendScalar(text, r); !ok {
+			return Phone{}, errNotPhone()
+		}
+		ends[i] = len(text)
+	}
+	all := string(text)
+	p := Phone{PhoneNumber: all[:ends[0]], PurePhoneNumber: all[ends[0]:ends[1]], CountryCode: all[ends[1]:ends[2]]}
+	if p.PhoneNumber == "" || !phoneChars(p.PhoneNumber) || !phoneChars(p.PurePhoneNumber) || !countryChars(p.CountryCode) {
 		return Phone{}, errNotPhone()
 	}
 	return p, nil
@@ -44,24 +69,24 @@ func ParsePhone(plaintext []byte) (Phone, error) {
 
 func errNotPhone() error { return mperr.New(mperr.BadRequest, MsgNotPhone) }
 
-// scalarText turns a raw JSON string or number into text; absent or null
-// is "".
-func scalarText(raw []byte) (string, bool) {
+// appendScalar appends the text of a raw JSON string or number (digits
+// only); absent or null appends nothing.
+func appendScalar(dst, raw []byte) ([]byte, bool) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return "", true
+		return dst, true
 	}
 	switch c := raw[0]; {
 	case c == '"':
-		return jsonobj.Unquote(raw), true
+		return jsonobj.AppendUnquote(dst, raw), true
 	case c >= '0' && c <= '9':
 		for _, d := range raw {
 			if d < '0' || d > '9' { // no fractions or exponents in a phone number
-				return "", false
+				return dst, false
 			}
 		}
-		return string(raw), true
+		return append(dst, raw...), true
 	}
-	return "", false
+	return dst, false
 }
 
 func phoneChars(s string) bool {
@@ -79,7 +104,7 @@ func phoneChars(s string) bool {
 }
 
 func countryChars(s string) bool {
-	if len(s) > 8 {
+	if len(s) > maxCountryLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -20,7 +20,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"sync"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
@@ -169,13 +168,31 @@ func (s *scratch) parse(encryptedData, iv string) (payload, error) {
 
 // decrypt decrypts p into out (len(out) == len(p.ct)) and checks the
 // padding; it returns the plaintext length.
+//
+// CBC is done here block by block rather than with cipher.NewCBCDecrypter,
+// which allocates its state on every call: on amd64 and arm64 the standard
+// library's CBC decrypter is this same loop (crypto/internal/fips140/aes,
+// cryptBlocksDecGeneric), so only the allocation goes.
 func decrypt(out []byte, p *payload, key *[KeySize]byte) (int, bool) {
 	block, err := aes.NewCipher(key[:])
 	if err != nil { // cannot happen: the key is 16 bytes
 		return 0, false
 	}
-	cipher.NewCBCDecrypter(block, p.iv).CryptBlocks(out, p.ct)
+	cbcDecrypt(block, p.iv, out, p.ct)
 	return unpad(out)
+}
+
+// cbcDecrypt decrypts src (a whole number of blocks) into dst (as long),
+// AES-CBC with iv. dst and src may not overlap.
+func cbcDecrypt(b cipher.Block, iv, dst, src []byte) {
+	prev := iv
+	for i := 0; i < len(src); i += aes.BlockSize {
+		ct := src[i : i+aes.BlockSize : i+aes.BlockSize]
+		pt := dst[i : i+aes.BlockSize : i+aes.BlockSize]
+		b.Decrypt(pt, ct)
+		subtle.XORBytes(pt, pt, prev)
+		prev = ct
+	}
 }
 
 // unpad checks strict PKCS#7 padding of p (len(p) a positive multiple of the
@@ -271,7 +288,7 @@ func isObject(b []byte) bool {
 		case ' ', '\t', '\n', '\r':
 			continue
 		case '{':
-			return json.Valid(b)
+			return jsonobj.Valid(b)
 		}
 		return false
 	}
