@@ -112,7 +112,9 @@ func (h *Handler) serveLogin(r *http.Request) (store.Session, error) {
 	}
 	body.Apply(r)
 	caddyhttp.SetVar(r.Context(), "mp.openid", s.OpenID)
-	h.logger.Debug("login", zap.String("openid", s.OpenID), zap.Bool("unionid", s.UnionID != ""))
+	if c := h.logger.Check(zap.DebugLevel, "login"); c != nil {
+		c.Write(zap.String("openid", s.OpenID), zap.Bool("unionid", s.UnionID != ""))
+	}
 	return s, nil
 }
 

@@ -165,7 +165,9 @@ func (h *Handler) injectPhone(r *http.Request, body *reqbody.Body, openid string
 	hdr.Set(HeaderPlatform, h.Platform)
 	hdr.Set(HeaderAppID, h.AppID)
 	body.Apply(r)
-	h.logger.Debug("phone", zap.String("openid", openid), zap.String("phone", wxcrypt.MaskPhone(ph.PhoneNumber)))
+	if c := h.logger.Check(zap.DebugLevel, "phone"); c != nil {
+		c.Write(zap.String("openid", openid), zap.String("phone", wxcrypt.MaskPhone(ph.PhoneNumber)))
+	}
 }
 
 // serveDecrypt decrypts any payload and injects it whole.
@@ -191,6 +193,8 @@ func (h *Handler) serveDecrypt(r *http.Request) error {
 	hdr.Set(HeaderAppID, h.AppID)
 	body.Apply(r)
 	caddyhttp.SetVar(r.Context(), "mp.openid", s.OpenID)
-	h.logger.Debug("decrypt", zap.String("openid", s.OpenID), zap.Int("bytes", len(plain)))
+	if c := h.logger.Check(zap.DebugLevel, "decrypt"); c != nil {
+		c.Write(zap.String("openid", s.OpenID), zap.Int("bytes", len(plain)))
+	}
 	return nil
 }
