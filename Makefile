@@ -17,7 +17,7 @@ help:
 	@echo "make deps    install redis-server/redis-tools with apt-get when missing"
 	@echo "make test    make deps, then go test -race -count=1 ./..."
 	@echo "make fuzz    run every Fuzz* target under $(FUZZ_DIRS)/ for $(FUZZTIME) each"
-	@echo "make bench   go test -run=^\$$ -bench=. -benchmem ./..."
+	@echo "make bench   Go benchmarks, SDK comparison, then the wrk load test (bench/README.md)"
 	@echo "make xcaddy  build $(BIN)/caddy-xcaddy with xcaddy $(XCADDY_VERSION) from xcaddy.json"
 	@echo "make lint    go vet ./... and a gofmt check"
 	@echo "make clean   remove $(BIN)/"
