@@ -203,11 +203,17 @@ func (s *syncBuffer) String() string {
 // automatic HTTPS, debug logs so that they are checked for secrets too),
 // then one site on the given port with body as its content.
 func site(admin, port int, body string) string {
+	return siteWith(admin, port, "", body)
+}
+
+// siteWith is site with more global options.
+func siteWith(admin, port int, global, body string) string {
 	return fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	auto_https off
 	debug
 	persist_config off
+%s
 }
 
 http://127.0.0.1:%d {
@@ -216,17 +222,23 @@ http://127.0.0.1:%d {
 	}
 %s
 }
-`, admin, port, body)
+`, admin, global, port, body)
 }
 
 // startCaddy starts caddy with the site body (directives inside the site
 // block) and waits until it answers.
 func startCaddy(t testing.TB, body string) *Caddy {
 	t.Helper()
+	return startCaddyWith(t, "", body)
+}
+
+// startCaddyWith is startCaddy with more global options.
+func startCaddyWith(t testing.TB, global, body string) *Caddy {
+	t.Helper()
 	c := &Caddy{t: t, port: freePort(t), admin: freePort(t), dir: t.TempDir(), logBuf: &syncBuffer{}, done: make(chan struct{})}
 	c.URL = fmt.Sprintf("http://127.0.0.1:%d", c.port)
 	cf := filepath.Join(c.dir, "Caddyfile")
-	if err := os.WriteFile(cf, []byte(site(c.admin, c.port, body)), 0o600); err != nil {
+	if err := os.WriteFile(cf, []byte(siteWith(c.admin, c.port, global, body)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c.cmd = exec.Command(caddyBin, "run", "--config", cf, "--adapter", "caddyfile")
