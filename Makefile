@@ -7,7 +7,7 @@ FUZZTIME       ?= 15s
 FUZZ_DIRS      ?= internal
 XCADDY_VERSION ?= v0.4.5
 
-.PHONY: all help deps build demo test fuzz bench xcaddy lint clean
+.PHONY: all help deps build demo test test-scale fuzz bench xcaddy lint clean
 
 all: build
 
@@ -16,6 +16,7 @@ help:
 	@echo "make demo    play the login → phone story end to end (go run ./examples/demo)"
 	@echo "make deps    install redis-server/redis-tools with apt-get when missing"
 	@echo "make test    make deps, then go test -race -count=1 ./..."
+	@echo "make test-scale  10,000 concurrent logins on two instances sharing Redis"
 	@echo "make fuzz    run every Fuzz* target under $(FUZZ_DIRS)/ for $(FUZZTIME) each"
 	@echo "make bench   Go benchmarks, SDK comparison, then the wrk load test (bench/README.md)"
 	@echo "make xcaddy  build $(BIN)/caddy-xcaddy with xcaddy $(XCADDY_VERSION) from xcaddy.json"
@@ -44,6 +45,12 @@ deps:
 
 test: deps
 	$(GO) test -race -count=1 ./...
+
+# The full-size scale test: 10,000 concurrent logins with distinct codes and
+# 1,000 with one code against two instances sharing Redis (make test runs a
+# 2,000-login version, since the race detector slows the test client).
+test-scale: deps
+	MP_CADDY_NORACE=1 MP_SCALE_LOGINS=10000 $(GO) test -count=1 -v -run '^TestScaleConcurrentLogins$$' ./integration/
 
 # One bounded run per target: go test -fuzz takes one target per package at a time.
 fuzz:
