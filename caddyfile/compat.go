@@ -1,8 +1,6 @@
 package caddyfile
 
 import (
-	"strings"
-
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/module"
@@ -20,15 +18,8 @@ func parseCompat(d *cf.Dispenser, h *module.Handler) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case v == "/":
-		return d.Errf("compat: prefix must not be / (it would take every request); use a path such as /mp-compat")
-	case !strings.HasPrefix(v, "/"):
-		return d.Errf("compat: prefix '%s' must start with /", v)
-	case strings.HasSuffix(v, "/"):
-		return d.Errf("compat: prefix '%s' must not end with / (write /mp-compat, not /mp-compat/)", v)
-	case strings.ContainsAny(v, "*?#"):
-		return d.Errf("compat: prefix '%s' must be a plain path (no *, ? or #)", v)
+	if err := module.CheckCompatPrefix(v); err != nil {
+		return d.Errf("%v", err)
 	}
 	h.Compat = &module.CompatConfig{Prefix: v}
 	return nil

@@ -54,12 +54,12 @@ func parseTokenBinding(d *cf.Dispenser, h *module.Handler) error {
 				}
 				c.From.JSON = v
 			case "header":
-				if !tokenName(v) {
+				if !module.ValidTokenName(v) {
 					return d.Errf("token_binding from header: '%s' is not a header name", v)
 				}
 				c.From.Header = v
 			case "cookie":
-				if !tokenName(v) {
+				if !module.ValidTokenName(v) {
 					return d.Errf("token_binding from cookie: '%s' is not a cookie name", v)
 				}
 				c.From.Cookie = v
@@ -82,7 +82,7 @@ func parseTokenBinding(d *cf.Dispenser, h *module.Handler) error {
 				if len(args) != 2 {
 					return argErr(d, "token_binding request "+args[0]+" (want: request "+args[0]+" <name>)")
 				}
-				if !tokenName(args[1]) {
+				if !module.ValidTokenName(args[1]) {
 					return d.Errf("token_binding request %s: '%s' is not a %s name", args[0], args[1], args[0])
 				}
 				if args[0] == "header" {
@@ -122,22 +122,4 @@ func parseTokenBinding(d *cf.Dispenser, h *module.Handler) error {
 	}
 	h.TokenBinding = c
 	return nil
-}
-
-// tokenName reports whether s is an RFC 9110 token (a header or cookie
-// name).
-func tokenName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -110,10 +110,10 @@ func (c *TokenBindingConfig) Validate() error {
 			return fmt.Errorf("miniprogram: token_binding from json: %w", err)
 		}
 	}
-	if c.From.Header != "" && !validHeaderName(c.From.Header) {
+	if c.From.Header != "" && !ValidTokenName(c.From.Header) {
 		return fmt.Errorf("miniprogram: token_binding from header: %q is not a header name", c.From.Header)
 	}
-	if c.From.Cookie != "" && !validHeaderName(c.From.Cookie) {
+	if c.From.Cookie != "" && !ValidTokenName(c.From.Cookie) {
 		return fmt.Errorf("miniprogram: token_binding from cookie: %q is not a cookie name", c.From.Cookie)
 	}
 	if q := c.Request; q != nil {
@@ -123,13 +123,13 @@ func (c *TokenBindingConfig) Validate() error {
 		}
 		if q.Header != "" {
 			n++
-			if !validHeaderName(q.Header) {
+			if !ValidTokenName(q.Header) {
 				return fmt.Errorf("miniprogram: token_binding request header: %q is not a header name", q.Header)
 			}
 		}
 		if q.Cookie != "" {
 			n++
-			if !validHeaderName(q.Cookie) {
+			if !ValidTokenName(q.Cookie) {
 				return fmt.Errorf("miniprogram: token_binding request cookie: %q is not a cookie name", q.Cookie)
 			}
 		}
@@ -153,9 +153,9 @@ func checkJSONPath(p string) error {
 	return nil
 }
 
-// validHeaderName reports whether s is an RFC 9110 token (header and
+// ValidTokenName reports whether s is an RFC 9110 token (header and
 // cookie names).
-func validHeaderName(s string) bool {
+func ValidTokenName(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -104,22 +104,34 @@ func (h *Handler) validateCompat() error {
 		return nil
 	}
 	p := h.Compat.Prefix
-	switch {
-	case p == "":
-		return errors.New("miniprogram: compat needs a path prefix, e.g. /mp-compat")
-	case !strings.HasPrefix(p, "/"):
-		return fmt.Errorf("miniprogram: compat prefix %q must start with /", p)
-	case strings.HasSuffix(p, "/"):
-		return fmt.Errorf("miniprogram: compat prefix %q must not end with /", p)
-	case strings.ContainsAny(p, "*?#"):
-		return fmt.Errorf("miniprogram: compat prefix %q must be a plain path (no *, ? or #)", p)
-	case path.Clean(p) != p:
-		return fmt.Errorf("miniprogram: compat prefix %q is not a clean path (want %q)", p, path.Clean(p))
+	if err := CheckCompatPrefix(p); err != nil {
+		return fmt.Errorf("miniprogram: %w", err)
 	}
 	for _, r := range []struct{ name, pattern string }{{"login", h.Login}, {"phone", h.Phone}, {"decrypt", h.Decrypt}} {
 		if compatOverlaps(p, r.pattern) {
 			return fmt.Errorf("miniprogram: compat prefix %q overlaps the %s path %q", p, r.name, r.pattern)
 		}
+	}
+	return nil
+}
+
+// CheckCompatPrefix checks the shape of a compat prefix: a clean path
+// starting with /, not ending with one, and not / itself; no *, ? or #.
+// (Overlaps with the handler's routes are checked by Validate.)
+func CheckCompatPrefix(p string) error {
+	switch {
+	case p == "":
+		return errors.New("compat needs a path prefix, e.g. /mp-compat")
+	case p == "/":
+		return errors.New("compat prefix must not be / (it would take every request); use a path such as /mp-compat")
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("compat prefix %q must start with /", p)
+	case strings.HasSuffix(p, "/"):
+		return fmt.Errorf("compat prefix %q must not end with / (write /mp-compat, not /mp-compat/)", p)
+	case strings.ContainsAny(p, "*?#"):
+		return fmt.Errorf("compat prefix %q must be a plain path (no *, ? or #)", p)
+	case path.Clean(p) != p:
+		return fmt.Errorf("compat prefix %q is not a clean path (want %q)", p, path.Clean(p))
 	}
 	return nil
 }
