@@ -4,15 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -499,55 +494,6 @@ func TestCompatAccessToken(t *testing.T) {
 
 	e.caddy.Stop()
 	noSecrets(t, e.caddy.Logs(), wxSecret, tokens[0], lr.Code, pc)
-}
-
-// startCaddyfile starts caddy with a whole Caddyfile and waits until the
-// admin endpoint and every port answer. The Caddy's URL is the first port's.
-func startCaddyfile(t *testing.T, admin int, caddyfile string, ports ...int) *Caddy {
-	t.Helper()
-	c := &Caddy{t: t, port: ports[0], admin: admin, dir: t.TempDir(), logBuf: &syncBuffer{}, done: make(chan struct{})}
-	c.URL = fmt.Sprintf("http://127.0.0.1:%d", c.port)
-	cf := filepath.Join(c.dir, "Caddyfile")
-	if err := os.WriteFile(cf, []byte(caddyfile), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c.cmd = exec.Command(caddyBin, "run", "--config", cf, "--adapter", "caddyfile")
-	c.cmd.Env = append(os.Environ(), "HOME="+c.dir, "XDG_DATA_HOME="+c.dir, "XDG_CONFIG_HOME="+c.dir)
-	c.cmd.Stdout, c.cmd.Stderr = c.logBuf, c.logBuf
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.cmd.Wait(); close(c.done) }()
-	t.Cleanup(c.Stop)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-c.done:
-			t.Fatalf("caddy exited at start:\n%s", c.logBuf.String())
-		default:
-		}
-		up := false
-		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/config/", admin)); err == nil {
-			resp.Body.Close()
-			up = true
-			for _, p := range ports {
-				conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second)
-				if err != nil {
-					up = false
-					break
-				}
-				conn.Close()
-			}
-		}
-		if up {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not start in time:\n%s", c.logBuf.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // The intended deployment: the public site has the login route; a second

@@ -235,10 +235,18 @@ func startCaddy(t testing.TB, body string) *Caddy {
 // startCaddyWith is startCaddy with more global options.
 func startCaddyWith(t testing.TB, global, body string) *Caddy {
 	t.Helper()
-	c := &Caddy{t: t, port: freePort(t), admin: freePort(t), dir: t.TempDir(), logBuf: &syncBuffer{}, done: make(chan struct{})}
+	port, admin := freePort(t), freePort(t)
+	return startCaddyfile(t, admin, siteWith(admin, port, global, body), port)
+}
+
+// startCaddyfile starts caddy with a whole Caddyfile and waits until its
+// admin endpoint and every port answer. The Caddy's URL is the first port's.
+func startCaddyfile(t testing.TB, admin int, caddyfile string, ports ...int) *Caddy {
+	t.Helper()
+	c := &Caddy{t: t, port: ports[0], admin: admin, dir: t.TempDir(), logBuf: &syncBuffer{}, done: make(chan struct{})}
 	c.URL = fmt.Sprintf("http://127.0.0.1:%d", c.port)
 	cf := filepath.Join(c.dir, "Caddyfile")
-	if err := os.WriteFile(cf, []byte(siteWith(c.admin, c.port, global, body)), 0o600); err != nil {
+	if err := os.WriteFile(cf, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c.cmd = exec.Command(caddyBin, "run", "--config", cf, "--adapter", "caddyfile")
@@ -257,19 +265,31 @@ func startCaddyWith(t testing.TB, global, body string) *Caddy {
 			t.Fatalf("caddy exited at start:\n%s", c.logBuf.String())
 		default:
 		}
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/config/", c.admin))
-		if err == nil {
-			resp.Body.Close()
-			if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", c.port), time.Second); err == nil {
-				conn.Close()
-				return c
-			}
+		if c.answers(ports) {
+			return c
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("caddy did not start in time:\n%s", c.logBuf.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// answers reports whether the admin endpoint and every port accept.
+func (c *Caddy) answers(ports []int) bool {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/config/", c.admin))
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	for _, p := range ports {
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second)
+		if err != nil {
+			return false
+		}
+		conn.Close()
+	}
+	return true
 }
 
 // Stop stops caddy (gracefully, then by force) and checks its logs for
