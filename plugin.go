@@ -14,5 +14,10 @@ import (
 func init() {
 	caddy.RegisterModule(module.Handler{})
 	httpcaddyfile.RegisterHandlerDirective("miniprogram", mpcaddyfile.Parse)
-	httpcaddyfile.RegisterDirectiveOrder("miniprogram", httpcaddyfile.Before, "reverse_proxy")
+	// Ahead of every handler that may route or answer (basic_auth, handle,
+	// route, reverse_proxy...): a site that proxies from inside a handle
+	// block is still protected. Only rewrite, uri and try_files run
+	// earlier; the handler recognises its routes on the original request
+	// too.
+	httpcaddyfile.RegisterDirectiveOrder("miniprogram", httpcaddyfile.Before, "basicauth")
 }

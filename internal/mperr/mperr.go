@@ -19,18 +19,25 @@ type Code string
 
 // The codes of SPEC.md's error table.
 const (
-	MissingCode       Code = "missing_code"
-	BadRequest        Code = "bad_request"
-	MalformedPayload  Code = "malformed_payload"
-	InvalidCode       Code = "invalid_code"
-	SessionNotFound   Code = "session_not_found"
-	BodyTooLarge      Code = "body_too_large"
-	DecryptFailed     Code = "decrypt_failed"
-	WatermarkMismatch Code = "watermark_mismatch"
-	RateLimited       Code = "rate_limited"
-	PlatformError     Code = "platform_error"
-	StoreUnavailable  Code = "store_unavailable"
-	PlatformTimeout   Code = "platform_timeout"
+	MissingCode      Code = "missing_code"
+	BadRequest       Code = "bad_request"
+	MalformedPayload Code = "malformed_payload"
+	InvalidCode      Code = "invalid_code"
+	SessionNotFound  Code = "session_not_found"
+	UserBlocked      Code = "user_blocked"
+	BodyTooLarge     Code = "body_too_large"
+	// UnsupportedMediaType: a route body that is neither JSON, a form nor
+	// multipart, carries Content-Encoding, or has two Content-Types.
+	UnsupportedMediaType Code = "unsupported_media_type"
+	DecryptFailed        Code = "decrypt_failed"
+	WatermarkMismatch    Code = "watermark_mismatch"
+	RateLimited          Code = "rate_limited"
+	// TooManyFailures: this client's failed code exchanges are over the
+	// configured bound (each one costs a platform call).
+	TooManyFailures  Code = "too_many_failures"
+	PlatformError    Code = "platform_error"
+	StoreUnavailable Code = "store_unavailable"
+	PlatformTimeout  Code = "platform_timeout"
 	// Internal is not in SPEC.md's table: a bug or an impossible state.
 	Internal Code = "internal_error"
 )
@@ -42,11 +49,15 @@ func (c Code) Status() int {
 		return http.StatusBadRequest
 	case InvalidCode, SessionNotFound:
 		return http.StatusUnauthorized
+	case UserBlocked:
+		return http.StatusForbidden
 	case BodyTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case UnsupportedMediaType:
+		return http.StatusUnsupportedMediaType
 	case DecryptFailed, WatermarkMismatch:
 		return http.StatusUnprocessableEntity
-	case RateLimited:
+	case RateLimited, TooManyFailures:
 		return http.StatusTooManyRequests
 	case PlatformError:
 		return http.StatusBadGateway
