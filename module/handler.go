@@ -83,6 +83,9 @@ type Handler struct {
 	TokenBinding *TokenBindingConfig `json:"token_binding,omitempty"`
 
 	logger *zap.Logger
+	// accessLog is Caddy's http.log.access logger, for the access lines
+	// the handler writes itself (see accesslog.go).
+	accessLog *zap.Logger
 	// binding is set when TokenBinding is configured (see binding.go).
 	binding *tokenBinding
 	// tokens is set when WeChat's access token is needed (see phonecode.go).
@@ -112,6 +115,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // client and the session store (shared across config reloads).
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.accessLog = ctx.Logger(caddyhttp.App{}).Named("log.access")
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
@@ -377,8 +381,8 @@ func pathMatches(pattern, p string) bool {
 	return p == pattern
 }
 
-func (h *Handler) route(r *http.Request) route {
-	p := r.URL.Path
+// routeOf tells which route a path is on.
+func (h *Handler) routeOf(p string) route {
 	switch {
 	case pathMatches(h.Login, p):
 		return routeLogin
@@ -392,11 +396,36 @@ func (h *Handler) route(r *http.Request) route {
 	return routeNone
 }
 
+// route tells which of the handler's routes r is on: its path as Caddy's
+// rewrites left it, or else the path the client sent (rewrite, uri and
+// try_files run ahead of the handler: try_files may hand it /index.php
+// for a request the backend routes as the login).
+func (h *Handler) route(r *http.Request) route {
+	if rt := h.routeOf(r.URL.Path); rt != routeNone {
+		return rt
+	}
+	if or, ok := originalRequest(r); ok && or.URL.Path != r.URL.Path {
+		return h.routeOf(or.URL.Path)
+	}
+	return routeNone
+}
+
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Every request: no client-sent header, trailer or Connection token
+	// of the handler's own reaches the upstream.
 	stripIdentityHeaders(r.Header)
+	stripTrailers(r)
 	rt := h.route(r)
+	stripConnectionTokens(r.Header, rt != routeNone)
 	if rt == routeNone {
+		return next.ServeHTTP(w, r)
+	}
+	if rt == routeCompat {
+		return h.serveCompat(w, r)
+	}
+	if r.Method == http.MethodOptions && (r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0) {
+		// A CORS preflight: nothing to exchange, nothing to inject.
 		return next.ServeHTTP(w, r)
 	}
 	// The rewritten body goes into a shallow copy of the request; the
@@ -404,16 +433,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// before any handler runs, so injected values never show there: the
 	// integration tests check it.)
 	r = r.WithContext(r.Context())
-	var err error
+	if uriHasQuery(r) {
+		var p *privateURI
+		p, w = h.beginPrivateURI(w, r)
+		return p.end(h.serveRoute(w, r, next, rt))
+	}
+	return h.serveRoute(w, r, next, rt)
+}
+
+// serveRoute does a route's work and hands the request on, or answers an
+// error itself.
+func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rt route) error {
+	var (
+		err error
+		s   store.Session
+	)
 	switch rt {
-	case routeCompat:
-		return h.serveCompat(w, r)
 	case routeLogin:
-		var s store.Session
 		s, err = h.serveLogin(r)
-		if err == nil && h.binding != nil {
-			return h.proxyAndBind(w, r, next, s)
-		}
 	case routePhone:
 		err = h.servePhone(r)
 	case routeDecrypt:
@@ -423,10 +460,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.requestsOK[rt].Inc()
 	} else {
 		metrics.requests.WithLabelValues(h.Platform, routeNames[rt], outcome(err)).Inc()
-	}
-	if err != nil {
 		h.fail(w, r, err)
 		return nil
+	}
+	if rt == routeLogin && h.binding != nil {
+		return h.proxyAndBind(w, r, next, s)
 	}
 	return next.ServeHTTP(w, r)
 }
@@ -455,15 +493,4 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		h.logger.Info("request refused", fields...)
 	}
 	mperr.Write(w, e)
-}
-
-// stripIdentityHeaders removes every header a client may have sent that
-// starts with X-Mp- (also spelled with underscores, which some upstreams
-// treat as dashes).
-func stripIdentityHeaders(hdr http.Header) {
-	for k := range hdr {
-		if len(k) >= 5 && strings.EqualFold(strings.ReplaceAll(k[:5], "_", "-"), "x-mp-") {
-			delete(hdr, k)
-		}
-	}
 }

@@ -1,0 +1,118 @@
+package module
+
+import (
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// The trust boundary's request-wide defences: what every request the
+// handler sees loses before anything else happens (headers, Connection
+// tokens, trailers), and how a route is recognised on the request Caddy
+// rewrote as well as on the one the client sent.
+
+// isProtectedHeader reports whether a header name is one the handler owns:
+// X-Mp-..., in any case, with '_' for '-' (PHP, CGI and nginx's
+// underscores_in_headers map both spellings to one variable).
+func isProtectedHeader(k string) bool {
+	k = strings.TrimSpace(k)
+	return len(k) >= 5 && strings.EqualFold(strings.ReplaceAll(k[:5], "_", "-"), "x-mp-")
+}
+
+// stripIdentityHeaders removes every header a client may have sent that
+// the handler owns (see isProtectedHeader).
+func stripIdentityHeaders(hdr http.Header) {
+	for k := range hdr {
+		if isProtectedHeader(k) {
+			delete(hdr, k)
+		}
+	}
+}
+
+// stripConnectionTokens removes the Connection header's tokens that would
+// make a proxy drop, as hop-by-hop, a header the handler sets
+// (Connection: X-Mp-Openid) or, on a rewritten request, the body's framing
+// (Content-Type, Content-Length, Transfer-Encoding). Other tokens (close,
+// keep-alive, Upgrade for websockets) are kept.
+func stripConnectionTokens(hdr http.Header, framing bool) {
+	vs, ok := hdr["Connection"]
+	if !ok {
+		return
+	}
+	drop := func(tok string) bool {
+		tok = strings.TrimSpace(tok)
+		if isProtectedHeader(tok) {
+			return true
+		}
+		if framing {
+			switch strings.ToLower(tok) {
+			case "content-type", "content-length", "transfer-encoding", "content-encoding":
+				return true
+			}
+		}
+		return false
+	}
+	dirty := false
+	for _, v := range vs {
+		for tok := range strings.SplitSeq(v, ",") {
+			if drop(tok) {
+				dirty = true
+				break
+			}
+		}
+	}
+	if !dirty {
+		return
+	}
+	var kept []string
+	for _, v := range vs {
+		for tok := range strings.SplitSeq(v, ",") {
+			if t := strings.TrimSpace(tok); t != "" && !drop(t) {
+				kept = append(kept, t)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		delete(hdr, "Connection")
+		return
+	}
+	hdr["Connection"] = []string{strings.Join(kept, ", ")}
+}
+
+// stripTrailers removes the handler's headers from the request's trailers:
+// those declared now, and, since Go fills r.Trailer only when the body
+// reaches EOF (HTTP/1 adding undeclared names too) and reverse_proxy copies
+// it then, those that arrive at EOF: the body is wrapped to filter them
+// there.
+func stripTrailers(r *http.Request) {
+	stripIdentityHeaders(r.Trailer)
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return
+	}
+	r.Body = &trailerFilter{ReadCloser: r.Body, r: r}
+}
+
+// trailerFilter removes the handler's headers from r.Trailer when the body
+// it wraps reaches EOF.
+type trailerFilter struct {
+	io.ReadCloser
+	r *http.Request
+}
+
+func (t *trailerFilter) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if err == io.EOF {
+		stripIdentityHeaders(t.r.Trailer)
+	}
+	return n, err
+}
+
+// originalRequest is the request as the client sent it, before Caddy's
+// rewrite, uri and try_files changed it; ok is false outside Caddy's
+// server (unit tests).
+func originalRequest(r *http.Request) (http.Request, bool) {
+	or, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
+	return or, ok && or.URL != nil
+}
