@@ -303,3 +303,37 @@ func TestDouyinLoginWithAnonymousCode(t *testing.T) {
 		t.Fatalf("phone body %v", b)
 	}
 }
+
+// A decrypted object naming another user (openId/unionId under any
+// spelling a binder equates) is refused; the user's own ids pass.
+func TestDecryptIdentityMustMatch(t *testing.T) {
+	e := newEnv(t, "wechat")
+	lr := login(t, e.sim, wxApp, "ida")
+	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}))
+	for _, c := range []struct {
+		data map[string]any
+		ok   bool
+	}{
+		{map[string]any{"openId": lr.OpenID, "nickName": "x"}, true},
+		{map[string]any{"openId": lr.OpenID, "unionId": lr.UnionID}, true},
+		{map[string]any{"openId": "o-someone-else"}, false},
+		{map[string]any{"OPEN_ID": "o-someone-else"}, false},
+		{map[string]any{"unionId": "u-someone-else"}, false},
+		{map[string]any{"union-id": "u-someone-else", "openId": lr.OpenID}, false},
+	} {
+		ed, iv, err := e.sim.Encrypt(wxApp, "ida", c.data, mpsim.EncryptOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := e.up.Count()
+		r := postJSON(t, e.url("/api/decrypt"), map[string]any{"code": lr.Code, "encryptedData": ed, "iv": iv})
+		if c.ok {
+			wantOK(t, r)
+			continue
+		}
+		wantError(t, r, 422, "decrypt_failed")
+		if e.up.Count() != n {
+			t.Fatalf("%v: the upstream was called", c.data)
+		}
+	}
+}

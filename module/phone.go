@@ -143,7 +143,30 @@ func (h *Handler) decryptBody(r *http.Request, body *reqbody.Body) (store.Sessio
 		return s, nil, err
 	}
 	plain, err := h.open(s, p)
-	return s, plain, err
+	if err != nil {
+		return s, nil, err
+	}
+	return s, plain, checkIdentity(s, plain)
+}
+
+// checkIdentity refuses a decrypted object whose openId or unionId (under
+// any spelling a binder equates) is not the session's, where the session
+// has one: the payload was opened with this user's key, so another user's
+// id in it was forged (CBC lets a client who controls the IV rewrite the
+// first block).
+func checkIdentity(s store.Session, plain []byte) error {
+	openIDs, unionIDs := wxcrypt.Identity(plain)
+	for _, id := range openIDs {
+		if s.OpenID != "" && id != s.OpenID {
+			return mperr.New(mperr.DecryptFailed, "the decrypted data names another user")
+		}
+	}
+	for _, id := range unionIDs {
+		if s.UnionID != "" && id != s.UnionID {
+			return mperr.New(mperr.DecryptFailed, "the decrypted data names another user")
+		}
+	}
+	return nil
 }
 
 // injectPhone rewrites the request with the phone number.

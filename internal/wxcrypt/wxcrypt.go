@@ -374,3 +374,61 @@ func CheckPayload(encryptedData, iv string) error {
 	_, err := s.parse(encryptedData, iv)
 	return err
 }
+
+// Identity returns the values of every top-level member of the decrypted
+// object pt named like openId or unionId (ignoring case, '_', '-' and '.':
+// the spellings lenient JSON binders equate), so that a caller can check
+// them against the session's. A payload from a genuine client carries at
+// most the platform's own "openId"/"unionId"; CBC without a MAC lets a
+// client who controls the IV rewrite the first block, hence the check.
+func Identity(pt []byte) (openIDs, unionIDs []string) {
+	it, ok := jsonobj.Object(pt)
+	if !ok {
+		return nil, nil
+	}
+	for k, v, ok := it.Next(); ok; k, v, ok = it.Next() {
+		name := identityName(jsonobj.Unquote(k))
+		if name == "" {
+			continue
+		}
+		val := string(v)
+		if len(v) > 0 && v[0] == '"' {
+			val = jsonobj.Unquote(v)
+		}
+		if name == "openid" {
+			openIDs = append(openIDs, val)
+		} else {
+			unionIDs = append(unionIDs, val)
+		}
+	}
+	return openIDs, unionIDs
+}
+
+// identityName is "openid" or "unionid" when key names one of them under a
+// lenient binder's rules (ASCII case, '_', '-', '.' and blanks ignored, cut
+// at NUL), else "". No non-ASCII letter folds to a letter of either name.
+func identityName(key string) string {
+	var b [16]byte
+	n := 0
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		switch {
+		case c == 0:
+			i = len(key)
+			continue
+		case c == '_' || c == '-' || c == '.' || c == ' ' || c == '\t':
+			continue
+		case c >= 0x80 || n == len(b):
+			return ""
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		b[n] = c
+		n++
+	}
+	switch s := string(b[:n]); s {
+	case "openid", "unionid":
+		return s
+	}
+	return ""
+}

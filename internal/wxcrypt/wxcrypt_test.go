@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -625,6 +626,24 @@ func TestCheckPayload(t *testing.T) {
 		err := CheckPayload(c.data, c.iv)
 		if e, ok := mperr.As(err); !ok || e.Code != mperr.MalformedPayload {
 			t.Fatalf("CheckPayload(%q, %q) = %v, want malformed_payload", c.data, c.iv, err)
+		}
+	}
+}
+
+func TestIdentity(t *testing.T) {
+	for _, c := range []struct {
+		pt          string
+		open, union string
+	}{
+		{`{"openId":"a","unionId":"b"}`, "[a]", "[b]"},
+		{`{"OPENID":"a"," open_id ":"c","open.id\u0000x":"d"}`, "[a c d]", "[]"},
+		{`{"union-Id":1,"unionid":"e"}`, "[]", "[1 e]"},
+		{`{"openIdx":"a","nickName":"b","watermark":{"openId":"z"}}`, "[]", "[]"},
+		{`{"open\u0069d":"a"}`, "[a]", "[]"},
+	} {
+		o, u := Identity([]byte(c.pt))
+		if fmt.Sprint(o) != c.open || fmt.Sprint(u) != c.union {
+			t.Errorf("Identity(%s) = %v, %v; want %s, %s", c.pt, o, u, c.open, c.union)
 		}
 	}
 }
