@@ -88,6 +88,13 @@ func TestErrorTable(t *testing.T) {
 			code = fresh()
 			e.sim.Inject(mpsim.Fault{Endpoint: "jscode2session", Errcode: 45011, Times: 1})
 		}, req: func() Response { return loginWith(code)() }, status: 429, code: "rate_limited", errno: 45011.0},
+		{name: "user_blocked", setup: func() {
+			code = fresh()
+			e.sim.Inject(mpsim.Fault{Endpoint: "jscode2session", Errcode: 40226, Times: 1})
+		}, req: func() Response { return loginWith(code)() }, status: 403, code: "user_blocked", errno: 40226.0},
+		// The same code again: still blocked (remembered like a dead code),
+		// not re-exchanged into a 40163 "used" and a 401.
+		{name: "user_blocked again", req: func() Response { return loginWith(code)() }, status: 403, code: "user_blocked", errno: 40226.0},
 		{name: "platform_error busy after retries", setup: func() {
 			code = fresh()
 			e.sim.Inject(mpsim.Fault{Endpoint: "jscode2session", Errcode: -1, Times: 3})

@@ -243,7 +243,7 @@ func (h *Handler) saveUnsaved(ctx context.Context, ref string, s store.Session) 
 // transient failure for 2 s), and logs it without the code.
 func (h *Handler) recordFailure(ctx context.Context, call, ref string, e *mperr.Error, took time.Duration) {
 	ttl := transientTTL
-	if e.Code == mperr.InvalidCode || e.Code == mperr.WatermarkMismatch {
+	if e.Code == mperr.InvalidCode || e.Code == mperr.UserBlocked || e.Code == mperr.WatermarkMismatch {
 		ttl = deadCodeTTL
 	}
 	buf, _ := json.Marshal(e.Body())

@@ -310,7 +310,7 @@ func TestWeChatCode2Session(t *testing.T) {
 		{"lenient: string errcode 0, numeric openid, extra fields", []reply{ok(`{"errcode":"0","session_key":"` + testSessionKey + `","openid":12345,"unionid":null,"extra":{"a":[1]}}`)}, want{}, Session{OpenID: "12345", SessionKey: testSessionKey}, 1},
 		{"40029 invalid code", []reply{wxErr(40029, "invalid code, rid: 652d44d0-1d0af18b-5b069232")}, want{code: mperr.InvalidCode, errcode: ec(40029)}, Session{}, 1},
 		{"40163 code been used", []reply{wxErr(40163, "code been used, rid: 6166f719-6cb5d09c-633ab469")}, want{code: mperr.InvalidCode, errcode: ec(40163)}, Session{}, 1},
-		{"40226 code blocked", []reply{wxErr(40226, "code blocked, hints: [ req_id: qEjdmsNre-EYNDhA ]")}, want{code: mperr.InvalidCode, errcode: ec(40226)}, Session{}, 1},
+		{"40226 code blocked", []reply{wxErr(40226, "code blocked, hints: [ req_id: qEjdmsNre-EYNDhA ]")}, want{code: mperr.UserBlocked, errcode: ec(40226)}, Session{}, 1},
 		{"45011 rate limited", []reply{wxErr(45011, "api minute-quota reach limit mustslower retry next minute")}, want{code: mperr.RateLimited, errcode: ec(45011)}, Session{}, 1},
 		{"40013 invalid appid", []reply{wxErr(40013, "invalid appid")}, want{code: mperr.PlatformError, errcode: ec(40013)}, Session{}, 1},
 		{"40125 invalid appsecret", []reply{wxErr(40125, "invalid appsecret")}, want{code: mperr.PlatformError, errcode: ec(40125)}, Session{}, 1},

@@ -106,7 +106,7 @@ func wechatVerdict(op wxOp, errcode int, errmsg string) verdict {
 		case 40163:
 			return fail(mperr.InvalidCode, "the "+codeName+" was already used")
 		case 40226:
-			return fail(mperr.InvalidCode, "the platform blocked this login (high-risk user)")
+			return fail(mperr.UserBlocked, "the platform blocks this user (high-risk user): logging in again cannot help")
 		}
 	}
 	switch op {
