@@ -73,20 +73,68 @@ func putScratch(s *scratch) {
 	scratchPool.Put(s)
 }
 
-// normalize copies s into buf, turning ' ' back into '+' (form encoding
-// mangles '+' into a space). Any other whitespace makes it fail: Go's base64
-// decoder would silently skip newlines, and the spec wants them rejected.
+// normalize copies s into buf as padded standard base64, repairing what
+// front ends and common mistakes do to it:
+//   - percent-encoding (encodeURIComponent before JSON): %2B, %2F, %3D and
+//     any other valid %XX are decoded once;
+//   - '+' turned into a space by form or query decoding: every space is a
+//     '+' (base64 has no spaces; a 48n-byte ciphertext has no padding and
+//     may end in '+', so spaces are mapped, never trimmed);
+//   - line breaks and tabs (wrapped base64) are dropped; any other control
+//     character fails;
+//   - the URL-safe alphabet ('-', '_') becomes the standard one;
+//   - missing '=' padding is added.
+//
+// Anything else that is not base64 makes the strict decoder fail.
 func normalize(buf []byte, s string) ([]byte, bool) {
-	buf = append(buf[:0], s...)
-	for i, c := range buf {
+	buf = buf[:0]
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		switch c {
 		case ' ':
-			buf[i] = '+'
-		case '\t', '\n', '\v', '\f', '\r':
+			c = '+'
+		case '-':
+			c = '+'
+		case '_':
+			c = '/'
+		case '\t', '\n', '\r':
+			continue
+		case '\v', '\f':
 			return buf, false
+		case '%':
+			if i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+				c = unhex(s[i+1])<<4 | unhex(s[i+2])
+				i += 2
+				if c == ' ' {
+					c = '+'
+				}
+			}
 		}
+		buf = append(buf, c)
+	}
+	switch len(buf) % 4 {
+	case 1:
+		return buf, false
+	case 2:
+		buf = append(buf, '=', '=')
+	case 3:
+		buf = append(buf, '=')
 	}
 	return buf, true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 // decodeText normalises and decodes s; text and dst are reusable buffers.

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -110,6 +111,16 @@ func TestOpenVectors(t *testing.T) {
 		{"wrong iv", officialAppID, []string{officialKey}, officialData, secondIV, "", -1, mperr.DecryptFailed},
 		{"space for plus", officialAppID, []string{officialKey}, strings.ReplaceAll(officialData, "+", " "), officialIV, officialPlain, 0, ""},
 		{"space for plus phone", officialAppID, []string{officialKey}, strings.ReplaceAll(phoneData, "+", " "), officialIV, phonePlain, 0, ""},
+		{"url-safe", officialAppID, []string{officialKey}, urlSafe(officialData), urlSafe(officialIV), officialPlain, 0, ""},
+		{"unpadded", officialAppID, []string{officialKey}, strings.TrimRight(officialData, "="), strings.TrimRight(officialIV, "="), officialPlain, 0, ""},
+		{"url-safe unpadded", officialAppID, []string{officialKey}, strings.TrimRight(urlSafe(officialData), "="), strings.TrimRight(urlSafe(officialIV), "="), officialPlain, 0, ""},
+		{"percent-encoded", officialAppID, []string{officialKey}, url.QueryEscape(officialData), url.QueryEscape(officialIV), officialPlain, 0, ""},
+		{"percent-encoded lower hex", officialAppID, []string{officialKey}, strings.NewReplacer("%2B", "%2b", "%2F", "%2f", "%3D", "%3d").Replace(url.QueryEscape(officialData)), officialIV, officialPlain, 0, ""},
+		{"wrapped lines", officialAppID, []string{officialKey}, wrap(officialData, 76, "\r\n"), officialIV, officialPlain, 0, ""},
+		{"tabs", officialAppID, []string{officialKey}, wrap(officialData, 40, "\t"), officialIV, officialPlain, 0, ""},
+		{"vertical tab", officialAppID, []string{officialKey}, officialData[:8] + "\v" + officialData[8:], officialIV, "", -1, mperr.MalformedPayload},
+		{"one char too many", officialAppID, []string{officialKey}, strings.TrimRight(officialData, "=") + "AAAAA", officialIV, "", -1, mperr.MalformedPayload},
+		{"not base64", officialAppID, []string{officialKey}, "*" + officialData[1:], officialIV, "", -1, mperr.MalformedPayload},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,19 +179,16 @@ func TestMalformed(t *testing.T) {
 		msg      string
 	}{
 		{"data not base64", "!!!!", officialIV, MsgDataNotBase64},
-		{"data url-safe alphabet", strings.NewReplacer("+", "-", "/", "_").Replace(officialData), officialIV, MsgDataNotBase64},
-		{"data without padding", strings.TrimRight(officialData, "="), officialIV, MsgDataNotBase64},
-		{"data with newline", officialData[:64] + "\n" + officialData[64:], officialIV, MsgDataNotBase64},
-		{"data with CRLF", officialData[:64] + "\r\n" + officialData[64:], officialIV, MsgDataNotBase64},
-		{"data with tab", officialData[:64] + "\t" + officialData[64:], officialIV, MsgDataNotBase64},
+		// Line breaks and tabs are dropped (wrapped base64); other control
+		// characters are refused.
+		{"data with form feed", officialData[:64] + "\f" + officialData[64:], officialIV, MsgDataNotBase64},
+		{"iv with vertical tab", officialData, "r7BXXKkLb8qrSNn0\v5n0qiA==", MsgIVNotBase64},
 		{"data non-canonical trailing bits", "AAAAAAAAAAAAAAAAAAAAAB==", officialIV, MsgDataNotBase64},
 		{"data empty", "", officialIV, MsgDataEmpty},
 		{"data 15 bytes", b64s(make([]byte, 15)), officialIV, MsgDataBlocks},
 		{"data 17 bytes", b64s(make([]byte, 17)), officialIV, MsgDataBlocks},
 		{"data 399 bytes", officialData[:532], officialIV, MsgDataBlocks}, // 532 chars = 399 bytes
 		{"iv not base64", officialData, "r7BXXKkLb8qrSNn05n0qiA=!", MsgIVNotBase64},
-		{"iv with newline", officialData, "r7BXXKkLb8qrSNn0\n5n0qiA==", MsgIVNotBase64},
-		{"iv without padding", officialData, "r7BXXKkLb8qrSNn05n0qiA", MsgIVNotBase64},
 		{"iv empty", officialData, "", MsgIVSize},
 		{"iv 12 bytes", officialData, iv12, MsgIVSize},
 		{"iv 32 bytes", officialData, iv32, MsgIVSize},
@@ -646,4 +654,20 @@ func TestIdentity(t *testing.T) {
 			t.Errorf("Identity(%s) = %v, %v; want %s, %s", c.pt, o, u, c.open, c.union)
 		}
 	}
+}
+
+func urlSafe(s string) string {
+	return strings.NewReplacer("+", "-", "/", "_").Replace(s)
+}
+
+// wrap inserts sep every n characters of s.
+func wrap(s string, n int, sep string) string {
+	var b strings.Builder
+	for len(s) > n {
+		b.WriteString(s[:n])
+		b.WriteString(sep)
+		s = s[n:]
+	}
+	b.WriteString(s)
+	return b.String()
 }
