@@ -21,12 +21,12 @@ import (
 	"time"
 )
 
-// spoof is the marker every client-chosen value of a protected name
+// spoofMark is the marker every client-chosen value of a protected name
 // carries (spoofQZ, spoofQZ1, ...). It is long and odd enough never to
 // appear by chance in a code, a base64 payload or an openid, so finding it
 // anywhere the backend reads is proof that a client-chosen value got
 // through.
-const spoof = "spoofQZ"
+const spoofMark = "spoofQZ"
 
 // bRec is one request the boundary upstream received, trailers included.
 type bRec struct {
@@ -205,7 +205,7 @@ func sendH2C(base string, q rawRequest) (Response, error) {
 }
 
 // gzipped compresses b.
-func gzipped(b []byte) []byte {
+func gzipBytes(b []byte) []byte {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	zw.Write(b)
@@ -225,7 +225,7 @@ func isMpName(name string) bool {
 // and trailer, the body. With body false, only headers and trailers are
 // searched (the body and query of a pass-through request are not ours).
 func spoofFoundIn(rec bRec, body bool) []string {
-	has := func(s string) bool { return strings.Contains(strings.ToLower(s), strings.ToLower(spoof)) }
+	has := func(s string) bool { return strings.Contains(strings.ToLower(s), strings.ToLower(spoofMark)) }
 	var where []string
 	if body {
 		dec, _ := url.PathUnescape(rec.URI)
@@ -266,7 +266,7 @@ func mpNames(h http.Header) []string {
 // fields decodes the body of rec into name → values by its Content-Type:
 // a JSON object (values as JSON text unless strings), a form, or multipart
 // (file parts included). ok is false for another or an empty body.
-func fields(rec bRec) (map[string][]string, bool) {
+func bodyFields(rec bRec) (map[string][]string, bool) {
 	if len(rec.Body) == 0 {
 		return nil, false
 	}
@@ -318,7 +318,7 @@ func fields(rec bRec) (map[string][]string, bool) {
 }
 
 // describe renders what the upstream saw, secrets replaced by their names.
-func describe(recs []bRec, redact *strings.Replacer) string {
+func describeRecs(recs []bRec, redact *strings.Replacer) string {
 	if len(recs) == 0 {
 		return "upstream not called"
 	}
