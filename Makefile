@@ -14,7 +14,7 @@ all: build
 help:
 	@echo "make build   build $(BIN)/caddy (Caddy + plugin) and $(BIN)/mpsim (platform simulator)"
 	@echo "make demo    play the login → phone story end to end (go run ./examples/demo)"
-	@echo "make deps    install redis-server/redis-tools with apt-get when missing"
+	@echo "make deps    install redis-server/redis-tools, php-cli/php-fpm with apt-get when missing"
 	@echo "make test    make deps, then go test -race -count=1 ./..."
 	@echo "make test-scale  10,000 concurrent logins on two instances sharing Redis"
 	@echo "make fuzz    run every Fuzz* target under $(FUZZ_DIRS)/ for $(FUZZTIME) each"
@@ -31,11 +31,15 @@ demo: build
 	$(GO) run ./examples/demo -caddy $(BIN)/caddy -mpsim $(BIN)/mpsim
 
 # Installs what the tests need and a fresh machine may lack (redis-server
-# and redis-cli, from Debian's packages).
+# and redis-cli; php and php-fpm, the lenient upstreams of the trust-boundary
+# tests), from Debian's packages. Debian names the FastCGI server
+# php-fpm<version> (in /usr/sbin), hence the glob.
 deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
+	command -v php >/dev/null 2>&1 || missing="$$missing php-cli"; \
+	{ command -v php-fpm >/dev/null 2>&1 || ls /usr/sbin/php-fpm* >/dev/null 2>&1; } || missing="$$missing php-fpm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
