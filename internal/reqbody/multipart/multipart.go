@@ -187,7 +187,7 @@ func Read(body io.Reader, contentType string, lim Limits) (*Form, error) {
 	lr := &limitReader{r: body}
 	lr.budget(maxHeaderBytes + readAhead)
 	cw := &closeWatch{r: lr, pat: "--" + boundary + "--"}
-	br := bufio.NewReaderSize(cw, 4096)
+	br := bufio.NewReaderSize(cw, 256) // for Peek; mime/multipart buffers the rest
 	f := newForm()
 	ok := false
 	defer func() {

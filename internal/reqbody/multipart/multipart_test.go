@@ -375,6 +375,7 @@ func TestRefuses(t *testing.T) {
 		{"name not UTF-8", part("Content-Disposition: form-data; name=\"\xffopenid\"")},
 		{"filename with control", part("Content-Disposition: form-data; name=\"a\"; filename=\"x\x01\"")},
 		{"unterminated quote", part(`Content-Disposition: form-data; name="a`)},
+		{"empty parameter", part(`Content-Disposition: form-data;; name="a"`)},
 		{"space around =", part(`Content-Disposition: form-data; name = "a"`)},
 		{"junk after value", part(`Content-Disposition: form-data; name="a"x`)},
 		{"single-quoted name", part(`Content-Disposition: form-data; name='a b'`)},

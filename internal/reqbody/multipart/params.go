@@ -11,7 +11,7 @@ type param struct {
 // parseHeaderValue parses a Content-Type or Content-Disposition value
 // strictly:
 //
-//	value = token [ "/" token ] *( OWS ";" OWS [ token "=" ( token / quoted-string ) ] ) OWS
+//	value = token [ "/" token ] *( OWS ";" OWS token "=" ( token / quoted-string ) ) [ OWS ";" ] OWS
 //
 // It is the only parser of these headers in the package, so what it
 // accepts is what the re-serialised body says. It refuses (ok false):
@@ -20,8 +20,8 @@ type param struct {
 // parsers decode differently or not at all), the same key twice in any
 // case, control characters other than HTAB in a quoted string, and
 // anything left over. A quoted-pair ("\x") stands for x, as RFC 9110 says.
-// typ is returned lowercased; empty parameters (";;", a trailing ";") are
-// skipped.
+// typ is returned lowercased. A trailing ";" is allowed, an empty
+// parameter elsewhere (";;") is not, as with mime.ParseMediaType.
 func parseHeaderValue(s string, slash bool) (typ string, params []param, ok bool) {
 	s = trimOWS(s)
 	typ, s = cutToken(s)
@@ -49,8 +49,8 @@ func parseHeaderValue(s string, slash bool) (typ string, params []param, ok bool
 			return "", nil, false
 		}
 		s = trimOWS(s[1:])
-		if s == "" || s[0] == ';' {
-			continue
+		if s == "" {
+			return typ, params, true // a trailing ";"
 		}
 		var key, value string
 		var escaped bool
