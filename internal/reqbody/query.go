@@ -21,24 +21,25 @@ func StripQuery(raw string, names ...string) (out string, changed bool) {
 	if raw == "" || len(names) == 0 {
 		return raw, false
 	}
-	var b []byte
-	first := true
+	var b strings.Builder
+	removed, first := false, true
 	for i, rest := 0, raw; ; {
 		seg, after, more := strings.Cut(rest, "&")
 		drop := segmentMatches(seg, names)
 		switch {
-		case drop && b == nil:
+		case drop && !removed:
 			// First removal: copy what was kept so far.
-			b = make([]byte, 0, len(raw))
+			removed = true
+			b.Grow(len(raw))
 			if i > 0 {
-				b = append(b, raw[:i-1]...) // without the '&' before seg
+				b.WriteString(raw[:i-1]) // without the '&' before seg
 				first = false
 			}
-		case !drop && b != nil:
+		case !drop && removed:
 			if !first {
-				b = append(b, '&')
+				b.WriteByte('&')
 			}
-			b = append(b, seg...)
+			b.WriteString(seg)
 			first = false
 		}
 		if !more {
@@ -47,10 +48,10 @@ func StripQuery(raw string, names ...string) (out string, changed bool) {
 		i += len(seg) + 1
 		rest = after
 	}
-	if b == nil {
+	if !removed {
 		return raw, false
 	}
-	return string(b), true
+	return b.String(), true
 }
 
 // segmentMatches reports whether an '&'-separated pair has, as a whole or
