@@ -19,11 +19,13 @@ import (
 // each compared to a protected name by the function returned.
 func bindsTo(name, p string) bool {
 	views := []func(string) string{
-		func(s string) string { return s },                                  // exact (PHP, Werkzeug, Tomcat)
-		func(s string) string { return goFold(s) },                          // encoding/json (Gin)
+		func(s string) string { return s },                                   // exact (PHP, Werkzeug, Tomcat)
+		func(s string) string { return goFold(s) },                           // encoding/json (Gin)
 		func(s string) string { return strings.ToLower(strings.ToUpper(s)) }, // Java equalsIgnoreCase-ish
 		func(s string) string { return goFold(strings.TrimSpace(cutNUL(s))) },
-		func(s string) string { return goFold(strings.Trim(cutNUL(s), "\x00\x01\x02\x03\x04\x05\x06\x07\x08\t\n\v\f\r\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f ")) }, // Java trim
+		func(s string) string {
+			return goFold(strings.Trim(cutNUL(s), "\x00\x01\x02\x03\x04\x05\x06\x07\x08\t\n\v\f\r\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f "))
+		}, // Java trim
 		func(s string) string { // fastjson smart match
 			return strings.ToLower(strings.Map(func(r rune) rune {
 				if r == '_' || r == '-' {
