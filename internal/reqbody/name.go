@@ -57,6 +57,9 @@ func Skeleton(name string) string {
 // ignorable runes and brackets dropped, folded). A name whose skeleton is
 // empty is the same as no name. It does not allocate.
 func SameName(sent, name string) bool {
+	if simple, eq := asciiSame(sent, name); simple {
+		return eq
+	}
 	if sameName(plainName(sent), name) {
 		return true
 	}
@@ -144,6 +147,9 @@ func (s replacedQueryName) at(i int) (rune, int) {
 
 // queryNameMatches is SameName for a raw query or form name.
 func queryNameMatches(sent, name string) bool {
+	if simple, eq := asciiSame(sent, name); simple {
+		return eq
+	}
 	if sameName(queryName(sent), name) {
 		return true
 	}
@@ -288,9 +294,6 @@ func skelEqual[S, N source](s S, a, b int, brackets bool, name N, nend int) bool
 // first NUL) are: the whole name with '[' and ']' dropped; each piece
 // between brackets; each piece between brackets and dots.
 func sameName[S source](sent S, name string) bool {
-	if simple, eq := asciiSame(sent, name); simple {
-		return eq
-	}
 	return sameAs(sent, plainName(name))
 }
 
@@ -329,12 +332,11 @@ func sameAs[S, N source](sent S, nm N) bool {
 	return false
 }
 
-// asciiSame is the fast path of sameName: when sent is all ASCII letters
-// and digits (as plain bytes: no escape, no '%' or '+') and name too, the
-// skeletons are the names folded; simple is false otherwise.
-func asciiSame[S source](sent S, name string) (simple, eq bool) {
-	n := sent.size()
-	if n == 0 {
+// asciiSame is the fast path of sameName: when the raw bytes of sent are
+// all ASCII letters and digits (so no escape, '%' or '+' either) and name's
+// too, the skeletons are the names folded; simple is false otherwise.
+func asciiSame[T ~string | ~[]byte](sent T, name string) (simple, eq bool) {
+	if len(sent) == 0 {
 		return false, false
 	}
 	for i := 0; i < len(name); i++ {
@@ -342,13 +344,13 @@ func asciiSame[S source](sent S, name string) (simple, eq bool) {
 			return false, false
 		}
 	}
-	eq = n == len(name)
-	for i := 0; i < n; i++ {
-		c, next := sent.at(i)
-		if next != i+1 || c >= utf8.RuneSelf || !alnum(byte(c)) {
+	eq = len(sent) == len(name)
+	for i := 0; i < len(sent); i++ {
+		c := sent[i]
+		if !alnum(c) {
 			return false, false
 		}
-		if eq && lower(byte(c)) != lower(name[i]) {
+		if eq && lower(c) != lower(name[i]) {
 			eq = false
 		}
 	}

@@ -734,7 +734,11 @@ func keyMatches(tok []byte, name string, skel bool) bool {
 	if !skel {
 		return jsonobj.EqualFold(tok, name)
 	}
-	return sameName(keyOf(tok), name)
+	key := keyOf(tok)
+	if simple, eq := asciiSame(key, name); simple {
+		return eq
+	}
+	return sameName(key, name)
 }
 
 // formNameMatches is keyMatches for a decoded form name.
