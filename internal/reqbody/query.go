@@ -12,11 +12,11 @@ import (
 // StripQuery removes from the raw query string raw every pair that some
 // lenient parser could file under one of names (SameName). The unit
 // removed is a whole '&'-separated pair: if the pair, or any of its
-// ';'-separated parts, has a matching name, the whole pair goes ("a=1;
-// openid=x" is removed, a too). Every other pair, empty ones included, is
-// kept byte for byte and in order, joined by '&'. changed tells whether
-// anything was removed; when nothing is, out is raw and nothing is
-// allocated.
+// ';'-separated parts, has a matching name, the whole pair goes
+// ("a=1;openid=x" is removed, a too). Every other pair, empty ones
+// included, is kept byte for byte and in order, joined by '&'. changed
+// tells whether anything was removed; when nothing is, out is raw and
+// nothing is allocated.
 func StripQuery(raw string, names ...string) (out string, changed bool) {
 	if raw == "" || len(names) == 0 {
 		return raw, false
