@@ -1,17 +1,78 @@
 // Package reqbody reads a request body once, lets the handler read and
-// rewrite its top-level fields, and writes it back into the request.
+// rewrite its top-level fields, and writes it back into the request; it
+// also reads and strips fields of a raw query string.
+//
+// # Rewriting
 //
 // JSON bodies are handled as a list of top-level members kept as the exact
 // bytes of the input: a rewrite re-emits untouched keys and values byte for
 // byte (only the whitespace between members is lost) and never re-marshals
-// the object. Form bodies (application/x-www-form-urlencoded) are re-encoded
-// with url.Values semantics, names in the order of their first appearance.
-// An unchanged body is given back byte for byte.
+// the object; what is emitted is exactly one object with nothing after it.
+// Form bodies (application/x-www-form-urlencoded) are re-encoded with
+// url.Values semantics, names in the order of their first appearance. An
+// unchanged body is given back byte for byte.
 //
-// Field names are matched the way lenient JSON decoders match them: Set and
-// Del remove every top-level key equal to the name ignoring case (see
-// jsonobj.FoldRune), after decoding escapes ("open\u0069d" is "openid"), so
-// that no client-sent duplicate survives next to an injected field.
+// # Framing
+//
+// Read refuses (415, mperr.UnsupportedMediaType) what a backend could read
+// otherwise than this package does: two Content-Type values (Werkzeug reads
+// the last, Go the first) or one with a ',' outside quotes; a non-empty
+// body with a Content-Encoding other than identity; a non-empty body that
+// is neither JSON nor a form (PHP and Gin's ShouldBindJSON read a
+// text/plain or */* body as well); a form body that starts like JSON, which
+// a JSON decoder reading only the first value would take for JSON, ignoring
+// the fields appended after it; a JSON or form type naming a charset other
+// than UTF-8 (a UTF-16 or UTF-7 reader sees other names). The JSON types
+// are application/json, application/*+json and the legacy
+// application/x-json, text/json and text/x-json: they are read and
+// rewritten as JSON (a backend that reads them reads JSON). The type is
+// classified strictly: it must be one token/token pair after cutting at
+// ';' and trimming spaces and tabs, so "application/json text/plain" (PHP
+// reads application/json) is refused rather than guessed. multipart/form-data
+// is refused too, until the multipart package handles it.
+//
+// # Names
+//
+// Set, Del and Count, and StripQuery and QueryValue's count, compare field
+// names the way the most lenient binders do, so that no client-sent
+// spelling of a protected name survives next to an injected field. A name
+// sent is first decoded: JSON escapes ("open\u0069d"), or for query
+// strings '+' as space, %XX, %uXXXX, and '%' otherwise kept (PHP); bytes
+// that are not UTF-8 count as Latin-1, and again as U+FFFD. It is then cut at its first NUL
+// (C strings: "openid\x00x" is openid to PHP). Its readings are:
+//
+//   - the whole name with '[' and ']' dropped ("open[id" is PHP's open_id);
+//   - each piece between '[' and ']' ("openid[]", "openid[x]" are PHP and qs
+//     arrays named openid; "[openid]" is openid to qs);
+//   - each piece between '[', ']' and '.' ("x.openid" binds to openid in
+//     ASP.NET Core's and Spring's prefix fallbacks).
+//
+// The sent name matches name when the skeleton of one reading equals the
+// skeleton of name. A skeleton drops the ignorable runes '_', '-', '.' and
+// '!' (fastjson's smart match, PHP's ' ' and '.' to '_', Spring's "_" and
+// "!" field markers), every rune up to U+0020 and U+007F (Java's trim),
+// Unicode white space (Python's and Go's strip: U+0085, U+00A0, U+1680,
+// U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000), U+00AD, U+180E,
+// U+200B-U+200D, U+2060 and U+FEFF; and folds case by simple Unicode case
+// classes (jsonobj.FoldRune, made transitive: 'K' (Kelvin), 'ſ', 'ı' and
+// 'İ' are k, s, i, i). So " openid", "openid ", "open_id", "Open-Id",
+// "OPENID", "open.id", "openid\x00", "openid[]", "openid[x]", "[openid]",
+// "!openid", "x.openid", "open\u0069d" (JSON), "+openid" and "openid%00"
+// (query and form) all match openid. Over-matching only removes a
+// client-sent field. A name whose skeleton is empty ("", "_") matches by
+// case folding only.
+//
+// Reading is exact: String and Has find a JSON key ignoring case (as
+// encoding/json does) and a form name exactly; Count tells how many fields
+// could stand for a name, so that a field sent twice can be refused.
+//
+// # Query strings
+//
+// StripQuery removes protected pairs from a raw query string, keeping the
+// rest byte for byte. Pairs are split on '&' and, for removal, on ';' too
+// (old Python cgi and parse_qs, some servlet containers): a pair
+// "a=1;openid=x" is removed whole. QueryValue reads a field and counts the
+// pairs that could stand for it.
 package reqbody
 
 import (
@@ -39,10 +100,11 @@ const maxLimit = 1 << 30
 type Kind int
 
 const (
-	None  Kind = iota // empty body
-	JSON              // a JSON object
-	Form              // application/x-www-form-urlencoded
-	Other             // a non-empty body of another type; never rewritten
+	None Kind = iota // empty body
+	JSON             // a JSON object
+	Form             // application/x-www-form-urlencoded
+	// Multipart (multipart/form-data) is to come, from the package
+	// internal/reqbody/multipart; Read refuses it until then.
 )
 
 func (k Kind) String() string {
@@ -53,8 +115,6 @@ func (k Kind) String() string {
 		return "json"
 	case Form:
 		return "form"
-	case Other:
-		return "other"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -64,6 +124,11 @@ const (
 	msgNotJSONObject = "the request body is not a JSON object"
 	msgBadForm       = "the request body is not a valid form"
 	msgReadFailed    = "the request body could not be read"
+	msgTwoTypes      = "the request has more than one Content-Type"
+	msgEncoded       = "the request body has a Content-Encoding; send it unencoded"
+	msgMediaType     = "unsupported content type; send application/json or application/x-www-form-urlencoded"
+	msgMultipart     = "multipart bodies are not supported here; send application/json or application/x-www-form-urlencoded"
+	msgFormLikeJSON  = "the form body starts like JSON; send JSON as application/json"
 )
 
 // member is a top-level JSON member: key is the raw key token, value the raw
@@ -101,26 +166,40 @@ type Body struct {
 }
 
 // Read reads r.Body, at most limit bytes (DefaultLimit when limit <= 0),
-// and parses it according to its Content-Type:
+// and parses it according to its Content-Type (see the package
+// documentation for what is refused and why):
 //
-//   - application/json, application/*+json (any parameters): the body must
-//     be a JSON object, otherwise mperr.BadRequest;
-//   - application/x-www-form-urlencoded: it must parse (url.ParseQuery
-//     rules), otherwise mperr.BadRequest;
-//   - no Content-Type: a body starting with '{' (after whitespace) is read
-//     as JSON (and must be an object); else as a form if it parses as one,
-//     else Other;
-//   - anything else: Other.
+//   - more than one Content-Type, or one naming two types (a ',' outside
+//     quotes): mperr.UnsupportedMediaType, whatever the body;
+//   - an empty body is None whatever its type;
+//   - a non-empty body with a Content-Encoding other than identity:
+//     mperr.UnsupportedMediaType;
+//   - JSON types (application/json, application/*+json, application/x-json,
+//     text/json, text/x-json): the body must be one JSON object, otherwise
+//     mperr.BadRequest;
+//   - application/x-www-form-urlencoded: a body starting like JSON ('{' or
+//     '[' after white space) is mperr.UnsupportedMediaType; otherwise it
+//     must parse (url.ParseQuery rules), else mperr.BadRequest;
+//   - no Content-Type: a body starting with '{' is read as JSON (and must
+//     be an object), one starting with '[' is refused, anything else must
+//     parse as a form; otherwise mperr.UnsupportedMediaType;
+//   - multipart/form-data, and anything else (including a JSON or form type
+//     with a charset other than UTF-8 or US-ASCII, or a malformed type):
+//     mperr.UnsupportedMediaType.
 //
-// An empty body is None whatever the type. A Content-Length over limit is
-// rejected before reading, a longer body while reading: mperr.BodyTooLarge.
-// On success r.Body is replaced with a reader of the same bytes, so the
-// request can still be forwarded unchanged without Apply.
+// A Content-Length over limit is rejected before reading, a longer body
+// while reading: mperr.BodyTooLarge. On success r.Body is replaced with a
+// reader of the same bytes, so the request can still be forwarded
+// unchanged without Apply.
 func Read(r *http.Request, limit int64) (*Body, error) {
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
 	limit = min(limit, maxLimit)
+	mt, err := contentType(r.Header)
+	if err != nil {
+		return nil, err
+	}
 	b := &Body{}
 	if r.Body == nil || r.Body == http.NoBody {
 		b.kind = None
@@ -128,6 +207,12 @@ func Read(r *http.Request, limit int64) (*Body, error) {
 	}
 	if r.ContentLength > limit {
 		return nil, tooLarge(limit)
+	}
+	if mt == typeMultipart && r.ContentLength != 0 {
+		// The hook for multipart: such a body is to be read (its file parts
+		// streamed, not buffered here) by internal/reqbody/multipart, which
+		// will give a Multipart kind. Until then it is refused.
+		return nil, mperr.New(mperr.UnsupportedMediaType, msgMultipart)
 	}
 	raw, err := readBody(r.Body, r.ContentLength, limit)
 	_ = r.Body.Close()
@@ -142,12 +227,18 @@ func Read(r *http.Request, limit int64) (*Body, error) {
 		b.kind = None
 		return b, nil
 	}
-	switch mediaType(r.Header.Get("Content-Type")) {
+	if encoded(r.Header) {
+		return nil, mperr.New(mperr.UnsupportedMediaType, msgEncoded)
+	}
+	switch mt {
 	case typeJSON:
 		if !b.parseJSON() {
 			return nil, mperr.New(mperr.BadRequest, msgNotJSONObject)
 		}
 	case typeForm:
+		if startsLikeJSON(raw) {
+			return nil, mperr.New(mperr.UnsupportedMediaType, msgFormLikeJSON)
+		}
 		if !b.parseForm() {
 			return nil, mperr.New(mperr.BadRequest, msgBadForm)
 		}
@@ -157,13 +248,16 @@ func Read(r *http.Request, limit int64) (*Body, error) {
 			if !b.parseJSON() {
 				return nil, mperr.New(mperr.BadRequest, msgNotJSONObject)
 			}
+		case startsLikeJSON(raw):
+			return nil, mperr.New(mperr.UnsupportedMediaType, msgMediaType)
 		case b.parseForm():
 		default:
-			b.form = nil
-			b.kind = Other
+			return nil, mperr.New(mperr.UnsupportedMediaType, msgMediaType)
 		}
+	case typeMultipart: // declared empty but was not; see the hook above
+		return nil, mperr.New(mperr.UnsupportedMediaType, msgMultipart)
 	default:
-		b.kind = Other
+		return nil, mperr.New(mperr.UnsupportedMediaType, msgMediaType)
 	}
 	return b, nil
 }
@@ -209,30 +303,148 @@ const (
 	typeNone mtype = iota
 	typeJSON
 	typeForm
+	typeMultipart
 	typeOther
 )
 
-// mediaType classifies a Content-Type header without allocating.
-func mediaType(ct string) mtype {
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
+// contentType classifies the Content-Type of h, refusing more than one.
+func contentType(h http.Header) (mtype, error) {
+	vs := h["Content-Type"]
+	switch len(vs) {
+	case 0:
+		return typeNone, nil
+	case 1:
+	default:
+		return 0, mperr.New(mperr.UnsupportedMediaType, msgTwoTypes)
 	}
-	ct = strings.TrimSpace(ct)
-	const app, suffix = "application/", "+json"
-	switch {
-	case ct == "":
-		return typeNone
-	case strings.EqualFold(ct, "application/json"):
-		return typeJSON
-	case strings.EqualFold(ct, "application/x-www-form-urlencoded"):
-		return typeForm
-	case len(ct) > len(app)+len(suffix) && strings.EqualFold(ct[:len(app)], app) &&
-		strings.EqualFold(ct[len(ct)-len(suffix):], suffix):
-		return typeJSON
+	if unquotedComma(vs[0]) {
+		return 0, mperr.New(mperr.UnsupportedMediaType, msgTwoTypes)
 	}
-	return typeOther
+	return mediaType(vs[0]), nil
 }
 
+// unquotedComma reports whether ct has a ',' outside a quoted string: a
+// list of two types to some reader.
+func unquotedComma(ct string) bool {
+	quoted := false
+	for i := 0; i < len(ct); i++ {
+		switch ct[i] {
+		case '"':
+			quoted = !quoted
+		case '\\':
+			if quoted {
+				i++
+			}
+		case ',':
+			if !quoted {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// mediaType classifies a Content-Type header value without allocating. The
+// type must be one token/token pair (PHP cuts a type at ';', ',' or a
+// space: anything it could read differently is typeOther), and a JSON or
+// form type may only name the charsets utf-8 and us-ascii.
+func mediaType(ct string) mtype {
+	typ, params, hasParams := strings.Cut(ct, ";")
+	typ = trimOWS(typ)
+	if typ == "" {
+		if hasParams {
+			return typeOther
+		}
+		return typeNone
+	}
+	slash := strings.IndexByte(typ, '/')
+	if slash <= 0 || !isToken(typ[:slash]) || !isToken(typ[slash+1:]) {
+		return typeOther
+	}
+	var t mtype
+	const app, suffix = "application/", "+json"
+	switch {
+	case strings.EqualFold(typ, "application/json"), strings.EqualFold(typ, "application/x-json"),
+		strings.EqualFold(typ, "text/json"), strings.EqualFold(typ, "text/x-json"):
+		t = typeJSON
+	case strings.EqualFold(typ, "application/x-www-form-urlencoded"):
+		t = typeForm
+	case strings.EqualFold(typ, "multipart/form-data"):
+		return typeMultipart // its parameters are its own business
+	case len(typ) > len(app)+len(suffix) && strings.EqualFold(typ[:len(app)], app) &&
+		strings.EqualFold(typ[len(typ)-len(suffix):], suffix):
+		t = typeJSON
+	default:
+		return typeOther
+	}
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		if p = trimOWS(p); p == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(p, "=")
+		if !ok || !isToken(name) {
+			return typeOther
+		}
+		if n := len(value); n >= 2 && value[0] == '"' && value[n-1] == '"' {
+			value = value[1 : n-1] // a quoted token; other quoted strings fail below
+		}
+		if !isToken(value) {
+			return typeOther
+		}
+		if strings.EqualFold(name, "charset") && !strings.EqualFold(value, "utf-8") &&
+			!strings.EqualFold(value, "utf8") && !strings.EqualFold(value, "us-ascii") {
+			return typeOther
+		}
+	}
+	return t
+}
+
+func trimOWS(s string) string {
+	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// isToken reports whether s is an RFC 9110 token.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if alnum(c) {
+			continue
+		}
+		switch c {
+		case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// encoded reports whether h has a Content-Encoding other than identity.
+func encoded(h http.Header) bool {
+	for _, v := range h["Content-Encoding"] {
+		for v != "" {
+			var c string
+			c, v, _ = strings.Cut(v, ",")
+			if c = trimOWS(c); c != "" && !strings.EqualFold(c, "identity") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// startsWithBrace reports whether b starts with '{' after JSON white space.
 func startsWithBrace(b []byte) bool {
 	for _, c := range b {
 		switch c {
@@ -240,6 +452,24 @@ func startsWithBrace(b []byte) bool {
 			continue
 		}
 		return c == '{'
+	}
+	return false
+}
+
+// startsLikeJSON reports whether b starts with '{' or '[' after any control
+// characters, spaces and byte order marks: a JSON decoder that reads the
+// first value and ignores the rest (Go's json.Decoder, behind Gin's
+// ShouldBindJSON) would read it as JSON, whatever its type.
+func startsLikeJSON(b []byte) bool {
+	for len(b) > 0 {
+		switch c := b[0]; {
+		case c <= ' ':
+			b = b[1:]
+		case c == 0xEF && len(b) >= 3 && b[1] == 0xBB && b[2] == 0xBF:
+			b = b[3:]
+		default:
+			return c == '{' || c == '['
+		}
 	}
 	return false
 }
@@ -371,8 +601,8 @@ func (b *Body) Has(name string) bool {
 	return false
 }
 
-// Set sets a string field: every top-level key equal to name ignoring case
-// is removed, then name is appended with value. No-op for None and Other.
+// Set sets a string field: every top-level field Del(name) removes is
+// removed, then name is appended with value. No-op for None.
 func (b *Body) Set(name, value string) {
 	switch b.kind {
 	case JSON:
@@ -437,29 +667,86 @@ func (b *Body) SetRaw(name string, raw json.RawMessage) {
 	}
 }
 
-// Del removes every top-level field whose name equals one of names ignoring
-// case. No-op for None and Other.
+// Del removes every top-level field that a lenient binder could take for
+// one of names (SameName: JSON keys after decoding escapes, form names
+// after decoding). No-op for None.
 func (b *Body) Del(names ...string) {
 	for _, name := range names {
 		b.del(name)
 	}
 }
 
+// Count returns how many top-level fields a lenient binder could take for
+// name (SameName), whatever their values: for a form, every value counts.
+// A caller reading a field with String can refuse the request when Count
+// is over 1 (a field sent twice, or under two spellings).
+func (b *Body) Count(name string) int {
+	n := 0
+	switch b.kind {
+	case JSON:
+		skel := hasSkeleton(name)
+		for _, m := range b.members {
+			if keyMatches(m.key, name, skel) {
+				n++
+			}
+		}
+	case Form:
+		skel := hasSkeleton(name)
+		for _, f := range b.form {
+			if formNameMatches(f.name, name, skel) {
+				n += 1 + len(f.more)
+			}
+		}
+	}
+	return n
+}
+
 func (b *Body) del(name string) {
 	switch b.kind {
 	case JSON:
+		skel := hasSkeleton(name)
 		n := len(b.members)
-		b.members = slices.DeleteFunc(b.members, func(m member) bool { return jsonobj.EqualFold(m.key, name) })
+		b.members = slices.DeleteFunc(b.members, func(m member) bool { return keyMatches(m.key, name, skel) })
 		if len(b.members) != n {
 			b.changed, b.out = true, nil
 		}
 	case Form:
+		skel := hasSkeleton(name)
 		n := len(b.form)
-		b.form = slices.DeleteFunc(b.form, func(f formField) bool { return jsonobj.EqualFoldString(f.name, name) })
+		b.form = slices.DeleteFunc(b.form, func(f formField) bool { return formNameMatches(f.name, name, skel) })
 		if len(b.form) != n {
 			b.changed, b.out = true, nil
 		}
 	}
+}
+
+// hasSkeleton reports whether name has a non-empty skeleton. Names without
+// one ("", "_") match by case folding only.
+func hasSkeleton(name string) bool {
+	nm := plainName(name)
+	_, _, ok := nextSkel(nm, 0, nulEnd(nm), true)
+	return ok
+}
+
+// keyMatches reports whether Set, Del and Count take the JSON key token
+// tok for name.
+func keyMatches(tok []byte, name string, skel bool) bool {
+	if !skel {
+		return jsonobj.EqualFold(tok, name)
+	}
+	key := keyOf(tok)
+	if simple, eq := asciiSame(key, name); simple {
+		return eq
+	}
+	return sameName(key, name)
+}
+
+// formNameMatches is keyMatches for a decoded form name.
+func formNameMatches(sent, name string, skel bool) bool {
+	if !skel {
+		return jsonobj.EqualFoldString(sent, name)
+	}
+	return SameName(sent, name)
 }
 
 // Bytes returns the body as Apply would write it: the original bytes when

@@ -223,6 +223,16 @@ func getu4(s []byte, i int) rune {
 	return r
 }
 
+// RuneAt decodes the rune at byte i of the content of a JSON string token
+// (the bytes between its quotes) as encoding/json does (escapes resolved,
+// invalid UTF-8 and lone surrogates as U+FFFD) and returns it with the
+// index of the next one. i must be less than len(content).
+func RuneAt(content []byte, i int) (r rune, next int) {
+	d := decoder{s: content, i: i}
+	r = d.next()
+	return r, d.i
+}
+
 // plainASCII reports whether tok (a string token) has no escapes and only
 // ASCII, so that its bytes between the quotes are its value.
 func plainASCII(tok []byte) bool {
