@@ -88,6 +88,7 @@ import (
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/multipart"
 )
 
 // DefaultLimit is the body size limit used when Read is given limit <= 0.
@@ -103,8 +104,11 @@ const (
 	None Kind = iota // empty body
 	JSON             // a JSON object
 	Form             // application/x-www-form-urlencoded
-	// Multipart (multipart/form-data) is to come, from the package
-	// internal/reqbody/multipart; Read refuses it until then.
+	// Multipart is multipart/form-data, read and re-written whole by
+	// internal/reqbody/multipart (file parts spooled, never in memory
+	// beyond a small threshold); a Body of this kind must be Closed once
+	// the request has been forwarded.
+	Multipart
 )
 
 func (k Kind) String() string {
@@ -115,6 +119,8 @@ func (k Kind) String() string {
 		return "json"
 	case Form:
 		return "form"
+	case Multipart:
+		return "multipart"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -127,7 +133,7 @@ const (
 	msgTwoTypes      = "the request has more than one Content-Type"
 	msgEncoded       = "the request body has a Content-Encoding; send it unencoded"
 	msgMediaType     = "unsupported content type; send application/json or application/x-www-form-urlencoded"
-	msgMultipart     = "multipart bodies are not supported here; send application/json or application/x-www-form-urlencoded"
+	msgMultipartJSON = "a multipart field typed as JSON is not accepted here; send it as a plain field"
 	msgFormLikeJSON  = "the form body starts like JSON; send JSON as application/json"
 )
 
@@ -163,6 +169,18 @@ type Body struct {
 	arenaBuf [256]byte
 
 	reader bodyReader // r.Body set by Read and Apply
+
+	mp *multipart.Form // Multipart
+}
+
+// Limits bound what ReadLimits reads.
+type Limits struct {
+	// Body bounds a JSON or form body, and a multipart body's fields
+	// (DefaultLimit when <= 0).
+	Body int64
+	// Upload bounds the file parts of a multipart body, all together
+	// (multipart.DefaultMaxFile when <= 0).
+	Upload int64
 }
 
 // Read reads r.Body, at most limit bytes (DefaultLimit when limit <= 0),
@@ -192,6 +210,16 @@ type Body struct {
 // reader of the same bytes, so the request can still be forwarded
 // unchanged without Apply.
 func Read(r *http.Request, limit int64) (*Body, error) {
+	return ReadLimits(r, Limits{Body: limit})
+}
+
+// ReadLimits is Read with a bound for multipart uploads too: a
+// multipart/form-data body is read whole by internal/reqbody/multipart
+// (fields bounded by lim.Body, files by lim.Upload and spooled to a
+// temporary file past a small threshold) and is always re-written by
+// Apply, with a fresh boundary and canonical part headers.
+func ReadLimits(r *http.Request, lim Limits) (*Body, error) {
+	limit := lim.Body
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
@@ -209,10 +237,7 @@ func Read(r *http.Request, limit int64) (*Body, error) {
 		return nil, tooLarge(limit)
 	}
 	if mt == typeMultipart && r.ContentLength != 0 {
-		// The hook for multipart: such a body is to be read (its file parts
-		// streamed, not buffered here) by internal/reqbody/multipart, which
-		// will give a Multipart kind. Until then it is refused.
-		return nil, mperr.New(mperr.UnsupportedMediaType, msgMultipart)
+		return readMultipart(r, limit, lim.Upload)
 	}
 	raw, err := readBody(r.Body, r.ContentLength, limit)
 	_ = r.Body.Close()
@@ -254,8 +279,6 @@ func Read(r *http.Request, limit int64) (*Body, error) {
 		default:
 			return nil, mperr.New(mperr.UnsupportedMediaType, msgMediaType)
 		}
-	case typeMultipart: // declared empty but was not; see the hook above
-		return nil, mperr.New(mperr.UnsupportedMediaType, msgMultipart)
 	default:
 		return nil, mperr.New(mperr.UnsupportedMediaType, msgMediaType)
 	}
@@ -557,6 +580,8 @@ func (b *Body) Kind() Kind { return b.kind }
 // first value of the field named exactly name.
 func (b *Body) String(name string) (string, bool) {
 	switch b.kind {
+	case Multipart:
+		return b.mp.Value(name)
 	case JSON:
 		for i := len(b.members) - 1; i >= 0; i-- {
 			m := b.members[i]
@@ -585,6 +610,8 @@ func (b *Body) String(name string) (string, bool) {
 // case; for a form, exactly), whatever its value.
 func (b *Body) Has(name string) bool {
 	switch b.kind {
+	case Multipart:
+		return slices.Contains(b.mp.Names(), name)
 	case JSON:
 		for _, m := range b.members {
 			if jsonobj.EqualFold(m.key, name) {
@@ -605,6 +632,11 @@ func (b *Body) Has(name string) bool {
 // removed, then name is appended with value. No-op for None.
 func (b *Body) Set(name, value string) {
 	switch b.kind {
+	case Multipart:
+		b.del(name)
+		if err := b.mp.Set(name, value); err != nil {
+			panic("reqbody: a handler's own field name is not a valid multipart name: " + name)
+		}
 	case JSON:
 		b.del(name)
 		buf := b.space(len(name) + len(value) + 8)
@@ -683,6 +715,13 @@ func (b *Body) Del(names ...string) {
 func (b *Body) Count(name string) int {
 	n := 0
 	switch b.kind {
+	case Multipart:
+		skel := hasSkeleton(name)
+		for _, sent := range b.mp.Names() {
+			if formNameMatches(sent, name, skel) {
+				n++
+			}
+		}
 	case JSON:
 		skel := hasSkeleton(name)
 		for _, m := range b.members {
@@ -703,6 +742,9 @@ func (b *Body) Count(name string) int {
 
 func (b *Body) del(name string) {
 	switch b.kind {
+	case Multipart:
+		skel := hasSkeleton(name)
+		b.mp.Del(func(sent string) bool { return formNameMatches(sent, name, skel) })
 	case JSON:
 		skel := hasSkeleton(name)
 		n := len(b.members)
@@ -832,6 +874,15 @@ func appendQueryEscape(dst []byte, s string) []byte {
 // r.TransferEncoding and the Transfer-Encoding header. An unchanged body is
 // written back byte for byte.
 func (b *Body) Apply(r *http.Request) {
+	if b.kind == Multipart {
+		b.applyMultipart(r)
+		return
+	}
+	if b.kind == JSON && len(r.Header["Content-Type"]) == 0 {
+		// Read took a body without a Content-Type for JSON; say so, since
+		// php_fastcgi would otherwise tell PHP it is a form.
+		r.Header["Content-Type"] = []string{"application/json"}
+	}
 	data := b.Bytes()
 	if len(data) == 0 {
 		r.Body = http.NoBody

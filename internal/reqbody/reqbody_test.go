@@ -314,7 +314,7 @@ func TestContentTypes(t *testing.T) {
 		{"application/+json", `{"a":1}`, 0, unsupported},
 		{"json", `{"a":1}`, 0, unsupported},
 		{"; charset=utf-8", `{"a":1}`, 0, unsupported},
-		{"multipart/form-data; boundary=x", "--x\r\n", 0, unsupported},
+		{"multipart/form-data; boundary=x", "--x\r\n", 0, mperr.BadRequest}, // read, and malformed
 		{"multipart/mixed; boundary=x", "--x\r\n", 0, unsupported},
 		// Types a lenient reader could classify otherwise.
 		{"application/json text/plain", `{"a":1}`, 0, unsupported},
@@ -418,15 +418,42 @@ func TestFraming(t *testing.T) {
 			}
 		})
 	}
-	// A multipart body is refused before it is read (it is to be streamed).
-	cr := &countingReader{r: strings.NewReader("--x\r\n")}
-	r := newReq("multipart/form-data; boundary=x", "")
-	r.Body, r.ContentLength = cr, -1
-	_, err := Read(r, 0)
-	wantCode(t, err, mperr.UnsupportedMediaType)
-	if cr.read != 0 {
-		t.Fatalf("read %d bytes of a multipart body", cr.read)
+	// A multipart body is read whole and re-written: protected parts go,
+	// whatever their spelling, the injected ones are appended.
+	body := "--x\r\nContent-Disposition: form-data; name=\"code\"\r\n\r\nc1\r\n" +
+		"--x\r\nContent-Disposition: form-data; name=\"open_id\"\r\n\r\nevil\r\n" +
+		"--x\r\nContent-Disposition: form-data; name=\"avatar\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\nPNG\r\n--x--\r\n"
+	r := newReq("multipart/form-data; boundary=x", body)
+	b, err := Read(r, 0)
+	if err != nil || b.Kind() != Multipart {
+		t.Fatalf("multipart: %v %v", b, err)
 	}
+	defer b.Close()
+	if v, _ := b.String("code"); v != "c1" || b.Count("openid") != 1 {
+		t.Fatalf("code %q, openid count %d", v, b.Count("openid"))
+	}
+	b.Set("openid", "true-id")
+	b.Apply(r)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			break
+		}
+		v, _ := io.ReadAll(p)
+		got[p.FormName()] = string(v)
+	}
+	if len(got) != 3 || got["openid"] != "true-id" || got["code"] != "c1" || got["avatar"] != "PNG" {
+		t.Fatalf("forwarded parts %v", got)
+	}
+	// A field typed as JSON is refused.
+	r = newReq("multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"user\"\r\nContent-Type: application/json\r\n\r\n{\"openid\":\"evil\"}\r\n--x--\r\n")
+	_, err = Read(r, 0)
+	wantCode(t, err, mperr.UnsupportedMediaType)
 }
 
 func TestEmpty(t *testing.T) {
