@@ -39,6 +39,44 @@ const (
 	windowsDots
 )
 
+// relevant returns the reading flags that can make a difference for p:
+// a reading with other flags set gives the same results as one without.
+func relevant(p string) reading {
+	var pct, semi, nul, space, empty, dots3 bool
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
+		case '%':
+			pct = true
+		case ';':
+			semi = true
+		case 0, 0xc0, 0xc1:
+			nul = true
+		case ' ':
+			space = true
+		case '\\':
+			empty = true
+		case '/':
+			empty = empty || i+1 < len(p) && p[i+1] == '/'
+		case '.':
+			dots3 = dots3 || i+2 < len(p) && p[i+1] == '.' && p[i+2] == '.'
+		}
+	}
+	r := reading(0)
+	if pct || semi {
+		r |= stripParams
+	}
+	if pct || nul {
+		r |= cutAtNUL
+	}
+	if pct || semi || empty {
+		r |= keepEmpty
+	}
+	if pct || dots3 || space {
+		r |= windowsDots
+	}
+	return r
+}
+
 // canonicalReading is the reading Canonical returns.
 const canonicalReading = stripParams | cutAtNUL
 
@@ -340,7 +378,9 @@ func isDots(seg []byte, r reading) bool {
 // isParent reports whether the dot segment seg means the parent.
 func isParent(seg []byte, r reading) bool {
 	if r&windowsDots != 0 {
-		seg = bytes.TrimRight(seg, " ")
+		for len(seg) > 0 && seg[len(seg)-1] == ' ' {
+			seg = seg[:len(seg)-1]
+		}
 	}
 	return len(seg) == 2 && seg[0] == '.' && seg[1] == '.'
 }
@@ -349,11 +389,21 @@ func isParent(seg []byte, r reading) bool {
 // segment that has some other byte; a segment of dots and spaces only is
 // a name of its own outside windowsDots and is kept as is.
 func trimSeg(seg []byte) []byte {
-	t := bytes.TrimRight(seg, ". ")
-	if len(t) == 0 {
+	n := trimDotsSpaces(seg)
+	if n == 0 {
 		return seg
 	}
-	return t
+	return seg[:n]
+}
+
+// trimDotsSpaces returns the length of b without its trailing dots and
+// spaces.
+func trimDotsSpaces(b []byte) int {
+	n := len(b)
+	for n > 0 && (b[n-1] == '.' || b[n-1] == ' ') {
+		n--
+	}
+	return n
 }
 
 // compact removes empty segments (and a trailing "/") left by keepEmpty.
@@ -376,16 +426,21 @@ func compact(d []byte) []byte {
 func stripExt(d []byte) []byte {
 	s := bytes.LastIndexByte(d, '/') + 1
 	last := d[s:]
-	lead := len(last) - len(bytes.TrimLeft(last, "."))
+	lead := 0
+	for lead < len(last) && last[lead] == '.' {
+		lead++
+	}
 	k := bytes.IndexByte(last[lead:], '.')
 	if k < 0 {
 		return d
 	}
-	keep := bytes.TrimRight(last[:lead+k], ". ")
-	if len(bytes.Trim(keep, ". ")) == 0 {
-		return d
+	keep := last[:trimDotsSpaces(last[:lead+k])]
+	for _, c := range keep {
+		if c != '.' && c != ' ' {
+			return d[:s+len(keep)]
+		}
 	}
-	return d[:s+len(keep)]
+	return d
 }
 
 // appendFolded appends seg with every rune replaced by the representative

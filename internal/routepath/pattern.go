@@ -72,8 +72,8 @@ func CheckPattern(p string) error {
 		}
 		body = base[:len(base)-1]
 	}
-	if body == "" {
-		return nil // "/*"
+	if body == "" || body == "/" {
+		return nil // "/*", "/"
 	}
 	segs := strings.Split(body[1:], "/")
 	for i, s := range segs {
@@ -194,7 +194,13 @@ func (m *Matcher) Match(paths ...string) int {
 			continue
 		}
 		var s scratch
+		var done [1 << 4]bool
+		rel := relevant(p)
 		for _, r := range readings {
+			if r &= rel; done[r] {
+				continue
+			}
+			done[r] = true
 			if _, ok := read(p, r, &w, &s); !ok {
 				return Unclear
 			}
