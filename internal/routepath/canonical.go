@@ -289,7 +289,7 @@ func pass[S string | []byte](dst, tmp []byte, src S, r reading, first bool, sink
 func skipAuthority[S string | []byte](s S) int {
 	for i := 0; i+2 < len(s); i++ {
 		c := s[i]
-		if c == ':' && s[i+1] == '/' && s[i+2] == '/' {
+		if c == ':' && i > 0 && s[i+1] == '/' && s[i+2] == '/' {
 			for j := i + 3; j < len(s); j++ {
 				if s[j] == '/' {
 					return j

@@ -230,35 +230,47 @@ func seen(ps []string, p string) bool {
 type walker struct {
 	m    *Matcher
 	hits uint64
-	tmp  [256]byte
+	tmp  [256]byte // visitStack's compacted copy
+	info [256]byte // a PATH_INFO with its "/"
 }
 
 // visit checks one reading: a pass's result (final) against every pattern,
 // an intermediate ".." stack against the prefix patterns only; and the
-// same for the PATH_INFO after each ".php/" in it.
+// same for the PATH_INFO after each ".php" in it (Caddy's php_fastcgi
+// splits after the first ".php", "/" or not; frameworks trim the "/").
 func visit[S string | []byte](w *walker, c S, final bool) {
+	check(w, c, final)
 	for {
-		for i := range w.m.pats {
-			p := &w.m.pats[i]
-			if p.kind == 0 || (!final && p.kind == exact) {
-				continue
-			}
-			if matchPath(p, c) {
-				w.hits |= 1 << i
-			}
-		}
 		k := indexPHP(c)
 		if k < 0 {
 			return
 		}
 		c = c[k+len(".php"):]
+		if len(c) > 0 && c[0] == '/' {
+			check(w, c, final)
+		} else {
+			check(w, append(append(w.info[:0], '/'), c...), final)
+		}
 	}
 }
 
-// indexPHP returns the index of the first ".php/" in c, or -1.
+// check records the patterns the reading c is on.
+func check[S string | []byte](w *walker, c S, final bool) {
+	for i := range w.m.pats {
+		p := &w.m.pats[i]
+		if p.kind == 0 || (!final && p.kind == exact) {
+			continue
+		}
+		if matchPath(p, c) {
+			w.hits |= 1 << i
+		}
+	}
+}
+
+// indexPHP returns the index of the first ".php" in c, or -1.
 func indexPHP[S string | []byte](c S) int {
-	for i := 0; i+5 <= len(c); i++ {
-		if c[i] == '.' && c[i+1] == 'p' && c[i+2] == 'h' && c[i+3] == 'p' && c[i+4] == '/' {
+	for i := 0; i+4 <= len(c); i++ {
+		if c[i] == '.' && c[i+1] == 'p' && c[i+2] == 'h' && c[i+3] == 'p' {
 			return i
 		}
 	}

@@ -82,6 +82,9 @@ var loginSpellings = []string{
 	"/api/login/.. /..",        // Tomcat: ".. " is a name
 	"/api/login/x/.. ",         // Windows: ".. " is ".."
 	"/api/login/%252e%252e/..", // decoded once: "%2e%2e" is a name
+	"/api/login/;x/..%00",      // C backend: cut at NUL, ";x" is a name
+	"/x%00/../api/login",       // Tomcat without the NUL check
+	"/x%3F/../api/login",       // "?" decoded is a name
 }
 
 // notLogin are near misses that must not be the /api/login route.
