@@ -37,12 +37,15 @@ const (
 	// windowsDots reads a segment of dots and spaces the way Windows does:
 	// ".. " is "..", "..." and ". " are ".".
 	windowsDots
+	// backslash reads "\" as "/" (Windows, WHATWG, Node's url.parse,
+	// Tomcat when allowed); elsewhere it is an ordinary character.
+	backslash
 )
 
 // relevant returns the reading flags that can make a difference for p:
 // a reading with other flags set gives the same results as one without.
 func relevant(p string) reading {
-	var pct, semi, nul, space, empty, dots3 bool
+	var pct, semi, nul, space, empty, dots3, bs bool
 	for i := 0; i < len(p); i++ {
 		switch c := p[i]; c {
 		case '%':
@@ -54,7 +57,7 @@ func relevant(p string) reading {
 		case ' ':
 			space = true
 		case '\\':
-			empty = true
+			bs = true
 		case '/':
 			empty = empty || i+1 < len(p) && p[i+1] == '/'
 		case '.':
@@ -68,8 +71,11 @@ func relevant(p string) reading {
 	if pct || nul {
 		r |= cutAtNUL
 	}
-	if pct || semi || empty {
+	if pct || semi || empty || bs {
 		r |= keepEmpty
+	}
+	if pct || bs {
+		r |= backslash
 	}
 	if pct || dots3 || space {
 		r |= windowsDots
@@ -78,17 +84,19 @@ func relevant(p string) reading {
 }
 
 // canonicalReading is the reading Canonical returns.
-const canonicalReading = stripParams | cutAtNUL
+const canonicalReading = stripParams | cutAtNUL | backslash
 
 // readings are all the readings the Matcher tries, canonicalReading first.
 var readings = [...]reading{
 	canonicalReading,
-	stripParams,
-	0,
-	cutAtNUL,
-	keepEmpty,
-	keepEmpty | stripParams,
-	windowsDots,
+	stripParams | backslash,             // Tomcat, Spring
+	0,                                   // nginx, Go, Werkzeug, PHP
+	backslash,                           // Node's url.parse
+	cutAtNUL,                            // C
+	keepEmpty,                           // RFC 3986
+	keepEmpty | backslash,               // WHATWG
+	keepEmpty | stripParams | backslash, // WHATWG in front of Tomcat
+	windowsDots | backslash,             // IIS
 }
 
 // Canonical returns the canonical form of a request path, the form routes
@@ -246,7 +254,7 @@ func pass[S string | []byte](dst, tmp []byte, src S, r reading, first bool, sink
 	d := dst[:0]
 	for i := 0; i <= len(t); {
 		j := i
-		for j < len(t) && t[j] != '/' && t[j] != '\\' {
+		for j < len(t) && t[j] != '/' && (t[j] != '\\' || r&backslash == 0) {
 			j++
 		}
 		seg := t[i:j]

@@ -194,7 +194,7 @@ func (m *Matcher) Match(paths ...string) int {
 			continue
 		}
 		var s scratch
-		var done [1 << 4]bool
+		var done [1 << 5]bool
 		rel := relevant(p)
 		for _, r := range readings {
 			if r &= rel; done[r] {
