@@ -2,7 +2,6 @@ package routepath
 
 import (
 	"bytes"
-	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -27,9 +26,12 @@ const (
 	// stripParams drops ";..." up to the next "/" in every segment before
 	// decoding (Tomcat, Jetty, Spring).
 	stripParams reading = 1 << iota
-	// cutAtNUL ends the path at the first decoded NUL, "?" or "#" (C
-	// backends truncate at NUL; front controllers re-parse a decoded URI).
+	// cutAtNUL ends the path at the first decoded NUL (C backends
+	// truncate there).
 	cutAtNUL
+	// reparse ends the path at the first decoded "?" or "#" (a front
+	// controller that decodes the request URI before parsing it).
+	reparse
 	// keepEmpty lets ".." remove an empty segment, as RFC 3986 section
 	// 5.2.4 and the WHATWG URL parser do ("/a/b//.." is "/a/b/"); empty
 	// segments are merged afterwards.
@@ -71,6 +73,9 @@ func relevant(p string) reading {
 	if pct || nul {
 		r |= cutAtNUL
 	}
+	if pct {
+		r |= reparse
+	}
 	if pct || semi || empty || bs {
 		r |= keepEmpty
 	}
@@ -84,7 +89,7 @@ func relevant(p string) reading {
 }
 
 // canonicalReading is the reading Canonical returns.
-const canonicalReading = stripParams | cutAtNUL | backslash
+const canonicalReading = stripParams | cutAtNUL | reparse | backslash
 
 // readings are all the readings the Matcher tries, canonicalReading first.
 var readings = [...]reading{
@@ -147,7 +152,7 @@ var canonByte = func() (t [256]bool) {
 // bytes, no empty segment, no segment ending in "." and no "." in the last
 // segment (past its leading dots) is its own canonical form in every
 // reading.
-func isCanonical(p string) bool {
+func isCanonical[S string | []byte](p S) bool {
 	if len(p) == 0 || p[0] != '/' {
 		return false
 	}
@@ -170,9 +175,15 @@ func isCanonical(p string) bool {
 	if seg == len(p) || p[len(p)-1] == '.' {
 		return false
 	}
-	last := p[seg:]
-	last = last[len(last)-len(strings.TrimLeft(last, ".")):]
-	return strings.IndexByte(last, '.') < 0
+	for seg < len(p) && p[seg] == '.' {
+		seg++
+	}
+	for ; seg < len(p); seg++ {
+		if p[seg] == '.' {
+			return false
+		}
+	}
+	return true
 }
 
 // scratch holds the buffers of one read; kept on the caller's stack, a
@@ -190,6 +201,9 @@ func read(p string, r reading, sink *walker, s *scratch) ([]byte, bool) {
 	cur, tmp := pass(s.a[:0], s.b[:0], p, r, true, sink)
 	spare := s.c[:0]
 	for range maxPasses - 1 {
+		if isCanonical(cur) {
+			return cur, true // a fixed point of every reading
+		}
 		var next []byte
 		next, tmp = pass(spare[:0], tmp, cur, r, false, sink)
 		if bytes.Equal(next, cur) {
@@ -236,7 +250,7 @@ func pass[S string | []byte](dst, tmp []byte, src S, r reading, first bool, sink
 				} else {
 					t = utf8.AppendRune(t, n)
 				}
-				if r&cutAtNUL != 0 && cutByte(t) {
+				if cutByte(t, r) {
 					t = t[:len(t)-1]
 					break
 				}
@@ -245,7 +259,7 @@ func pass[S string | []byte](dst, tmp []byte, src S, r reading, first bool, sink
 		}
 		t = emit(t, c)
 		i++
-		if r&cutAtNUL != 0 && cutByte(t) {
+		if cutByte(t, r) {
 			t = t[:len(t)-1]
 			break
 		}
@@ -273,10 +287,11 @@ func pass[S string | []byte](dst, tmp []byte, src S, r reading, first bool, sink
 			}
 			continue
 		}
+		n := len(d)
 		d = append(d, '/')
 		d = appendFolded(d, trimSeg(seg))
 		if sink != nil {
-			sink.visitStack(d, r)
+			sink.visitStack(d, len(d)-n-1, r)
 		}
 	}
 	if r&keepEmpty != 0 {
@@ -287,7 +302,7 @@ func pass[S string | []byte](dst, tmp []byte, src S, r reading, first bool, sink
 		d = append(d, '/')
 	}
 	if sink != nil {
-		visit(sink, d, true)
+		visit(sink, d)
 	}
 	return d, t
 }
@@ -312,11 +327,15 @@ func skipAuthority[S string | []byte](s S) int {
 	return 0
 }
 
-// cutByte reports whether the last byte of t ends the path in the cutAtNUL
-// reading.
-func cutByte(t []byte) bool {
-	c := t[len(t)-1]
-	return c == 0 || c == '?' || c == '#'
+// cutByte reports whether the last byte of t ends the path in reading r.
+func cutByte(t []byte, r reading) bool {
+	switch t[len(t)-1] {
+	case 0:
+		return r&cutAtNUL != 0
+	case '?', '#':
+		return r&reparse != 0
+	}
+	return false
 }
 
 // emit appends c, folding an overlong two-byte UTF-8 encoding of an ASCII

@@ -18,8 +18,9 @@
 //     "%uXXXX", and an overlong UTF-8 "%C0%AE" as the ASCII byte it
 //     encodes); an invalid escape stays literal. Passes repeat, so
 //     "%252e" is "." after two;
-//   - the path ends at a decoded NUL, "?" or "#" (C backends stop at NUL;
-//     front controllers re-parse a decoded URI);
+//   - the path ends at a decoded NUL (C backends stop there), "?" or "#"
+//     (a front controller that decodes the URI before parsing it; this
+//     also keeps Canonical idempotent: its result has no "?" or "#");
 //   - "\" is "/";
 //   - empty segments are dropped (slashes merged, leading and trailing "/"
 //     included), "." segments dropped, ".." removes the previous segment and
@@ -45,7 +46,8 @@
 // reads ".. " as ".."; a router that decodes once sees "%252e%252e" as a
 // name. Matcher.Match therefore reads a path several ways and recognises
 // a route when any reading is on it: with and without ";params"
-// stripping, with and without the cut at NUL, with empty segments counting
+// stripping, with and without the cut at NUL (or only there, not at "?"),
+// "\" as "/" or as a name, with empty segments counting
 // for "..", with Windows dot segments; the result of every pass (one more
 // level of decoding each, as each router in a chain sees it); the
 // PATH_INFO after each ".php" (Caddy's php_fastcgi splits there and PHP

@@ -1,7 +1,6 @@
 package routepath
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -148,7 +147,9 @@ const maxPatterns = 64
 
 // Matcher recognises routes on raw request paths.
 type Matcher struct {
-	pats []Pattern
+	pats     []Pattern
+	prefixes bool // some pattern is a prefix
+	longest  int  // the longest canonical pattern
 }
 
 // NewMatcher compiles patterns, in order; an empty pattern is a route that
@@ -167,6 +168,8 @@ func NewMatcher(patterns ...string) (*Matcher, error) {
 			return nil, err
 		}
 		m.pats[i] = pat
+		m.prefixes = m.prefixes || pat.kind != exact
+		m.longest = max(m.longest, len(pat.canon))
 	}
 	return m, nil
 }
@@ -190,11 +193,11 @@ func (m *Matcher) Match(paths ...string) int {
 			continue
 		}
 		if isCanonical(p) {
-			visit(&w, p, true)
+			visit(&w, p)
 			continue
 		}
 		var s scratch
-		var done [1 << 5]bool
+		var done [1 << 6]bool
 		rel := relevant(p)
 		for _, r := range readings {
 			if r &= rel; done[r] {
@@ -230,16 +233,15 @@ func seen(ps []string, p string) bool {
 type walker struct {
 	m    *Matcher
 	hits uint64
-	tmp  [256]byte // visitStack's compacted copy
 	info [256]byte // a PATH_INFO with its "/"
 }
 
-// visit checks one reading: a pass's result (final) against every pattern,
-// an intermediate ".." stack against the prefix patterns only; and the
-// same for the PATH_INFO after each ".php" in it (Caddy's php_fastcgi
-// splits after the first ".php", "/" or not; frameworks trim the "/").
-func visit[S string | []byte](w *walker, c S, final bool) {
-	check(w, c, final)
+// visit checks a pass's result (or a canonical path) against every
+// pattern, and so for the PATH_INFO after each ".php" in it: Caddy's
+// php_fastcgi splits after the first ".php", "/" or not, and frameworks
+// trim the "/".
+func visit[S string | []byte](w *walker, c S) {
+	check(w, c, true)
 	for {
 		k := indexPHP(c)
 		if k < 0 {
@@ -247,14 +249,15 @@ func visit[S string | []byte](w *walker, c S, final bool) {
 		}
 		c = c[k+len(".php"):]
 		if len(c) > 0 && c[0] == '/' {
-			check(w, c, final)
+			check(w, c, true)
 		} else {
-			check(w, append(append(w.info[:0], '/'), c...), final)
+			check(w, withSlash(w, c), true)
 		}
 	}
 }
 
-// check records the patterns the reading c is on.
+// check records the patterns the reading c is on; an intermediate
+// reading (not final) is only compared with prefix patterns.
 func check[S string | []byte](w *walker, c S, final bool) {
 	for i := range w.m.pats {
 		p := &w.m.pats[i]
@@ -277,14 +280,38 @@ func indexPHP[S string | []byte](c S) int {
 	return -1
 }
 
-// visitStack is visit for an intermediate stack, compacted first in the
-// keepEmpty reading.
-func (w *walker) visitStack(d []byte, r reading) {
-	if r&keepEmpty != 0 && bytes.Contains(d, []byte("//")) || len(d) > 1 && d[len(d)-1] == '/' {
-		d = compact(append(w.tmp[:0], d...))
-		if len(d) == 0 {
-			d = append(d, '/')
+// visitStack checks the ".." resolution stack d right after a segment of
+// n bytes was pushed, against the prefix patterns. Only what this push can
+// change is looked at: a stack (or a PATH_INFO in it) that was already
+// longer than every pattern before the push was checked when it was
+// reached (a pop only returns to a stack that was checked). The keepEmpty
+// readings resolve dots, so their stacks are not needed.
+func (w *walker) visitStack(d []byte, n int, r reading) {
+	if r&keepEmpty != 0 || !w.m.prefixes {
+		return
+	}
+	old := len(d) - n - 1 // length before the push
+	long := w.m.longest + 1
+	if old <= long {
+		check(w, d, false)
+	}
+	from := max(0, old-long-len(".php"))
+	for c := d[from:]; ; {
+		k := indexPHP(c)
+		if k < 0 {
+			return
+		}
+		c = c[k+len(".php"):]
+		if len(c) > 0 && c[0] == '/' {
+			check(w, c, false)
+		} else {
+			check(w, withSlash(w, c), false)
 		}
 	}
-	visit(w, d, false)
+}
+
+// withSlash returns "/" + c, cut after the longest pattern's length plus
+// one (which keeps every comparison's answer).
+func withSlash[S string | []byte](w *walker, c S) []byte {
+	return append(append(w.info[:0], '/'), c[:min(len(c), w.m.longest+1)]...)
 }

@@ -415,11 +415,12 @@ func BenchmarkCanonical(b *testing.B) {
 }
 
 func BenchmarkMatch(b *testing.B) {
-	m := mustMatcher(b, "/api/login", "/api/phone", "/api/decrypt")
+	m := mustMatcher(b, "/api/login", "/api/phone", "/api/decrypt", "/mp/*")
 	for _, c := range []struct{ name, path string }{
 		{"plain", "/api/user/profile"},
 		{"upper", "/Static/Img/Logo.PNG"},
 		{"hostile", "/API//x/..;a=b/%252e%252e/api/./Login%2F;jsessionid=A%00.json"},
+		{"long-hostile", strings.Repeat("/A.php%2f;b/..", 580)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
