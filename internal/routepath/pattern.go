@@ -71,7 +71,7 @@ func CheckPattern(p string) error {
 		}
 		body = base[:len(base)-1]
 	}
-	if body == "" || body == "/" {
+	if body == "" || p == "/" {
 		return nil // "/*", "/"
 	}
 	segs := strings.Split(body[1:], "/")

@@ -351,6 +351,8 @@ func TestCheckPattern(t *testing.T) {
 		{"/api/lögin", "ASCII"},
 		{"/api/<x>", "not allowed"},
 		{"/api//login", "empty segment"},
+		{"//*", "empty segment"},
+		{"//", "trailing /"},
 		{"/api/./login", ". and .."},
 		{"/api/../login", ". and .."},
 		{"/api/login.", "end in ."},
