@@ -25,6 +25,7 @@ import (
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/keyseal"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/routepath"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
@@ -101,6 +102,12 @@ type Handler struct {
 	// unsaved holds exchanged sessions whose save failed (see unsaved.go).
 	unsaved *unsavedSessions
 	f       Fields // Fields with defaults
+	// routes recognises the login, phone and decrypt routes the way
+	// backends route (see internal/routepath).
+	routes *routepath.Matcher
+	// payloadProtected: identity and result names, and the payload's
+	// own fields, removed from phone and decrypt requests.
+	payloadProtected []string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -164,13 +171,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.ExchangeWait = h.PlatformTimeout + caddy.Duration(time.Second)
 	}
 	h.f = h.fieldNames()
+	h.payloadProtected = append(append(append([]string(nil), identityFields...), resultFields...), h.f.EncryptedData, h.f.IV)
 	h.flight = new(singleflight.Group)
 	h.unsaved = newUnsavedSessions()
 
 	if err := h.Validate(); err != nil {
 		return err
 	}
+	routes, err := routepath.NewMatcher(h.Login, h.Phone, h.Decrypt)
+	if err != nil {
+		return fmt.Errorf("miniprogram: %w", err)
+	}
+	h.routes = routes
 
+	var client platform.Client
 	retries := DefaultPlatformRetries
 	if h.PlatformRetries != nil {
 		retries = *h.PlatformRetries
@@ -178,7 +192,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			retries = -1 // the client's "none"
 		}
 	}
-	client, err := platform.New(h.Platform, platform.Config{
+	client, err = platform.New(h.Platform, platform.Config{
 		AppID:      h.AppID,
 		AppSecret:  h.AppSecret,
 		APIBase:    h.APIBase,
@@ -284,8 +298,11 @@ func (h *Handler) Validate() error {
 		return errors.New("miniprogram: no route configured: set login, phone, decrypt and/or compat")
 	}
 	for _, p := range []string{h.Login, h.Phone, h.Decrypt} {
-		if p != "" && !strings.HasPrefix(p, "/") {
-			return fmt.Errorf("miniprogram: route path %q must start with /", p)
+		if p == "" {
+			continue
+		}
+		if err := routepath.CheckPattern(p); err != nil {
+			return fmt.Errorf("miniprogram: route path %q: %w", p, err)
 		}
 	}
 	if err := h.validateAccessToken(); err != nil {
@@ -369,43 +386,35 @@ const (
 	routePhone
 	routeDecrypt
 	routeCompat
+	routeUnclear
 )
 
-func pathMatches(pattern, p string) bool {
-	if pattern == "" {
-		return false
-	}
-	if strings.HasSuffix(pattern, "*") {
-		return strings.HasPrefix(p, pattern[:len(pattern)-1])
-	}
-	return p == pattern
-}
-
-// routeOf tells which route a path is on.
-func (h *Handler) routeOf(p string) route {
-	switch {
-	case pathMatches(h.Login, p):
-		return routeLogin
-	case pathMatches(h.Phone, p):
-		return routePhone
-	case pathMatches(h.Decrypt, p):
-		return routeDecrypt
-	case h.compatMatches(p):
-		return routeCompat
-	}
-	return routeNone
-}
-
-// route tells which of the handler's routes r is on: its path as Caddy's
-// rewrites left it, or else the path the client sent (rewrite, uri and
-// try_files run ahead of the handler: try_files may hand it /index.php
-// for a request the backend routes as the login).
+// route tells which of the handler's routes r is on: any reading a
+// backend could make of its path (internal/routepath), as Caddy's rewrites
+// left it or as the client sent it (rewrite, uri and try_files run ahead
+// of the handler: try_files may hand it /index.php for a request the
+// backend routes as the login). routeUnclear: a path encoded too deeply
+// to decide.
 func (h *Handler) route(r *http.Request) route {
-	if rt := h.routeOf(r.URL.Path); rt != routeNone {
-		return rt
+	p := r.URL.EscapedPath()
+	var m int
+	if or, ok := originalRequest(r); ok && or.URL.EscapedPath() != p {
+		m = h.routes.Match(p, or.URL.EscapedPath())
+	} else {
+		m = h.routes.Match(p)
 	}
-	if or, ok := originalRequest(r); ok && or.URL.Path != r.URL.Path {
-		return h.routeOf(or.URL.Path)
+	switch m {
+	case 0:
+		return routeLogin
+	case 1:
+		return routePhone
+	case 2:
+		return routeDecrypt
+	case routepath.Unclear:
+		return routeUnclear
+	}
+	if h.compatMatches(r.URL.Path) {
+		return routeCompat
 	}
 	return routeNone
 }
@@ -421,9 +430,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if rt == routeNone {
 		return next.ServeHTTP(w, r)
 	}
-	if rt == routeCompat {
+	switch rt {
+	case routeCompat:
 		return h.serveCompat(w, r)
+	case routeUnclear:
+		mperr.Write(w, mperr.New(mperr.BadRequest, "the request path is encoded too deeply to tell which route it is on"))
+		return nil
 	}
+	stripQuery(r, h.protectedNames(rt))
 	if r.Method == http.MethodOptions && (r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0) {
 		// A CORS preflight: nothing to exchange, nothing to inject.
 		return next.ServeHTTP(w, r)
@@ -444,17 +458,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // serveRoute does a route's work and hands the request on, or answers an
 // error itself.
 func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rt route) error {
-	var (
-		err error
-		s   store.Session
-	)
-	switch rt {
-	case routeLogin:
-		s, err = h.serveLogin(r)
-	case routePhone:
-		err = h.servePhone(r)
-	case routeDecrypt:
-		err = h.serveDecrypt(r)
+	var s store.Session
+	in, err := h.readInput(r)
+	if err == nil {
+		defer in.body.Close() // a multipart body's spooled files, once forwarded
+		switch rt {
+		case routeLogin:
+			s, err = h.serveLogin(r, in)
+		case routePhone:
+			err = h.servePhone(r, in)
+		case routeDecrypt:
+			err = h.serveDecrypt(r, in)
+		}
 	}
 	if err == nil {
 		h.requestsOK[rt].Inc()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/routepath"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -35,20 +36,34 @@ func TestStripIdentityHeaders(t *testing.T) {
 	}
 }
 
-func TestPathMatches(t *testing.T) {
+// Routes are recognised under the spellings backends route, on the
+// request Caddy rewrote and on the one the client sent.
+func TestRoute(t *testing.T) {
+	m, err := routepath.NewMatcher("/api/login", "/api/phone", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{routes: m}
 	for _, c := range []struct {
-		pattern, path string
-		want          bool
+		path, orig string
+		want       route
 	}{
-		{"/api/login", "/api/login", true},
-		{"/api/login", "/api/login/", false},
-		{"/api/login", "/API/login", false},
-		{"/api/*", "/api/x/y", true},
-		{"/api/*", "/apix", false},
-		{"", "/", false},
+		{"/api/login", "", routeLogin},
+		{"/API/login/", "", routeLogin},
+		{"/api//login;jsessionid=A", "", routeLogin},
+		{"/x/..;/api/phone", "", routePhone},
+		{"/index.php", "/api/login", routeLogin},
+		{"/index.php", "/static/x.js", routeNone},
+		{"/api/decrypt", "", routeNone},
+		{"/api/loginx", "", routeNone},
 	} {
-		if got := pathMatches(c.pattern, c.path); got != c.want {
-			t.Errorf("pathMatches(%q, %q) = %v", c.pattern, c.path, got)
+		r := httptest.NewRequest("POST", "http://x"+c.path, nil)
+		if c.orig != "" {
+			or := httptest.NewRequest("POST", "http://x"+c.orig, nil)
+			r = r.WithContext(context.WithValue(r.Context(), caddyhttp.OriginalRequestCtxKey, *or))
+		}
+		if got := h.route(r); got != c.want {
+			t.Errorf("route(%s, original %q) = %v, want %v", c.path, c.orig, got, c.want)
 		}
 	}
 }

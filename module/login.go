@@ -14,7 +14,6 @@ import (
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
@@ -62,21 +61,15 @@ func (h *Handler) ref(kind byte, secret string) string {
 
 // serveLogin exchanges the request's login code (at once, once) and injects
 // the identity.
-func (h *Handler) serveLogin(r *http.Request) (store.Session, error) {
-	body, err := reqbody.Read(r, h.MaxBodySize)
+func (h *Handler) serveLogin(r *http.Request, in *input) (store.Session, error) {
+	body := in.body
+	code, err := in.field(h.f.Code)
 	if err != nil {
 		return store.Session{}, err
 	}
-	code, _ := body.String(h.f.Code)
-	anon, _ := body.String(h.f.AnonymousCode)
-	if code == "" || anon == "" {
-		q := r.URL.Query()
-		if code == "" {
-			code = q.Get(h.f.Code)
-		}
-		if anon == "" {
-			anon = q.Get(h.f.AnonymousCode)
-		}
+	anon, err := in.field(h.f.AnonymousCode)
+	if err != nil {
+		return store.Session{}, err
 	}
 	if code == "" {
 		return store.Session{}, mperr.Newf(mperr.MissingCode, "the login request carries no %q", h.f.Code)
@@ -99,6 +92,7 @@ func (h *Handler) serveLogin(r *http.Request) (store.Session, error) {
 	}
 	hdr.Set(HeaderPlatform, h.Platform)
 	hdr.Set(HeaderAppID, h.AppID)
+	body.Del(identityFields...)
 	body.Set(FieldOpenID, s.OpenID)
 	if s.UnionID != "" {
 		body.Set(FieldUnionID, s.UnionID)

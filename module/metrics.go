@@ -88,4 +88,4 @@ func (h *Handler) observeStore(op string, start time.Time, err error) {
 	}
 }
 
-var routeNames = [...]string{routeNone: "none", routeLogin: "login", routePhone: "phone", routeDecrypt: "decrypt", routeCompat: "compat"}
+var routeNames = [...]string{routeNone: "none", routeLogin: "login", routePhone: "phone", routeDecrypt: "decrypt", routeCompat: "compat", routeUnclear: "unclear"}

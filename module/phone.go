@@ -16,55 +16,35 @@ import (
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/wxcrypt"
 )
 
-// Fields a client may not set on the phone and decrypt routes: they are
-// removed, then set by the handler from what it decrypted.
-var protectedFields = []string{
-	FieldPhoneNumber, FieldPurePhoneNumber, FieldCountryCode, FieldDecryptedData,
-	FieldOpenID, FieldUnionID, FieldAnonymousOpenID,
-}
-
-// readPayloadBody reads a phone/decrypt body, which must be JSON or a form.
-func (h *Handler) readPayloadBody(r *http.Request) (*reqbody.Body, error) {
-	body, err := h.readBody(r)
-	if err != nil {
-		return nil, err
-	}
-	switch body.Kind() {
-	case reqbody.JSON, reqbody.Form:
-		return body, nil
-	case reqbody.None:
-		return nil, mperr.New(mperr.BadRequest, "the request has no body; send JSON or a form")
-	}
-	return nil, mperr.New(mperr.BadRequest, "unsupported content type; send application/json or application/x-www-form-urlencoded")
-}
-
-func (h *Handler) readBody(r *http.Request) (*reqbody.Body, error) {
-	return reqbody.Read(r, h.MaxBodySize)
-}
-
 // payload is an encryptedData+iv pair and the session that should open it.
 type payload struct {
 	data, iv string
 }
 
-func (h *Handler) payloadOf(body *reqbody.Body) (payload, bool) {
-	data, _ := body.String(h.f.EncryptedData)
-	iv, _ := body.String(h.f.IV)
-	return payload{data: data, iv: iv}, data != "" || iv != ""
+func (h *Handler) payloadOf(in *input) (payload, bool, error) {
+	data, err := in.field(h.f.EncryptedData)
+	if err != nil {
+		return payload{}, false, err
+	}
+	iv, err := in.field(h.f.IV)
+	if err != nil {
+		return payload{}, false, err
+	}
+	return payload{data: data, iv: iv}, data != "" || iv != "", nil
 }
 
 // session finds the user's session from what the request carries: the login
 // code it logged in with.
-func (h *Handler) session(ctx context.Context, r *http.Request, body *reqbody.Body) (store.Session, error) {
+func (h *Handler) session(ctx context.Context, r *http.Request, in *input) (store.Session, error) {
 	if h.binding != nil {
 		// The token the upstream issued at login, when the request has one.
 		if s, ok, err := h.boundSession(ctx, r); err != nil || ok {
 			return s, err
 		}
 	}
-	code, _ := body.String(h.f.Code)
-	if code == "" {
-		code = r.URL.Query().Get(h.f.Code)
+	code, err := in.field(h.f.Code)
+	if err != nil {
+		return store.Session{}, err
 	}
 	if code == "" {
 		return store.Session{}, mperr.Newf(mperr.BadRequest, "the request carries no %q to find the session", h.f.Code)
@@ -104,18 +84,22 @@ func (h *Handler) open(s store.Session, p payload) ([]byte, error) {
 
 // servePhone decrypts a phone payload (or, on WeChat, exchanges a phone
 // code) and injects the number.
-func (h *Handler) servePhone(r *http.Request) error {
-	body, err := h.readPayloadBody(r)
+func (h *Handler) servePhone(r *http.Request, in *input) error {
+	_, encrypted, err := h.payloadOf(in)
 	if err != nil {
 		return err
 	}
-	if _, encrypted := h.payloadOf(body); !encrypted && h.Platform == platform.WeChat {
+	if !encrypted && h.Platform == platform.WeChat {
 		// WeChat's newer flow: a phone code instead of a payload.
-		if pc, _ := body.String(h.f.PhoneCode); pc != "" {
-			return h.servePhoneCode(r, body, pc)
+		pc, err := in.field(h.f.PhoneCode)
+		if err != nil {
+			return err
+		}
+		if pc != "" {
+			return h.servePhoneCode(r, in, pc)
 		}
 	}
-	s, plain, err := h.decryptBody(r, body)
+	s, plain, err := h.decryptBody(r, in)
 	if err != nil {
 		return err
 	}
@@ -123,22 +107,25 @@ func (h *Handler) servePhone(r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h.injectPhone(r, body, s.OpenID, platform.Phone{PhoneNumber: ph.PhoneNumber, PurePhoneNumber: ph.PurePhoneNumber, CountryCode: ph.CountryCode})
+	h.injectPhone(r, in.body, s.OpenID, platform.Phone{PhoneNumber: ph.PhoneNumber, PurePhoneNumber: ph.PurePhoneNumber, CountryCode: ph.CountryCode})
 	return nil
 }
 
 // decryptBody finds the body's encryptedData and iv, refuses them when
 // incomplete or malformed (before touching the store), finds the user's
 // session and decrypts with its keys.
-func (h *Handler) decryptBody(r *http.Request, body *reqbody.Body) (store.Session, []byte, error) {
-	p, encrypted := h.payloadOf(body)
+func (h *Handler) decryptBody(r *http.Request, in *input) (store.Session, []byte, error) {
+	p, encrypted, err := h.payloadOf(in)
+	if err != nil {
+		return store.Session{}, nil, err
+	}
 	if !encrypted {
 		return store.Session{}, nil, mperr.Newf(mperr.BadRequest, "the request carries no %q and %q", h.f.EncryptedData, h.f.IV)
 	}
 	if err := h.checkPayload(p); err != nil {
 		return store.Session{}, nil, err
 	}
-	s, err := h.session(r.Context(), r, body)
+	s, err := h.session(r.Context(), r, in)
 	if err != nil {
 		return s, nil, err
 	}
@@ -171,8 +158,7 @@ func checkIdentity(s store.Session, plain []byte) error {
 
 // injectPhone rewrites the request with the phone number.
 func (h *Handler) injectPhone(r *http.Request, body *reqbody.Body, openid string, ph platform.Phone) {
-	body.Del(h.f.EncryptedData, h.f.IV)
-	body.Del(protectedFields...)
+	body.Del(h.payloadProtected...)
 	body.Set(FieldPhoneNumber, ph.PhoneNumber)
 	body.Set(FieldPurePhoneNumber, ph.PurePhoneNumber)
 	body.Set(FieldCountryCode, ph.CountryCode)
@@ -194,17 +180,13 @@ func (h *Handler) injectPhone(r *http.Request, body *reqbody.Body, openid string
 }
 
 // serveDecrypt decrypts any payload and injects it whole.
-func (h *Handler) serveDecrypt(r *http.Request) error {
-	body, err := h.readPayloadBody(r)
+func (h *Handler) serveDecrypt(r *http.Request, in *input) error {
+	s, plain, err := h.decryptBody(r, in)
 	if err != nil {
 		return err
 	}
-	s, plain, err := h.decryptBody(r, body)
-	if err != nil {
-		return err
-	}
-	body.Del(h.f.EncryptedData, h.f.IV)
-	body.Del(protectedFields...)
+	body := in.body
+	body.Del(h.payloadProtected...)
 	body.SetRaw(FieldDecryptedData, plain)
 	body.Set(FieldOpenID, s.OpenID)
 	hdr := r.Header

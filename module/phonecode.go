@@ -18,7 +18,6 @@ import (
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/accesstoken"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
@@ -121,14 +120,14 @@ func (h *Handler) provisionAccessToken(ctx caddy.Context) error {
 //     WeChat's own samples send it) it is kept: that is the field a legacy
 //     upstream reads on this route, and an upstream that validates its
 //     presence keeps working. A spent phone code is worthless to anyone.
-func (h *Handler) servePhoneCode(r *http.Request, body *reqbody.Body, phoneCode string) error {
+func (h *Handler) servePhoneCode(r *http.Request, in *input, phoneCode string) error {
 	if h.tokens == nil {
 		return mperr.Newf(mperr.BadRequest, "phone codes are a WeChat feature; send %q and %q", h.f.EncryptedData, h.f.IV)
 	}
 	ctx := r.Context()
 	// The session first: a store that cannot be reached fails the request
 	// before the phone code is spent.
-	openid, err := h.phoneCodeOpenID(ctx, r, body)
+	openid, err := h.phoneCodeOpenID(ctx, r, in)
 	if err != nil {
 		return err
 	}
@@ -137,15 +136,15 @@ func (h *Handler) servePhoneCode(r *http.Request, body *reqbody.Body, phoneCode 
 		return err
 	}
 	if h.f.PhoneCode != h.f.Code {
-		body.Del(h.f.PhoneCode)
+		in.body.Del(h.f.PhoneCode)
 	}
-	h.injectPhone(r, body, openid, ph)
+	h.injectPhone(r, in.body, openid, ph)
 	return nil
 }
 
 // phoneCodeOpenID is the openid of the session the phone-code request also
 // points at, if any: "" when it carries nothing that finds one.
-func (h *Handler) phoneCodeOpenID(ctx context.Context, r *http.Request, body *reqbody.Body) (string, error) {
+func (h *Handler) phoneCodeOpenID(ctx context.Context, r *http.Request, in *input) (string, error) {
 	if h.binding != nil {
 		s, ok, err := h.boundSession(ctx, r)
 		switch {
@@ -158,12 +157,9 @@ func (h *Handler) phoneCodeOpenID(ctx context.Context, r *http.Request, body *re
 	if h.f.Code == h.f.PhoneCode {
 		return "", nil // the one "code" field holds the phone code
 	}
-	code, _ := body.String(h.f.Code)
-	if code == "" {
-		code = r.URL.Query().Get(h.f.Code)
-	}
-	if code == "" {
-		return "", nil
+	code, err := in.field(h.f.Code)
+	if err != nil || code == "" {
+		return "", err
 	}
 	s, err := h.store.Lookup(ctx, h.codeRef(code))
 	if err != nil {
