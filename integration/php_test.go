@@ -267,7 +267,7 @@ const mpBoundary = "mpBoundary7MA4YWxk"
 
 // multipart renders a multipart/form-data body; a name "file:x" is a file
 // part named x.
-func multipart(kv ...string) string {
+func phpMultipart(kv ...string) string {
 	var b strings.Builder
 	for i := 0; i+1 < len(kv); i += 2 {
 		name, val := kv[i], kv[i+1]
@@ -421,8 +421,12 @@ func phpCases() []phpCase {
 
 	// Bodies PHP (or a framework on it) reads that are neither JSON nor a
 	// form, and ambiguous framing.
-	for _, ct := range []string{"text/plain", "text/json", "application/x-json", "*/*", "text/plain; charset=utf-8"} {
+	for _, ct := range []string{"text/plain", "*/*", "text/plain; charset=utf-8"} {
 		add(phpCase{name: "ctype/" + ct, target: "/api/login", ctype: []string{ct}, body: loginJSONEvil, want: refuse415})
+	}
+	// JSON under another name: read and rewritten as JSON, or refused.
+	for _, ct := range []string{"text/json", "application/x-json"} {
+		add(phpCase{name: "ctype/" + ct, target: "/api/login", ctype: []string{ct}, body: loginJSONEvil, want: either})
 	}
 	// The same with the code in the query, so that the body is all the
 	// plugin could object to.
@@ -444,19 +448,19 @@ func phpCases() []phpCase {
 
 	// Multipart (wx.uploadFile): PHP reads its parts into $_POST and $_FILES.
 	add(phpCase{name: "multipart/openid", target: "/api/login", ctype: []string{ctMultipart}, kind: "multipart",
-		body: multipart("code", "{code}", "openid", phpMarker, "nickName", "Ann")})
+		body: phpMultipart("code", "{code}", "openid", phpMarker, "nickName", "Ann")})
 	add(phpCase{name: "multipart/near-spellings", target: "/api/login", ctype: []string{ctMultipart}, kind: "multipart",
-		body: multipart("open_id", phpMarker, " openid", phpMarker, "openid[]", phpMarker, "union.id", phpMarker, "code", "{code}")})
+		body: phpMultipart("open_id", phpMarker, " openid", phpMarker, "openid[]", phpMarker, "union.id", phpMarker, "code", "{code}")})
 	add(phpCase{name: "multipart/file-named-openid", target: "/api/login", ctype: []string{ctMultipart}, kind: "multipart",
-		body: multipart("code", "{code}", "file:openid", phpMarker)})
+		body: phpMultipart("code", "{code}", "file:openid", phpMarker)})
 	add(phpCase{name: "multipart/openid-code-in-query", target: "/api/login?code={code}", ctype: []string{ctMultipart}, kind: "multipart",
-		body: multipart("openid", phpMarker, "unionid", phpMarker, "nickName", "Ann")})
+		body: phpMultipart("openid", phpMarker, "unionid", phpMarker, "nickName", "Ann")})
 	add(phpCase{name: "multipart/file-named-openid-code-in-query", target: "/api/login?code={code}", ctype: []string{ctMultipart}, kind: "multipart",
-		body: multipart("file:openid", phpMarker)})
+		body: phpMultipart("file:openid", phpMarker)})
 	add(phpCase{name: "multipart/avatar", target: "/api/login", ctype: []string{ctMultipart}, kind: "multipart",
-		body: multipart("code", "{code}", "nickName", "Ann", "file:avatar", "\x89PNG\r\n\x1a\nnot-really")})
+		body: phpMultipart("code", "{code}", "nickName", "Ann", "file:avatar", "\x89PNG\r\n\x1a\nnot-really")})
 	add(phpCase{name: "multipart/phone", route: toPhone, target: "/api/phone", ctype: []string{ctMultipart}, kind: "multipart",
-		body: multipart("code", "{code}", "encryptedData", "{ed}", "iv", "{iv}", "phoneNumber", phpMarker, "purePhoneNumber", phpMarker)})
+		body: phpMultipart("code", "{code}", "encryptedData", "{ed}", "iv", "{iv}", "phoneNumber", phpMarker, "purePhoneNumber", phpMarker)})
 
 	// Path spellings a backend routes to the login route.
 	for _, p := range []string{"/API/login", "/api/Login", "/api/login/", "/api//login", "//api/login", "/api/./login",

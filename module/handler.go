@@ -437,6 +437,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		mperr.Write(w, mperr.New(mperr.BadRequest, "the request path is encoded too deeply to tell which route it is on"))
 		return nil
 	}
+	query := r.URL.RawQuery // the fields the handler reads may be there
 	stripQuery(r, h.protectedNames(rt))
 	if r.Method == http.MethodOptions && (r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0) {
 		// A CORS preflight: nothing to exchange, nothing to inject.
@@ -450,16 +451,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if uriHasQuery(r) {
 		var p *privateURI
 		p, w = h.beginPrivateURI(w, r)
-		return p.end(h.serveRoute(w, r, next, rt))
+		return p.end(h.serveRoute(w, r, next, rt, query))
 	}
-	return h.serveRoute(w, r, next, rt)
+	return h.serveRoute(w, r, next, rt, query)
 }
 
 // serveRoute does a route's work and hands the request on, or answers an
 // error itself.
-func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rt route) error {
+func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rt route, query string) error {
 	var s store.Session
-	in, err := h.readInput(r)
+	in, err := h.readInput(r, query)
 	if err == nil {
 		defer in.body.Close() // a multipart body's spooled files, once forwarded
 		switch rt {

@@ -24,35 +24,34 @@ type input struct {
 }
 
 // readInput reads a route request's body (refusing what a backend could
-// read differently: 415) and keeps its query.
-func (h *Handler) readInput(r *http.Request) (*input, error) {
+// read differently: 415) and keeps its query;
+// query is the request's query as it came, before stripQuery.
+func (h *Handler) readInput(r *http.Request, query string) (*input, error) {
 	body, err := reqbody.ReadLimits(r, reqbody.Limits{Body: h.MaxBodySize})
 	if err != nil {
 		return nil, err
 	}
-	return &input{body: body, query: r.URL.RawQuery}, nil
+	return &input{body: body, query: query}, nil
 }
 
 // field returns a field the handler reads: from the body, else from the
-// query. A field sent more than once (in the body and the query, twice, or
-// under two spellings a binder equates) is refused: the backend might read
-// another copy than the handler did.
+// query. A field sent more than once (in the body and the query, or twice
+// in either, under the same name ignoring case) is refused: the backend
+// might read another copy than the handler did.
 func (in *input) field(name string) (string, error) {
-	n := in.body.Count(name)
-	qv, qn := reqbody.QueryValue(in.query, name)
-	if n+qn > 1 {
+	n := in.body.CountFold(name)
+	if n+reqbody.QueryCountFold(in.query, name) > 1 {
 		return "", mperr.Newf(mperr.BadRequest, "the field %q is sent more than once", name)
 	}
 	if n == 1 {
 		v, ok := in.body.String(name)
 		if !ok {
-			// Present under another spelling or not as a string: the
-			// handler reads the exact name only.
-			return "", mperr.Newf(mperr.BadRequest, "the field %q is not a string under its own name", name)
+			return "", mperr.Newf(mperr.BadRequest, "the field %q is not a string or a number", name)
 		}
 		return v, nil
 	}
-	return qv, nil
+	v, _ := reqbody.QueryValue(in.query, name)
+	return v, nil
 }
 
 // stripQuery removes protected names from the request's query, on the

@@ -182,3 +182,35 @@ func formEscape(s string) string {
 	r := strings.NewReplacer("%5B", "[", "%5D", "]")
 	return r.Replace(string(b))
 }
+
+func TestCountFold(t *testing.T) {
+	for _, c := range []struct {
+		raw  string
+		want int
+	}{
+		{"code=1", 1},
+		{"code=1&Code=2", 2},
+		{"country.code=86&code=1", 1},
+		{"a=1;code=2&%63ode=3", 2},
+		{"js_code=1", 0},
+	} {
+		if got := QueryCountFold(c.raw, "code"); got != c.want {
+			t.Errorf("QueryCountFold(%q) = %d, want %d", c.raw, got, c.want)
+		}
+	}
+	r := newReq(ctJSON, `{"code":"a","CODE":"b","country_code":"86","open_id":"x"}`)
+	b, err := Read(r, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := b.CountFold("code"); n != 2 {
+		t.Errorf("JSON CountFold(code) = %d, want 2", n)
+	}
+	r = newReq(ctForm, `code=a&code=b&country.code=86`)
+	if b, err = Read(r, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.CountFold("code"); n != 2 {
+		t.Errorf("form CountFold(code) = %d, want 2", n)
+	}
+}

@@ -878,10 +878,15 @@ func (b *Body) Apply(r *http.Request) {
 		b.applyMultipart(r)
 		return
 	}
-	if b.kind == JSON && len(r.Header["Content-Type"]) == 0 {
-		// Read took a body without a Content-Type for JSON; say so, since
-		// php_fastcgi would otherwise tell PHP it is a form.
-		r.Header["Content-Type"] = []string{"application/json"}
+	if len(r.Header["Content-Type"]) == 0 {
+		// Read took a body without a Content-Type for what it held; say
+		// so (php_fastcgi would tell PHP that a JSON body is a form).
+		switch b.kind {
+		case JSON:
+			r.Header["Content-Type"] = []string{"application/json"}
+		case Form:
+			r.Header["Content-Type"] = []string{"application/x-www-form-urlencoded"}
+		}
 	}
 	data := b.Bytes()
 	if len(data) == 0 {
