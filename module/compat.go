@@ -202,8 +202,9 @@ func (h *Handler) provisionCompat(ctx caddy.Context) error {
 func (h *Handler) checkCompatListeners(ctx caddy.Context) error {
 	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	if srv == nil {
-		h.logger.Warn("compat: cannot see this handler's server to check its listen addresses; compat requests on other than loopback or unix connections will be refused",
-			zap.Bool("allow_public", h.Compat.AllowPublic))
+		if !h.Compat.AllowPublic {
+			h.logger.Warn("compat: cannot see this handler's server to check its listen addresses; compat requests on other than loopback or unix connections will be refused")
+		}
 		return nil
 	}
 	public := publicListeners(srv.Listen)
