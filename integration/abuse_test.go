@@ -127,3 +127,22 @@ func TestAbuseForwardedForNotTrusted(t *testing.T) {
 		t.Fatalf("openid %q, want %q", got, lr.OpenID)
 	}
 }
+
+// Made-up phone codes cost getuserphonenumber calls: they share the bound
+// with login codes.
+func TestAbuseFailedPhoneCodes(t *testing.T) {
+	e := abuseEnv(t, "")
+	calls := func() int { return e.sim.Calls(mpsim.EndpointGetUserPhoneNumber) + e.code2sessionCalls() }
+	wantError(t, postJSON(t, e.url("/api/login"), map[string]any{"code": "random-login"}), 401, "invalid_code")
+	for i := range 2 {
+		wantError(t, postJSON(t, e.url("/api/phone"), map[string]any{"code": fmt.Sprintf("random-phone-%d", i)}), 401, "invalid_code")
+	}
+	if n := calls(); n != 3 {
+		t.Fatalf("%d platform calls, want 3", n)
+	}
+	wantTooManyFailures(t, postJSON(t, e.url("/api/phone"), map[string]any{"code": "random-phone-x"}))
+	wantTooManyFailures(t, postJSON(t, e.url("/api/login"), map[string]any{"code": "random-login-x"}))
+	if n := calls(); n != 3 {
+		t.Fatalf("%d platform calls after the bound, want still 3", n)
+	}
+}
