@@ -34,6 +34,12 @@
 //		platform_retries <n>
 //		exchange_wait    <duration>
 //		field            code|anonymous_code|encrypted_data|iv|phone_code <name>
+//		max_failed_exchanges <n>/<window>|off
+//		access_token     [stable|classic] [{ refresh <fraction> }]
+//		compat           <prefix> [{
+//			allow_public
+//		}]
+//		token_binding    { ... }
 //	}
 //
 // platform, app_id and app_secret are required, and so is at least one of
@@ -170,6 +176,16 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 				return d.Errf("platform_retries: %d is negative (0 means no retries)", n)
 			}
 			h.PlatformRetries = &n
+
+		case "max_failed_exchanges":
+			var v string
+			if v, err = oneArg(d); err != nil {
+				return err
+			}
+			if err := module.CheckMaxFailedExchanges(v); err != nil {
+				return d.Errf("%v", err)
+			}
+			h.MaxFailedExchanges = v
 
 		case "field":
 			if h.Fields == nil {

@@ -226,6 +226,20 @@ func TestAdaptErrors(t *testing.T) {
 		{"unknown field kind", site(ok + "\t\tfield openid uid\n"), []string{"unknown field kind", "openid"}, okLine},
 		{"field one arg", site(ok + "\t\tfield code\n"), []string{"wrong argument count"}, okLine},
 		{"field three args", site(ok + "\t\tfield code a b\n"), []string{"wrong argument count"}, okLine},
+
+		{"max_failed_exchanges no arg", site(ok + "\t\tmax_failed_exchanges\n"), []string{"wrong argument count", "max_failed_exchanges"}, okLine},
+		{"max_failed_exchanges no window", site(ok + "\t\tmax_failed_exchanges 30\n"), []string{"max_failed_exchanges", "<limit>/<window>", "or off"}, okLine},
+		{"max_failed_exchanges zero", site(ok + "\t\tmax_failed_exchanges 0/1m\n"), []string{"max_failed_exchanges", "whole number"}, okLine},
+		{"max_failed_exchanges bad window", site(ok + "\t\tmax_failed_exchanges 30/soon\n"), []string{"max_failed_exchanges", "duration"}, okLine},
+		{"max_failed_exchanges short window", site(ok + "\t\tmax_failed_exchanges 30/100ms\n"), []string{"max_failed_exchanges", "1s to 24h"}, okLine},
+		{"max_failed_exchanges two args", site(ok + "\t\tmax_failed_exchanges 30 1m\n"), []string{"wrong argument count"}, okLine},
+		{"max_failed_exchanges duplicate", site(ok + "\t\tmax_failed_exchanges off\n\t\tmax_failed_exchanges 3/1m\n"), []string{"duplicate", "max_failed_exchanges"}, okLine + 1},
+
+		{"compat no prefix", site(ok + "\t\tcompat\n"), []string{"wrong argument count", "compat"}, okLine},
+		{"compat bad prefix", site(ok + "\t\tcompat mp-compat\n"), []string{"must start with /"}, okLine},
+		{"compat unknown option", site(ok + "\t\tcompat /mp-compat {\n\t\t\tpublic\n\t\t}\n"), []string{"unrecognized compat option", "public"}, okLine + 1},
+		{"compat allow_public arg", site(ok + "\t\tcompat /mp-compat {\n\t\t\tallow_public yes\n\t\t}\n"), []string{"wrong argument count", "allow_public"}, okLine + 1},
+		{"compat allow_public twice", site(ok + "\t\tcompat /mp-compat {\n\t\t\tallow_public\n\t\t\tallow_public\n\t\t}\n"), []string{"duplicate compat option"}, okLine + 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -516,6 +516,7 @@ func TestCompatSecondSiteSharesStore(t *testing.T) {
 }
 
 http://127.0.0.1:%[2]d {
+	bind 127.0.0.1
 	log {
 		output stderr
 	}
@@ -531,6 +532,7 @@ http://127.0.0.1:%[2]d {
 }
 
 http://127.0.0.1:%[3]d {
+	bind 127.0.0.1
 	log {
 		output stderr
 	}
@@ -575,5 +577,99 @@ http://127.0.0.1:%[3]d {
 			c.Stop()
 			noSecrets(t, c.Logs(), lr.Code, wxSecret, sk, m["access_token"].(string))
 		})
+	}
+}
+
+// compatSite renders a Caddyfile with one compat-only site on port; bind is
+// the site's bind line ("" for none) and compat its compat line.
+func compatSite(admin, port int, sim *Sim, bind, compat string) string {
+	return fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	auto_https off
+	debug
+	persist_config off
+}
+
+http://127.0.0.1:%d {
+	%s
+	log {
+		output stderr
+	}
+	miniprogram {
+		platform wechat
+		app_id %s
+		app_secret %s
+		api_base %s
+		%s
+	}
+}
+`, admin, port, bind, wxApp, wxSecret, sim.URL, compat)
+}
+
+// The compat endpoints hand out session keys: a site address such as
+// http://127.0.0.1:9001 is only a host matcher (the server listens on :9001,
+// every interface, and answers anyone who sends that Host), so without
+// "bind 127.0.0.1" (or allow_public) Caddy refuses to start.
+func TestCompatListenerMustBeLoopback(t *testing.T) {
+	sim := newSim(t)
+	// An unseen code, exchanged for real through the compat endpoint.
+	compatGet := func(t *testing.T, c *Caddy) {
+		t.Helper()
+		lr := login(t, sim, wxApp, "ivy")
+		st, m, raw := sdkGet(t, wxCode2SessionURL(c.URL+compatPrefix, wxApp, wxSecret, lr.Code))
+		wantWxSession(t, sim, st, m, raw, wxApp, "ivy", lr)
+	}
+
+	t.Run("every interface refused", func(t *testing.T) {
+		port := freePort(t)
+		out := caddyFailsToStart(t, compatSite(freePort(t), port, sim, "", "compat "+compatPrefix))
+		for _, want := range []string{
+			"compat endpoints hand out session keys",
+			fmt.Sprintf(":%d (every interface)", port),
+			"bind 127.0.0.1",
+			"allow_public",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the error does not say %q:\n%s", want, out)
+			}
+		}
+		noSecretsIn(t, out, wxSecret)
+		t.Log(out[max(0, strings.Index(out, "Error:")):])
+	})
+
+	t.Run("bind 127.0.0.1", func(t *testing.T) {
+		admin, port := freePort(t), freePort(t)
+		c := startCaddyfile(t, admin, compatSite(admin, port, sim, "bind 127.0.0.1", "compat "+compatPrefix), port)
+		compatGet(t, c)
+		if strings.Contains(c.Logs(), "allow_public") {
+			t.Errorf("a loopback listener logs about allow_public:\n%s", c.Logs())
+		}
+	})
+
+	t.Run("allow_public", func(t *testing.T) {
+		admin, port := freePort(t), freePort(t)
+		c := startCaddyfile(t, admin, compatSite(admin, port, sim, "", "compat "+compatPrefix+" {\n\t\t\tallow_public\n\t\t}"), port)
+		compatGet(t, c)
+		var warned bool
+		for _, l := range strings.Split(c.Logs(), "\n") {
+			if strings.Contains(l, `"level":"warn"`) && strings.Contains(l, "(allow_public)") &&
+				strings.Contains(l, fmt.Sprintf(`":%d (every interface)"`, port)) {
+				warned = true
+			}
+		}
+		if !warned {
+			t.Errorf("no WARN line naming allow_public and the public listener:\n%s", c.Logs())
+		}
+	})
+}
+
+// noSecretsIn fails if any secret appears in out (caddyFailsToStart's
+// output, which has no access log for noSecrets to require).
+func noSecretsIn(t *testing.T, out string, secrets ...string) {
+	t.Helper()
+	for _, s := range secrets {
+		if strings.Contains(out, s) {
+			t.Errorf("a secret (%d chars) appears in the output", len(s))
+		}
 	}
 }

@@ -201,7 +201,9 @@ func (s *syncBuffer) String() string {
 
 // site renders a Caddyfile: global options (admin on its own port, no
 // automatic HTTPS, debug logs so that they are checked for secrets too),
-// then one site on the given port with body as its content.
+// then one site on the given port, listening on loopback only (the site
+// address alone would listen on every interface), with body as its
+// content.
 func site(admin, port int, body string) string {
 	return siteWith(admin, port, "", body)
 }
@@ -217,6 +219,7 @@ func siteWith(admin, port int, global, body string) string {
 }
 
 http://127.0.0.1:%d {
+	bind 127.0.0.1
 	log {
 		output stderr
 	}
@@ -273,6 +276,29 @@ func startCaddyfile(t testing.TB, admin int, caddyfile string, ports ...int) *Ca
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// caddyFailsToStart runs caddy with a whole Caddyfile, expects it to exit
+// with an error within a minute, and returns what it printed.
+func caddyFailsToStart(t testing.TB, caddyfile string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cf := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cf, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, caddyBin, "run", "--config", cf, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("caddy did not exit within a minute:\n%s", out)
+	}
+	if err == nil {
+		t.Fatalf("caddy exited without an error:\n%s", out)
+	}
+	return string(out)
 }
 
 // answers reports whether the admin endpoint and every port accept.

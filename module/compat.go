@@ -38,8 +38,13 @@ package module
 //
 // This endpoint necessarily returns the session_key (that is what the SDK
 // expects): the compat listener must be internal only, reachable by the
-// backend and nobody else (e.g. a second site on 127.0.0.1 or a private
-// address).
+// backend and nobody else. Provisioning therefore refuses compat on a
+// server with any listen address that is not loopback (127.0.0.0/8, ::1,
+// localhost) or a unix socket — a Caddyfile site "http://127.0.0.1:9001"
+// without "bind 127.0.0.1" listens on every interface — unless the operator
+// sets allow_public (logged at WARN). As defence in depth, each compat
+// request must also have come in on a loopback or unix connection unless
+// allow_public is set; others get 403 and never reach an endpoint.
 //
 // Secrets and logs: appid and secret are compared in constant time. Caddy's
 // access log records a request's URI, which here carries the app secret and
@@ -58,7 +63,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"path"
 	"strconv"
 	"strings"
@@ -80,6 +87,12 @@ type CompatConfig struct {
 	// start with "/", must not end with "/" and must not overlap the
 	// login, phone and decrypt paths.
 	Prefix string `json:"prefix,omitempty"`
+	// AllowPublic serves the endpoints on a server that listens on
+	// addresses other than loopback and unix sockets (e.g. a private
+	// network address the backend reaches). Without it such a server
+	// fails to load. They hand out session keys and access tokens: protect
+	// that listener some other way (firewall, network policy).
+	AllowPublic bool `json:"allow_public,omitempty"`
 }
 
 // compatFallbackExpiresIn is the expires_in the token endpoints answer when
@@ -91,10 +104,12 @@ const compatFallbackExpiresIn = 300
 
 // compatServer is the provisioned compat configuration.
 type compatServer struct {
-	prefix    string
-	appIDSum  [sha256.Size]byte
-	secretSum [sha256.Size]byte
-	logger    *zap.Logger
+	prefix string
+	// allowPublic: AllowPublic (requests on any connection are served).
+	allowPublic bool
+	appIDSum    [sha256.Size]byte
+	secretSum   [sha256.Size]byte
+	logger      *zap.Logger
 }
 
 // validateCompat checks the compat prefix (called by Validate and at
@@ -156,11 +171,15 @@ func (h *Handler) provisionCompat(ctx caddy.Context) error {
 	if err := h.validateCompat(); err != nil {
 		return err
 	}
+	if err := h.checkCompatListeners(ctx); err != nil {
+		return err
+	}
 	c := &compatServer{
-		prefix:    h.Compat.Prefix,
-		appIDSum:  sha256.Sum256([]byte(h.AppID)),
-		secretSum: sha256.Sum256([]byte(h.AppSecret)),
-		logger:    h.logger.Named("compat"),
+		prefix:      h.Compat.Prefix,
+		allowPublic: h.Compat.AllowPublic,
+		appIDSum:    sha256.Sum256([]byte(h.AppID)),
+		secretSum:   sha256.Sum256([]byte(h.AppSecret)),
+		logger:      h.logger.Named("compat"),
 	}
 	if h.Platform == platform.WeChat && h.tokens == nil {
 		// provisionAccessToken (which runs first) sets it up on WeChat.
@@ -170,6 +189,111 @@ func (h *Handler) provisionCompat(ctx caddy.Context) error {
 	h.logger.Info("compat endpoints enabled; they return session keys and access tokens: keep this listener internal",
 		zap.String("prefix", c.prefix), zap.String("platform", h.Platform))
 	return nil
+}
+
+// checkCompatListeners refuses compat on a server that listens on any
+// address that is not loopback or a unix socket, unless AllowPublic. The
+// handler's own server is known at provisioning: the http app provisions
+// each server's routes (subroutes, error routes and named routes included)
+// with the server in the context (caddyhttp.ServerCtxKey), after replacing
+// the placeholders in its listen addresses. A handler provisioned outside
+// any server (not done by Caddy itself) cannot check: it relies on the
+// per-request check of serveCompat.
+func (h *Handler) checkCompatListeners(ctx caddy.Context) error {
+	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv == nil {
+		if !h.Compat.AllowPublic {
+			h.logger.Warn("compat: cannot see this handler's server to check its listen addresses; compat requests on other than loopback or unix connections will be refused")
+		}
+		return nil
+	}
+	public := publicListeners(srv.Listen)
+	switch {
+	case len(public) == 0:
+		if h.Compat.AllowPublic {
+			h.logger.Warn("compat allow_public is set, though every listener is loopback or a unix socket", zap.Strings("listen", srv.Listen))
+		}
+		return nil
+	case h.Compat.AllowPublic:
+		h.logger.Warn("compat endpoints on a listener other hosts can reach (allow_public): they hand out session keys and access tokens; keep that network closed to anyone but the backend",
+			zap.Strings("listen", srv.Listen), zap.Strings("not_loopback", public))
+		return nil
+	}
+	return fmt.Errorf("miniprogram: compat endpoints hand out session keys and access tokens, but this server listens on %s, "+
+		"which is not loopback (127.0.0.0/8, ::1) or a unix socket: bind the site to loopback (Caddyfile: bind 127.0.0.1; "+
+		"a site address like http://127.0.0.1:9001 alone listens on every interface), or, if other hosts must reach it "+
+		"on purpose, set allow_public in the compat block (JSON \"allow_public\": true)", strings.Join(public, ", "))
+}
+
+// publicListeners returns the listen addresses that are not loopback
+// (127.0.0.0/8, ::1, localhost) or a unix socket, as written, with a note
+// for those that are every interface. No address at all counts as public
+// (nothing shows it is not); so do a file descriptor (fd/) whose socket
+// cannot be seen here and a host name other than localhost, which is
+// resolved only when Caddy listens.
+func publicListeners(listen []string) []string {
+	if len(listen) == 0 {
+		return []string{"(no listen address: the default, every interface)"}
+	}
+	var public []string
+	for _, l := range listen {
+		na, err := caddy.ParseNetworkAddress(l)
+		switch {
+		case err != nil:
+			public = append(public, l+" (unparsable)")
+		case na.IsUnixNetwork():
+		case na.IsFdNetwork():
+			public = append(public, l+" (a file descriptor: cannot tell)")
+		case na.Host == "":
+			public = append(public, l+" (every interface)")
+		case na.Host == "localhost":
+		default:
+			ip, perr := netip.ParseAddr(na.Host)
+			if perr != nil || !ip.Unmap().IsLoopback() {
+				if perr == nil && ip.IsUnspecified() {
+					l += " (every interface)"
+				}
+				public = append(public, l)
+			}
+		}
+	}
+	return public
+}
+
+// loopbackConn reports whether r came in on a loopback or unix connection,
+// and the local address it came in on.
+func loopbackConn(r *http.Request) (string, bool) {
+	switch a := r.Context().Value(http.LocalAddrContextKey).(type) {
+	case nil:
+		return "", false
+	case *net.UnixAddr:
+		return a.String(), true
+	case *net.TCPAddr:
+		return a.String(), a.IP.IsLoopback()
+	case *net.UDPAddr: // HTTP/3
+		return a.String(), a.IP.IsLoopback()
+	case net.Addr:
+		ap, err := netip.ParseAddrPort(a.String())
+		return a.String(), err == nil && ap.Addr().Unmap().IsLoopback()
+	}
+	return "", false
+}
+
+// refuseCompatConn answers a compat request that came in on a connection
+// other than loopback or unix without allow_public (the listen check at
+// provisioning makes this the case only for handlers provisioned outside a
+// server, or a listener that is not what its address said).
+func (h *Handler) refuseCompatConn(w http.ResponseWriter, r *http.Request, local string) {
+	h.compat.logger.Warn("compat request refused: it came in on an address other than loopback or a unix socket, and allow_public is not set",
+		zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("local_addr", local))
+	const body = `{"error":"forbidden","message":"the compat endpoints answer on loopback listeners only"}` + "\n"
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json; charset=utf-8")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusForbidden)
+	_, _ = io.WriteString(w, body)
 }
 
 func (h *Handler) compatMatches(p string) bool {
@@ -192,6 +316,12 @@ func (h *Handler) serveCompat(w http.ResponseWriter, r *http.Request) error {
 	// The query string carries the secret and the code: keep this
 	// request out of Caddy's access log (logged below instead).
 	caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true)
+	if !h.compat.allowPublic {
+		if local, ok := loopbackConn(r); !ok {
+			h.refuseCompatConn(w, r, local)
+			return nil
+		}
+	}
 	rest := strings.TrimPrefix(r.URL.Path, h.compat.prefix)
 	var a compatAnswer
 	if h.Platform == platform.Douyin {

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/accesstoken"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/clientlimit"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/keyseal"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
@@ -75,6 +76,11 @@ type Handler struct {
 	// Fields renames the request fields read.
 	Fields *Fields `json:"fields,omitempty"`
 
+	// MaxFailedExchanges bounds, per client IP, the code exchanges the
+	// platform rejects: "<n>/<window>" such as "30/1m" (the default), or
+	// "off". See failures.go.
+	MaxFailedExchanges string `json:"max_failed_exchanges,omitempty"`
+
 	// AccessToken configures WeChat's access token (phone-code flow).
 	AccessToken *AccessTokenConfig `json:"access_token,omitempty"`
 	// Compat serves platform-compatible endpoints for unchanged legacy
@@ -91,6 +97,9 @@ type Handler struct {
 	binding *tokenBinding
 	// tokens is set when WeChat's access token is needed (see phonecode.go).
 	tokens *accesstoken.Manager
+	// failures counts failed exchanges per client; nil when off (see
+	// failures.go).
+	failures *clientlimit.Limiter
 	// compat is set when Compat is configured (see compat.go).
 	compat *compatServer
 	client platform.Client
@@ -183,6 +192,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("miniprogram: %w", err)
 	}
 	h.routes = routes
+	h.provisionFailureLimit()
 
 	var client platform.Client
 	retries := DefaultPlatformRetries
@@ -309,6 +319,9 @@ func (h *Handler) Validate() error {
 		return err
 	}
 	if err := h.validateCompat(); err != nil {
+		return err
+	}
+	if err := h.validateFailureLimit(); err != nil {
 		return err
 	}
 	if h.Store != nil {

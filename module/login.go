@@ -77,7 +77,11 @@ func (h *Handler) serveLogin(r *http.Request, in *input) (store.Session, error) 
 	if h.Platform != platform.Douyin {
 		anon = ""
 	}
-	s, err := h.exchange(r.Context(), code, anon)
+	ctx, err := h.checkFailures(r)
+	if err != nil {
+		return store.Session{}, err
+	}
+	s, err := h.exchange(ctx, code, anon)
 	if err != nil {
 		return s, err
 	}
@@ -195,6 +199,7 @@ func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (
 	if err != nil {
 		e := mperr.From(err)
 		h.recordFailure(ctx, "code2session", ref, e, time.Since(start))
+		h.countFailure(ctx, e)
 		return store.Session{}, e
 	}
 	saveStart := time.Now()

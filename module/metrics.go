@@ -21,6 +21,7 @@ var metrics = struct {
 	storeErrors      *prometheus.CounterVec
 	storeTime        *prometheus.HistogramVec
 	tokenCalls       *prometheus.CounterVec
+	refused          *prometheus.CounterVec
 }{
 	code2session: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "code2session_total",
@@ -52,6 +53,10 @@ var metrics = struct {
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "phone_code_total",
 		Help: "WeChat phone-code exchanges (getuserphonenumber), by outcome.",
 	}, []string{"outcome"}),
+	refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "miniprogram", Name: "refused_total",
+		Help: "Requests refused before any platform call to bound abuse, by reason (too_many_failures: the client's failed code exchanges are over max_failed_exchanges).",
+	}, []string{"platform", "reason"}),
 }
 
 func registerMetrics(reg *prometheus.Registry) error {
@@ -60,7 +65,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	}
 	for _, c := range []prometheus.Collector{
 		metrics.code2session, metrics.code2sessionTime, metrics.requests, metrics.dedup,
-		metrics.storeErrors, metrics.storeTime, metrics.tokenCalls,
+		metrics.storeErrors, metrics.storeTime, metrics.tokenCalls, metrics.refused,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

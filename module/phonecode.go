@@ -131,6 +131,10 @@ func (h *Handler) servePhoneCode(r *http.Request, in *input, phoneCode string) e
 	if err != nil {
 		return err
 	}
+	ctx, err = h.checkFailures(r)
+	if err != nil {
+		return err
+	}
 	ph, err := h.exchangePhoneCode(ctx, phoneCode)
 	if err != nil {
 		return err
@@ -265,6 +269,7 @@ func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code string) (p
 		e := phoneCodeErr(err)
 		metrics.tokenCalls.WithLabelValues(string(e.Code)).Inc()
 		h.recordFailure(sctx, "getuserphonenumber", ref, e, time.Since(start))
+		h.countFailure(sctx, e)
 		return platform.Phone{}, e
 	}
 	metrics.tokenCalls.WithLabelValues("ok").Inc()

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // Code is an "error" value of SPEC.md's table.
@@ -78,6 +79,9 @@ type Error struct {
 	Errcode    int
 	// Err is the cause, for logs; it must not carry secrets either.
 	Err error
+	// RetryAfter, when positive, is sent as the Retry-After header (whole
+	// seconds, rounded up).
+	RetryAfter time.Duration
 }
 
 // New makes an Error without platform errcode.
@@ -155,6 +159,9 @@ func Write(w http.ResponseWriter, err error) {
 	h.Set("Content-Length", strconv.Itoa(len(buf)))
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
+	}
 	w.WriteHeader(e.Status())
 	_, _ = w.Write(buf)
 }
