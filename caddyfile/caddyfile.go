@@ -153,6 +153,18 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 		case "decrypt":
 			h.Decrypt, err = pathArg(d)
 
+		case "route_param":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return argErr(d, "route_param")
+			}
+			for _, a := range args {
+				if err := module.CheckRouteParam(a); err != nil {
+					return d.Err(err.Error())
+				}
+			}
+			h.RouteParams = args
+
 		case "max_body_size":
 			var v string
 			if v, err = oneArg(d); err != nil {
@@ -512,8 +524,8 @@ func pathArg(d *cf.Dispenser) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !strings.HasPrefix(v, "/") {
-		return "", d.Errf("%s: path '%s' must start with /", sub, v)
+	if err := module.CheckRoutePath(v); err != nil {
+		return "", d.Errf("%s: %v", sub, err)
 	}
 	return v, nil
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -10,29 +11,45 @@ import (
 	"time"
 )
 
-// Wrong content types: the phone and decrypt routes take JSON or a form
-// only; a login with another body still works with a query-string code.
+// Wrong content types: every route takes JSON, a form or multipart;
+// other bodies are refused with 415 (a backend could read them), a body
+// that does not parse as its type with 400. A multipart login is re-written
+// with the identity as a part.
 func TestWrongContentTypes(t *testing.T) {
 	e := newEnv(t, "wechat")
 	lr := login(t, e.sim, wxApp, "ct")
 	ed, iv := phonePayload(t, e.sim, wxApp, "ct", "13800138050")
 	raw := `{"code":"` + lr.Code + `","encryptedData":"` + ed + `","iv":"` + iv + `"}`
-	for _, ct := range []string{"text/plain", "multipart/form-data; boundary=x", "application/xml", "application/octet-stream"} {
-		wantError(t, do(t, http.MethodPost, e.url("/api/phone"), ct, []byte(raw)), 400, "bad_request")
-		wantError(t, do(t, http.MethodPost, e.url("/api/decrypt"), ct, []byte(raw)), 400, "bad_request")
+	for _, p := range []string{"/api/login", "/api/phone", "/api/decrypt"} {
+		for _, ct := range []string{"text/plain", "application/xml", "application/octet-stream"} {
+			wantError(t, do(t, http.MethodPost, e.url(p), ct, []byte(raw)), 415, "unsupported_media_type")
+		}
+		// Not a multipart body at all.
+		wantError(t, do(t, http.MethodPost, e.url(p), "multipart/form-data; boundary=x", []byte(raw)), 400, "bad_request")
+		// A form type with a JSON body (Gin's ShouldBindJSON reads the JSON).
+		wantError(t, do(t, http.MethodPost, e.url(p), "application/x-www-form-urlencoded", []byte(raw)), 415, "unsupported_media_type")
 	}
-	// A JSON content type with a form body, and a form type with JSON.
+	// A JSON content type with a form body.
 	wantError(t, do(t, http.MethodPost, e.url("/api/phone"), "application/json", []byte("code=x&iv=y")), 400, "bad_request")
-	wantError(t, do(t, http.MethodPost, e.url("/api/phone"), "application/x-www-form-urlencoded", []byte(raw)), 400, "bad_request")
 	if n := e.up.Count(); n != 0 {
 		t.Fatalf("the upstream was called %d times", n)
 	}
-	// Login: the code in the query string, a body of another type kept as is.
-	multipart := "--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--x--\r\n"
-	wantOK(t, do(t, http.MethodPost, e.url("/api/login?code="+lr.Code), "multipart/form-data; boundary=x", []byte(multipart)))
+	// Login: the code in the query string, a multipart body with a client
+	// openid part and a file: re-written, the file kept, the openid true.
+	mp := "--x\r\nContent-Disposition: form-data; name=\"openid\"\r\n\r\nevil\r\n" +
+		"--x\r\nContent-Disposition: form-data; name=\"avatar\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--x--\r\n"
+	wantOK(t, do(t, http.MethodPost, e.url("/api/login?code="+lr.Code), "multipart/form-data; boundary=x", []byte(mp)))
 	got := e.up.Last(t)
-	if got.Header.Get("X-Mp-Openid") != lr.OpenID || string(got.Body) != multipart {
-		t.Fatalf("multipart login: openid %q body %q", got.Header.Get("X-Mp-Openid"), got.Body)
+	req, _ := http.NewRequest(http.MethodPost, "/", bytes.NewReader(got.Body))
+	req.Header.Set("Content-Type", got.Header.Get("Content-Type"))
+	if err := req.ParseMultipartForm(1 << 20); err != nil {
+		t.Fatalf("forwarded multipart: %v", err)
+	}
+	if v := req.MultipartForm.Value["openid"]; len(v) != 1 || v[0] != lr.OpenID || got.Header.Get("X-Mp-Openid") != lr.OpenID {
+		t.Fatalf("multipart login: openid parts %q header %q", v, got.Header.Get("X-Mp-Openid"))
+	}
+	if f := req.MultipartForm.File["avatar"]; len(f) != 1 || f[0].Size != int64(len("PNGDATA")) {
+		t.Fatalf("multipart login: avatar %v", f)
 	}
 }
 

@@ -468,6 +468,11 @@ func phpCases() []phpCase {
 		add(phpCase{name: "path" + p, target: p, ctype: []string{ctJSON}, body: loginJSONEvil, kind: "json",
 			hdr: []string{"X-Mp-Openid", phpMarker}})
 	}
+	// A front controller routing by a query parameter (route_param s):
+	// the client sends the front controller's own URL.
+	for _, p := range []string{"/index.php?s=/api/login", "/index.php?s=api/login&openid=EVIL", "/?s=%2FAPI%2Flogin%2F"} {
+		add(phpCase{name: "path/front-controller" + p, target: p, ctype: []string{ctJSON}, body: loginJSONEvil, kind: "json"})
+	}
 	add(phpCase{name: "path/API/phone/", route: toPhone, target: "/API/phone/", ctype: []string{ctJSON}, kind: "json",
 		body: `{"code":"{code}","encryptedData":"{ed}","iv":"{iv}","phoneNumber":"EVIL"}`})
 	add(phpCase{name: "path/api/decrypt;x", route: toDecrypt, target: "/api/decrypt;x", ctype: []string{ctJSON}, kind: "json",
@@ -567,7 +572,7 @@ func TestPHPTrustBoundary(t *testing.T) {
 	for _, l := range phpLayouts() {
 		t.Run(l.name, func(t *testing.T) {
 			sim := newSim(t)
-			c := startCaddy(t, mpBlock("wechat", wxApp, wxSecret, sim.URL)+"\n"+l.site(up, sock, string(root)))
+			c := startCaddy(t, mpBlock("wechat", wxApp, wxSecret, sim.URL, "route_param s")+"\n"+l.site(up, sock, string(root)))
 			v := phpLogin(t, sim)
 			// PHP answers in this layout at all (whether the plugin did
 			// its part is for the baseline cases to say).

@@ -60,6 +60,10 @@ type Handler struct {
 	Login   string `json:"login,omitempty"`
 	Phone   string `json:"phone,omitempty"`
 	Decrypt string `json:"decrypt,omitempty"`
+	// RouteParams are query parameters a front controller routes by
+	// (ThinkPHP's "s": /index.php?s=/api/login): their values are matched
+	// as paths too.
+	RouteParams []string `json:"route_params,omitempty"`
 
 	// MaxBodySize bounds the bodies the handler reads (default 64 KiB).
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
@@ -311,9 +315,12 @@ func (h *Handler) Validate() error {
 		if p == "" {
 			continue
 		}
-		if err := routepath.CheckPattern(p); err != nil {
-			return fmt.Errorf("miniprogram: route path %q: %w", p, err)
+		if err := CheckRoutePath(p); err != nil {
+			return fmt.Errorf("miniprogram: %w", err)
 		}
+	}
+	if err := h.validateRouteParams(); err != nil {
+		return err
 	}
 	if err := h.validateAccessToken(); err != nil {
 		return err
@@ -416,15 +423,13 @@ func (h *Handler) route(r *http.Request) route {
 	} else {
 		m = h.routes.Match(p)
 	}
-	switch m {
-	case 0:
-		return routeLogin
-	case 1:
-		return routePhone
-	case 2:
-		return routeDecrypt
-	case routepath.Unclear:
-		return routeUnclear
+	if rt := routeOfMatch(m); rt != routeNone {
+		return rt
+	}
+	if len(h.RouteParams) > 0 {
+		if rt := h.routeByParams(r); rt != routeNone {
+			return rt
+		}
 	}
 	if h.compatMatches(r.URL.Path) {
 		return routeCompat

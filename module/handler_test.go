@@ -43,7 +43,7 @@ func TestRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Handler{routes: m}
+	h := &Handler{routes: m, RouteParams: []string{"s"}}
 	for _, c := range []struct {
 		path, orig string
 		want       route
@@ -56,6 +56,10 @@ func TestRoute(t *testing.T) {
 		{"/index.php", "/static/x.js", routeNone},
 		{"/api/decrypt", "", routeNone},
 		{"/api/loginx", "", routeNone},
+		{"/index.php?s=/api/login", "", routeLogin},
+		{"/index.php?a=1&s=api/Phone/", "", routePhone},
+		{"/index.php", "/index.php?s=%2Fapi%2Flogin", routeLogin},
+		{"/index.php?s=/api/loginx", "", routeNone},
 	} {
 		r := httptest.NewRequest("POST", "http://x"+c.path, nil)
 		if c.orig != "" {

@@ -1,0 +1,106 @@
+package module
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/routepath"
+)
+
+// Front controllers that route by a query parameter (ThinkPHP's
+// /index.php?s=/api/login) take the route from the query, not the path: a
+// client can send that request directly, and the backend routes it to the
+// login endpoint. RouteParams names such parameters; every value of each,
+// in the request's query as Caddy left it and as the client sent it, is
+// matched as a path too.
+
+// CheckRoutePath is the rule for a route path (login, phone, decrypt), for
+// Validate and the Caddyfile parser alike.
+func CheckRoutePath(p string) error {
+	if err := routepath.CheckPattern(p); err != nil {
+		return fmt.Errorf("route path %q: %w", p, err)
+	}
+	return nil
+}
+
+// CheckRouteParam is the rule for a route_param name.
+func CheckRouteParam(name string) error {
+	if name == "" || strings.ContainsAny(name, "&=;#?% \t") {
+		return fmt.Errorf("route_param %q: want a plain query parameter name (such as s)", name)
+	}
+	return nil
+}
+
+func (h *Handler) validateRouteParams() error {
+	if len(h.RouteParams) > 0 && h.Login == "" && h.Phone == "" && h.Decrypt == "" {
+		return errors.New("miniprogram: route_param needs a login, phone or decrypt route")
+	}
+	for _, p := range h.RouteParams {
+		if err := CheckRouteParam(p); err != nil {
+			return fmt.Errorf("miniprogram: %w", err)
+		}
+	}
+	return nil
+}
+
+// routeByParams tells which route the request's route parameters name.
+func (h *Handler) routeByParams(r *http.Request) route {
+	var paths []string
+	add := func(raw string) {
+		for seg := range strings.SplitSeq(raw, "&") {
+			for pair := range strings.SplitSeq(seg, ";") {
+				k, v, _ := strings.Cut(pair, "=")
+				if k == "" {
+					continue
+				}
+				for _, name := range h.RouteParams {
+					if !reqbody.SameName(unescapeLenient(k), name) {
+						continue
+					}
+					v = unescapeLenient(v)
+					if !strings.HasPrefix(v, "/") {
+						v = "/" + v // ThinkPHP takes s=api/login too
+					}
+					paths = append(paths, v)
+				}
+			}
+		}
+	}
+	add(r.URL.RawQuery)
+	if or, ok := originalRequest(r); ok && or.URL.RawQuery != r.URL.RawQuery {
+		add(or.URL.RawQuery)
+	}
+	if len(paths) == 0 {
+		return routeNone
+	}
+	return routeOfMatch(h.routes.Match(paths...))
+}
+
+// unescapeLenient decodes a query component like url.QueryUnescape, and
+// keeps s as it is when that fails (PHP keeps invalid escapes).
+func unescapeLenient(s string) string {
+	if u, err := url.QueryUnescape(s); err == nil {
+		return u
+	}
+	return s
+}
+
+// routeOfMatch is the route of a routepath.Matcher result over the
+// patterns (login, phone, decrypt).
+func routeOfMatch(m int) route {
+	switch m {
+	case 0:
+		return routeLogin
+	case 1:
+		return routePhone
+	case 2:
+		return routeDecrypt
+	case routepath.Unclear:
+		return routeUnclear
+	}
+	return routeNone
+}
