@@ -153,6 +153,16 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 		case "decrypt":
 			h.Decrypt, err = pathArg(d)
 
+		case "decrypt_watermark":
+			var v string
+			if v, err = oneArg(d); err != nil {
+				return err
+			}
+			if cerr := module.CheckDecryptWatermark(v); cerr != nil {
+				return d.Err(cerr.Error())
+			}
+			h.DecryptWatermark = v
+
 		case "route_param":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

@@ -64,6 +64,12 @@ type Handler struct {
 	// (ThinkPHP's "s": /index.php?s=/api/login): their values are matched
 	// as paths too.
 	RouteParams []string `json:"route_params,omitempty"`
+	// DecryptWatermark is "required" (default) or "optional" on the
+	// decrypt route: optional accepts payloads without a watermark (some
+	// WeRun-like data) when they have at least two cipher blocks. Weaker:
+	// without the watermark a client who controls the IV can rewrite the
+	// first 16 bytes of the plaintext. The phone route always requires it.
+	DecryptWatermark string `json:"decrypt_watermark,omitempty"`
 
 	// MaxBodySize bounds the bodies the handler reads (default 64 KiB).
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
@@ -321,6 +327,12 @@ func (h *Handler) Validate() error {
 	}
 	if err := h.validateRouteParams(); err != nil {
 		return err
+	}
+	if err := CheckDecryptWatermark(h.DecryptWatermark); err != nil {
+		return fmt.Errorf("miniprogram: %w", err)
+	}
+	if h.DecryptWatermark == WatermarkOptional && h.Decrypt == "" {
+		return errors.New("miniprogram: decrypt_watermark optional needs a decrypt route")
 	}
 	if err := h.validateAccessToken(); err != nil {
 		return err

@@ -33,32 +33,39 @@ func (h *Handler) payloadOf(in *input) (payload, bool, error) {
 	return payload{data: data, iv: iv}, data != "" || iv != "", nil
 }
 
-// session finds the user's session from what the request carries: the login
-// code it logged in with.
+// session finds the user's session from what the request carries: the
+// token the upstream issued at login (token binding), or the login code.
 func (h *Handler) session(ctx context.Context, r *http.Request, in *input) (store.Session, error) {
-	if h.binding != nil {
-		// The token the upstream issued at login, when the request has one.
-		if s, ok, err := h.boundSession(ctx, r); err != nil || ok {
-			return s, err
-		}
-	}
 	code, err := in.field(h.f.Code)
 	if err != nil {
 		return store.Session{}, err
 	}
+	s, _, err := h.findSession(ctx, r, code)
+	return s, err
+}
+
+// findSession is session with the login code given; byCode tells that the
+// code found it (not a bound token).
+func (h *Handler) findSession(ctx context.Context, r *http.Request, code string) (s store.Session, byCode bool, err error) {
+	if h.binding != nil {
+		// The token the upstream issued at login, when the request has one.
+		if s, ok, err := h.boundSession(ctx, r); err != nil || ok {
+			return s, false, err
+		}
+	}
 	if code == "" {
-		return store.Session{}, mperr.Newf(mperr.BadRequest, "the request carries no %q to find the session", h.f.Code)
+		return store.Session{}, false, mperr.Newf(mperr.BadRequest, "the request carries no %q to find the session", h.f.Code)
 	}
 	start := time.Now()
-	s, err := h.store.Lookup(ctx, h.codeRef(code))
+	s, err = h.store.Lookup(ctx, h.codeRef(code))
 	h.observeStore("lookup", start, err)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return s, mperr.New(mperr.SessionNotFound, "no session for this login: log in again")
+			return s, false, mperr.New(mperr.SessionNotFound, "no session for this login: log in again")
 		}
-		return s, storeErr(err)
+		return s, false, storeErr(err)
 	}
-	return s, nil
+	return s, true, nil
 }
 
 // checkPayload refuses an incomplete or malformed payload before any
@@ -70,9 +77,15 @@ func (h *Handler) checkPayload(p payload) error {
 	return wxcrypt.CheckPayload(p.data, p.iv)
 }
 
-// open decrypts p with the session's keys, the current one first.
-func (h *Handler) open(s store.Session, p payload) ([]byte, error) {
-	plain, idx, err := wxcrypt.Open(h.AppID, []string{s.SessionKey, s.PrevSessionKey}, p.data, p.iv)
+// open decrypts p with the session's keys, the current one first. The
+// watermark is required unless watermarkOptional (the decrypt route with
+// decrypt_watermark optional).
+func (h *Handler) open(s store.Session, p payload, watermarkOptional bool) ([]byte, error) {
+	openFn := wxcrypt.Open
+	if watermarkOptional {
+		openFn = wxcrypt.OpenWatermarkOptional
+	}
+	plain, idx, err := openFn(h.AppID, []string{s.SessionKey, s.PrevSessionKey}, p.data, p.iv)
 	if err != nil {
 		return nil, err
 	}
@@ -82,25 +95,69 @@ func (h *Handler) open(s store.Session, p payload) ([]byte, error) {
 	return plain, nil
 }
 
-// servePhone decrypts a phone payload (or, on WeChat, exchanges a phone
-// code) and injects the number.
+// servePhone decrypts a phone payload, or on WeChat exchanges a phone code,
+// and injects the number. WeChat's button hands the front end the phone
+// code together with encryptedData and iv (base library >= 2.21.2), and
+// front ends forward e.detail whole, so one "code" may be the login code
+// (legacy requests) or the phone code. The order costs legacy requests
+// nothing:
+//
+//  1. the session is looked up (bound token, or "code" as a login code:
+//     the store only);
+//  2. known: the payload is decrypted locally; if that fails and the
+//     request carries a phone code (WeChat), the code is exchanged instead;
+//  3. unknown: a phone code (WeChat) is exchanged; otherwise
+//     session_not_found.
+//
+// A "code" that is neither a known login code nor a valid phone code,
+// next to a payload, is answered 401 session_not_found (see
+// unknownCodeVerdict).
 func (h *Handler) servePhone(r *http.Request, in *input) error {
-	_, encrypted, err := h.payloadOf(in)
+	p, encrypted, err := h.payloadOf(in)
 	if err != nil {
 		return err
 	}
-	if !encrypted && h.Platform == platform.WeChat {
-		// WeChat's newer flow: a phone code instead of a payload.
-		pc, err := in.field(h.f.PhoneCode)
-		if err != nil {
-			return err
-		}
-		if pc != "" {
-			return h.servePhoneCode(r, in, pc)
+	code, err := in.field(h.f.Code)
+	if err != nil {
+		return err
+	}
+	phoneCode := ""
+	if h.Platform == platform.WeChat {
+		phoneCode = code
+		if h.f.PhoneCode != h.f.Code {
+			if phoneCode, err = in.field(h.f.PhoneCode); err != nil {
+				return err
+			}
 		}
 	}
-	s, plain, err := h.decryptBody(r, in)
+	if !encrypted {
+		if phoneCode != "" {
+			return h.servePhoneCode(r, in, phoneCode)
+		}
+		return mperr.Newf(mperr.BadRequest, "the request carries no %q and %q", h.f.EncryptedData, h.f.IV)
+	}
+	if err := h.checkPayload(p); err != nil {
+		return err
+	}
+	s, byCode, err := h.findSession(r.Context(), r, code)
 	if err != nil {
+		if phoneCode != "" && (code == "" || sessionAbsent(err)) {
+			return h.unknownCodeVerdict(h.servePhoneCode(r, in, phoneCode))
+		}
+		return err
+	}
+	if byCode && h.f.PhoneCode == h.f.Code {
+		phoneCode = "" // the one "code" was the login code
+	}
+	plain, err := h.open(s, p, false)
+	if err == nil {
+		err = checkIdentity(s, plain)
+	}
+	if err != nil {
+		if phoneCode != "" && mperr.From(err).Code == mperr.DecryptFailed {
+			h.logger.Debug("the payload does not open with the session's keys; exchanging the phone code instead")
+			return h.servePhoneCode(r, in, phoneCode)
+		}
 		return err
 	}
 	ph, err := wxcrypt.ParsePhone(plain)
@@ -109,6 +166,21 @@ func (h *Handler) servePhone(r *http.Request, in *input) error {
 	}
 	h.injectPhone(r, in.body, s.OpenID, platform.Phone{PhoneNumber: ph.PhoneNumber, PurePhoneNumber: ph.PurePhoneNumber, CountryCode: ph.CountryCode})
 	return nil
+}
+
+// unknownCodeVerdict is the answer when a request with a payload carried a
+// "code" that no session knows and the platform refused as a phone code:
+// to a legacy front end it was a login code whose session is gone, and
+// both kinds of client recover the same way, by logging in again (and
+// asking for the number again): session_not_found, with the platform's
+// errcode.
+func (h *Handler) unknownCodeVerdict(err error) error {
+	e, ok := mperr.As(err)
+	if !ok || e.Code != mperr.InvalidCode || h.f.PhoneCode != h.f.Code {
+		return err
+	}
+	return &mperr.Error{Code: mperr.SessionNotFound, Err: e, HasErrcode: e.HasErrcode, Errcode: e.Errcode,
+		Message: "no session for this code, and the platform refused it as a phone code: log in again"}
 }
 
 // decryptBody finds the body's encryptedData and iv, refuses them when
@@ -129,7 +201,7 @@ func (h *Handler) decryptBody(r *http.Request, in *input) (store.Session, []byte
 	if err != nil {
 		return s, nil, err
 	}
-	plain, err := h.open(s, p)
+	plain, err := h.open(s, p, h.DecryptWatermark == WatermarkOptional)
 	if err != nil {
 		return s, nil, err
 	}

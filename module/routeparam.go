@@ -104,3 +104,18 @@ func routeOfMatch(m int) route {
 	}
 	return routeNone
 }
+
+// Values of DecryptWatermark.
+const (
+	WatermarkRequired = "required"
+	WatermarkOptional = "optional"
+)
+
+// CheckDecryptWatermark is the rule for decrypt_watermark.
+func CheckDecryptWatermark(v string) error {
+	switch v {
+	case "", WatermarkRequired, WatermarkOptional:
+		return nil
+	}
+	return fmt.Errorf("decrypt_watermark %q: want required or optional", v)
+}

@@ -37,6 +37,7 @@ const keyTextLen = 24
 const (
 	MsgDecryptFailed     = "the payload does not decrypt with the session key; log in again"
 	MsgWatermarkMismatch = "the decrypted data belongs to another app"
+	MsgWatermarkShort    = "the decrypted data carries no watermark and is too short to be trusted without one"
 	MsgDataNotBase64     = "encryptedData is not valid base64"
 	MsgIVNotBase64       = "iv is not valid base64"
 	MsgIVSize            = "iv is not 16 bytes"
@@ -295,6 +296,26 @@ func Decrypt(sessionKey, encryptedData, iv string) ([]byte, error) {
 // object, then checks that the object's watermark.appid equals appID.
 // keyIndex is the index in sessionKeys of the key that worked (-1 on error).
 func Open(appID string, sessionKeys []string, encryptedData, iv string) (plaintext []byte, keyIndex int, err error) {
+	return open(appID, sessionKeys, encryptedData, iv, false)
+}
+
+// MinBlocksWithoutWatermark is how many cipher blocks a payload opened
+// with OpenWatermarkOptional must have when it carries no watermark: CBC
+// without a MAC lets a client who controls the IV forge any first block,
+// so a one-block plaintext could be entirely the client's.
+const MinBlocksWithoutWatermark = 2
+
+// OpenWatermarkOptional is Open for payloads that may carry no watermark
+// (WeRun-like data, by the operator's choice): a plaintext without a
+// "watermark" member is accepted when the ciphertext has at least
+// MinBlocksWithoutWatermark blocks; a watermark that is present must
+// still be appID's. This is weaker than Open: without the watermark a
+// client who controls the IV can still rewrite the first 16 bytes.
+func OpenWatermarkOptional(appID string, sessionKeys []string, encryptedData, iv string) (plaintext []byte, keyIndex int, err error) {
+	return open(appID, sessionKeys, encryptedData, iv, true)
+}
+
+func open(appID string, sessionKeys []string, encryptedData, iv string, optional bool) (plaintext []byte, keyIndex int, err error) {
 	s := getScratch()
 	defer putScratch(s)
 	p, err := s.parse(encryptedData, iv)
@@ -320,6 +341,12 @@ func Open(appID string, sessionKeys []string, encryptedData, iv string) (plainte
 		pt := out[:n:n]
 		if !isObject(pt) {
 			continue
+		}
+		if optional && member(pt, "watermark") == nil {
+			if len(p.ct) < MinBlocksWithoutWatermark*aes.BlockSize {
+				return nil, -1, mperr.New(mperr.WatermarkMismatch, MsgWatermarkShort)
+			}
+			return pt, i, nil
 		}
 		if !watermarkIs(pt, appID) {
 			return nil, -1, mperr.New(mperr.WatermarkMismatch, MsgWatermarkMismatch)

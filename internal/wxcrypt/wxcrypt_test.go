@@ -20,7 +20,7 @@ import (
 var knownMessages = map[string]bool{
 	MsgDecryptFailed: true, MsgWatermarkMismatch: true, MsgDataNotBase64: true,
 	MsgIVNotBase64: true, MsgIVSize: true, MsgDataEmpty: true, MsgDataBlocks: true,
-	MsgNotPhone: true, MsgBadSessionKey: true,
+	MsgNotPhone: true, MsgBadSessionKey: true, MsgWatermarkShort: true,
 }
 
 // wantCode fails unless err is an *mperr.Error with code and a fixed message
@@ -670,4 +670,39 @@ func wrap(s string, n int, sep string) string {
 	}
 	b.WriteString(s)
 	return b.String()
+}
+
+func TestOpenWatermarkOptional(t *testing.T) {
+	key := NewSessionKey()
+	enc := func(plain string) (string, string) {
+		ed, iv, err := Encrypt(key, []byte(plain), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ed, iv
+	}
+	long := `{"stepInfoList":[{"timestamp":1,"step":100}]}`
+	for _, c := range []struct {
+		name, plain string
+		want        mperr.Code
+	}{
+		{"no watermark, three blocks", long, ""},
+		{"no watermark, one block", `{"step":1}`, mperr.WatermarkMismatch},
+		{"own watermark", `{"a":1,"watermark":{"appid":"wxapp"}}`, ""},
+		{"foreign watermark", `{"a":1,"watermark":{"appid":"wxother"}}`, mperr.WatermarkMismatch},
+	} {
+		ed, iv := enc(c.plain)
+		pt, _, err := OpenWatermarkOptional("wxapp", []string{key}, ed, iv)
+		if c.want != "" {
+			wantCode(t, err, c.want)
+			continue
+		}
+		if err != nil || string(pt) != c.plain {
+			t.Errorf("%s: %q %v", c.name, pt, err)
+		}
+		// Open itself always requires the watermark.
+		if _, _, err := Open("wxapp", []string{key}, ed, iv); c.plain == long {
+			wantCode(t, err, mperr.WatermarkMismatch)
+		}
+	}
 }
