@@ -11,7 +11,7 @@ import (
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mpsim"
 )
 
-// Every row of SPEC.md's error table, over real HTTP: the answer is the
+// Every row of the README's error table, over real HTTP: the answer is the
 // JSON error, and the upstream is not called.
 func TestErrorTable(t *testing.T) {
 	e := newEnv(t, "wechat", "platform_timeout 1s")

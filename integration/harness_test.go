@@ -414,7 +414,7 @@ func postForm(t testing.TB, u string, v url.Values, hdr ...string) Response {
 	return do(t, http.MethodPost, u, "application/x-www-form-urlencoded", []byte(v.Encode()), hdr...)
 }
 
-// wantError checks SPEC.md's error answer.
+// wantError checks the README's error answer.
 func wantError(t testing.TB, r Response, status int, code string) map[string]any {
 	t.Helper()
 	if r.Status != status {

@@ -90,7 +90,7 @@ type loadClient struct {
 	// keep-alive race of a server shutting down gracefully, as on a
 	// config reload), like browsers do. Only for requests that are safe
 	// to repeat: a login with the same code gives the same identity
-	// (SPEC.md, "Eager and single"), a phone request decrypts again.
+	// (README, "Eager and single"), a phone request decrypts again.
 	replayable bool
 }
 

@@ -406,7 +406,7 @@ func (h *Handler) readCompatBody(r *http.Request) ([]byte, error) {
 
 // --- WeChat -----------------------------------------------------------
 
-// wxCompatMessages are WeChat's errmsg prefixes (platforms-research.md
+// wxCompatMessages are WeChat's errmsg prefixes (the platforms' documentation
 // §2.1, §2.4); ", rid: ..." follows, as the platform does.
 var wxCompatMessages = map[int]string{
 	-1:    "system error",
@@ -629,7 +629,7 @@ func (a compatAnswer) because(err error) compatAnswer {
 // --- Douyin -----------------------------------------------------------
 
 // ttCompatMessages are err_tips / errmsg texts (the official v2 table was
-// not retrieved; numbers per platforms-research.md §3.1).
+// not retrieved; numbers per (the platforms' documentation).
 var ttCompatMessages = map[int]string{
 	-1:    "system error",
 	40014: "bad params",

@@ -4,7 +4,7 @@
 //
 // The parts it is made of live in internal/: platform (the platforms' API
 // clients), wxcrypt (decryption), store (sessions), reqbody (reading and
-// rewriting request bodies) and mperr (SPEC.md's error table).
+// rewriting request bodies) and mperr (the README's error table).
 package module
 
 import (
@@ -515,7 +515,7 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 	return next.ServeHTTP(w, r)
 }
 
-// fail answers the request with SPEC.md's JSON error; the upstream is not
+// fail answers the request with the README's JSON error; the upstream is not
 // called.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := mperr.From(err)

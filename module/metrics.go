@@ -11,7 +11,7 @@ import (
 
 // Metrics, created once and registered into each config's registry (Caddy
 // serves it on the admin endpoint's /metrics). Label values are bounded:
-// platforms, routes, SPEC.md error codes, store operations; never openids
+// platforms, routes, README error codes, store operations; never openids
 // or codes.
 var metrics = struct {
 	code2session     *prometheus.CounterVec
@@ -25,7 +25,7 @@ var metrics = struct {
 }{
 	code2session: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "code2session_total",
-		Help: "code2session calls to the platform, by platform and outcome (ok or SPEC.md error code).",
+		Help: "code2session calls to the platform, by platform and outcome (ok or README error code).",
 	}, []string{"platform", "outcome"}),
 	code2sessionTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "code2session_duration_seconds",
@@ -34,7 +34,7 @@ var metrics = struct {
 	}, []string{"platform"}),
 	requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "requests_total",
-		Help: "Requests on the handler's routes, by route and result (ok or SPEC.md error code).",
+		Help: "Requests on the handler's routes, by route and result (ok or README error code).",
 	}, []string{"platform", "route", "result"}),
 	dedup: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "exchange_dedup_total",
@@ -77,7 +77,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	return nil
 }
 
-// outcome is "ok" or the SPEC.md error code of err.
+// outcome is "ok" or the README error code of err.
 func outcome(err error) string {
 	if err == nil {
 		return "ok"

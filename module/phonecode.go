@@ -284,7 +284,7 @@ func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code string) (p
 	return ph, nil
 }
 
-// phoneCodeErr maps a failed exchange (token or call) onto SPEC.md's table.
+// phoneCodeErr maps a failed exchange (token or call) onto the README's error table.
 func phoneCodeErr(err error) *mperr.Error {
 	switch {
 	case errors.Is(err, accesstoken.ErrWaitTimeout):

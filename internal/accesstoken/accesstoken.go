@@ -5,7 +5,7 @@
 // the previous token (it lives about 5 more minutes), and a forced
 // stable_token refresh invalidates the previous stable token at once. So
 // every instance must share one token: one refresher, the others read it
-// (platforms-research.md §2.4, pitfall 7).
+// (a pitfall the platforms document).
 //
 // # How a token is obtained
 //

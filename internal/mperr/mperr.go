@@ -1,4 +1,4 @@
-// Package mperr holds the error vocabulary of SPEC.md's error table: every
+// Package mperr holds the error vocabulary of the README's error table: every
 // failure the handler answers itself is an *Error with one of these codes,
 // written as {"error": code, "message": text[, "platform_errcode": n]}.
 //
@@ -15,10 +15,10 @@ import (
 	"time"
 )
 
-// Code is an "error" value of SPEC.md's table.
+// Code is an "error" value of the README's error table.
 type Code string
 
-// The codes of SPEC.md's error table.
+// The codes of the README's error table.
 const (
 	MissingCode      Code = "missing_code"
 	BadRequest       Code = "bad_request"
@@ -39,11 +39,11 @@ const (
 	PlatformError    Code = "platform_error"
 	StoreUnavailable Code = "store_unavailable"
 	PlatformTimeout  Code = "platform_timeout"
-	// Internal is not in SPEC.md's table: a bug or an impossible state.
+	// Internal is not in the README's error table: a bug or an impossible state.
 	Internal Code = "internal_error"
 )
 
-// Status is the HTTP status SPEC.md gives the code.
+// Status is the HTTP status the README gives the code.
 func (c Code) Status() int {
 	switch c {
 	case MissingCode, BadRequest, MalformedPayload:
@@ -70,7 +70,7 @@ func (c Code) Status() int {
 	return http.StatusInternalServerError
 }
 
-// Error is a failure the handler answers with SPEC.md's JSON error body.
+// Error is a failure the handler answers with the README's JSON error body.
 type Error struct {
 	Code    Code
 	Message string
@@ -150,7 +150,7 @@ func (e *Error) Body() Body {
 	return b
 }
 
-// Write answers the request with err as SPEC.md's JSON error.
+// Write answers the request with err as the README's JSON error.
 func Write(w http.ResponseWriter, err error) {
 	e := From(err)
 	buf, _ := json.Marshal(e.Body())

@@ -4,7 +4,7 @@
 // on one origin: point the plugin's api_base at it.
 //
 // Platform endpoints (HTTP 200 with the platform's JSON in every business
-// case, shapes per platforms-research.md §8a):
+// case, shapes per the platforms' documentation):
 //
 //	GET  /sns/jscode2session                 WeChat code2session
 //	GET  /cgi-bin/token                      WeChat classic access token

@@ -60,7 +60,7 @@ func (a *ttAnswer) errOf() (lenientInt, string) {
 	return a.Errcode, string(a.Errmsg)
 }
 
-// douyinVerdict maps a Douyin err_no/errcode (non-zero) onto SPEC.md's
+// douyinVerdict maps a Douyin err_no/errcode (non-zero) onto the README's
 // table. No Douyin rate-limit number is documented; an HTTP 429 is
 // rate_limited (see httpStatusVerdict).
 func douyinVerdict(errno int, tips string) verdict {

@@ -1,6 +1,6 @@
 // Package platform holds the clients of the mini-program platforms' server
 // APIs (WeChat, Douyin): code2session and, for WeChat, access tokens and the
-// phone-code exchange. Every failure is an *mperr.Error mapped onto SPEC.md's
+// phone-code exchange. Every failure is an *mperr.Error mapped onto the README's
 // error table, keeping the platform's own number as its Errcode.
 package platform
 

@@ -73,7 +73,7 @@ const (
 	wxToken             // the token endpoints: no code
 )
 
-// wechatVerdict maps a WeChat errcode (non-zero) onto SPEC.md's table.
+// wechatVerdict maps a WeChat errcode (non-zero) onto the README's error table.
 // Messages are ours; the platform's errmsg only goes, cleaned, into Err.
 func wechatVerdict(op wxOp, errcode int, errmsg string) verdict {
 	cause := platformMessage(errmsg)

@@ -1,6 +1,6 @@
 package wxcrypt
 
-// Test vectors from /work/shared/platforms-research.md §2.7.
+// Test vectors from /work/shared/(the platforms' documentation)
 
 const (
 	// WeChat's published sample (aes-sample demo; also in binarywang/WxJava
