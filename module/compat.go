@@ -406,8 +406,8 @@ func (h *Handler) readCompatBody(r *http.Request) ([]byte, error) {
 
 // --- WeChat -----------------------------------------------------------
 
-// wxCompatMessages are WeChat's errmsg prefixes (the platforms' documentation
-// §2.1, §2.4); ", rid: ..." follows, as the platform does.
+// wxCompatMessages are WeChat's errmsg prefixes, as its API answers them;
+// ", rid: ..." follows, as the platform does.
 var wxCompatMessages = map[int]string{
 	-1:    "system error",
 	40001: "invalid credential, access_token is invalid or not latest",
@@ -628,8 +628,8 @@ func (a compatAnswer) because(err error) compatAnswer {
 
 // --- Douyin -----------------------------------------------------------
 
-// ttCompatMessages are err_tips / errmsg texts (the official v2 table was
-// not retrieved; numbers per (the platforms' documentation).
+// ttCompatMessages are err_tips / errmsg texts (numbers as Douyin's SDKs
+// and documentation give them; the official v2 table was not retrieved).
 var ttCompatMessages = map[int]string{
 	-1:    "system error",
 	40014: "bad params",

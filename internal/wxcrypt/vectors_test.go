@@ -1,6 +1,6 @@
 package wxcrypt
 
-// Test vectors from /work/shared/(the platforms' documentation)
+// Test vectors from WeChat's official WXBizDataCrypt sample and public SDK tests.
 
 const (
 	// WeChat's published sample (aes-sample demo; also in binarywang/WxJava
