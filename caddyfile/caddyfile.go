@@ -245,33 +245,10 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 	if h.Login == "" && h.Phone == "" && h.Decrypt == "" && h.Compat == nil {
 		return errAt(directive, "%s block needs at least one route: login, phone, decrypt or compat", name)
 	}
-	// The handler tries login, then phone, then decrypt; a route whose
-	// every path an earlier one takes would never be reached.
-	routes := []struct{ name, path string }{{"login", h.Login}, {"phone", h.Phone}, {"decrypt", h.Decrypt}}
-	for i, a := range routes {
-		for _, b := range routes[i+1:] {
-			if a.path == "" || b.path == "" {
-				continue
-			}
-			if a.path == b.path {
-				return errAt(directive, "%s and %s have the same path '%s'", a.name, b.name, a.path)
-			}
-			if shadows(a.path, b.path) {
-				return errAt(directive, "%s path '%s' is unreachable: %s path '%s', which is checked first, takes all its requests",
-					b.name, b.path, a.name, a.path)
-			}
-		}
+	if err := module.CheckRoutes(h.Login, h.Phone, h.Decrypt); err != nil {
+		return errAt(directive, "%v", err)
 	}
 	return nil
-}
-
-// shadows reports whether every request path that route pattern b matches
-// is also matched by a ("/x" exact, "/x*" prefix, as module.Handler does).
-func shadows(a, b string) bool {
-	if prefix, ok := strings.CutSuffix(a, "*"); ok {
-		return strings.HasPrefix(strings.TrimSuffix(b, "*"), prefix)
-	}
-	return a == b
 }
 
 // parseStore parses "store memory [{...}]" or "store redis [<url>] [{...}]";

@@ -325,6 +325,12 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("miniprogram: %w", err)
 		}
 	}
+	if err := CheckRoutes(h.Login, h.Phone, h.Decrypt); err != nil {
+		return fmt.Errorf("miniprogram: %w", err)
+	}
+	if h.PlatformRetries != nil && *h.PlatformRetries < 0 {
+		return fmt.Errorf("miniprogram: platform_retries %d is negative (0 means no retries)", *h.PlatformRetries)
+	}
 	if err := h.validateRouteParams(); err != nil {
 		return err
 	}

@@ -87,6 +87,14 @@ func TestValidate(t *testing.T) {
 		"relative route": func(h *Handler) { h.Login = "api/login" },
 		"bad store":      func(h *Handler) { h.Store = &StoreConfig{Type: "etcd"} },
 		"redis no url":   func(h *Handler) { h.Store = &StoreConfig{Type: "redis"} },
+		// The rules the Caddyfile parser applies hold for JSON configs too.
+		"shadowed route":           func(h *Handler) { h.Login, h.Phone = "/api/*", "/api/phone" },
+		"same route in two cases":  func(h *Handler) { h.Login, h.Phone = "/api/login", "/API/login" },
+		"negative retries":         func(h *Handler) { n := -3; h.PlatformRetries = &n },
+		"route with a dot segment": func(h *Handler) { h.Login = "/api/../login" },
+		"bad route_param":          func(h *Handler) { h.RouteParams = []string{"s=1"} },
+		"bad decrypt_watermark":    func(h *Handler) { h.DecryptWatermark = "maybe" },
+		"watermark without route":  func(h *Handler) { h.DecryptWatermark = "optional" },
 	} {
 		h := ok
 		mod(&h)

@@ -119,3 +119,39 @@ func CheckDecryptWatermark(v string) error {
 	}
 	return fmt.Errorf("decrypt_watermark %q: want required or optional", v)
 }
+
+// CheckRoutes is the rule for the three routes together: no two on one
+// path, and none that an earlier one (the handler tries login, then phone,
+// then decrypt) makes unreachable. Paths are compared in the canonical
+// form routes are recognised in (case folded).
+func CheckRoutes(login, phone, decrypt string) error {
+	routes := []struct{ name, path string }{{"login", login}, {"phone", phone}, {"decrypt", decrypt}}
+	for i, a := range routes {
+		for _, b := range routes[i+1:] {
+			if a.path == "" || b.path == "" {
+				continue
+			}
+			ca, cb := canonicalPattern(a.path), canonicalPattern(b.path)
+			if ca == cb {
+				return fmt.Errorf("%s and %s have the same path '%s'", a.name, b.name, a.path)
+			}
+			if prefix, ok := strings.CutSuffix(ca, "*"); ok && strings.HasPrefix(strings.TrimSuffix(cb, "*"), prefix) {
+				return fmt.Errorf("%s path '%s' is unreachable: %s path '%s', which is checked first, takes all its requests",
+					b.name, b.path, a.name, a.path)
+			}
+		}
+	}
+	return nil
+}
+
+// canonicalPattern is a route pattern in canonical form, its "*" kept.
+func canonicalPattern(p string) string {
+	if prefix, ok := strings.CutSuffix(p, "*"); ok {
+		c := routepath.Canonical(prefix)
+		if strings.HasSuffix(prefix, "/") && c != "/" {
+			c += "/"
+		}
+		return c + "*"
+	}
+	return routepath.Canonical(p)
+}
