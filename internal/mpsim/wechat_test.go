@@ -15,7 +15,7 @@ var (
 )
 
 func TestWeChatCode2SessionSuccess(t *testing.T) {
-	e := newEnv(t, Options{Apps: append(DemoApps(), App{Platform: WeChat, AppID: "wxnounion", Secret: "s2"})})
+	e := newEnv(t, Options{Quirks: exact, Apps: append(DemoApps(), App{Platform: WeChat, AppID: "wxnounion", Secret: "s2"})})
 	lr := e.login(wxApp, "alice")
 	if len(lr.Code) != 32 || !wxOpenIDRe.MatchString(lr.OpenID) || !wxOpenIDRe.MatchString(lr.UnionID) {
 		t.Fatalf("login result %+v", lr)
