@@ -15,9 +15,14 @@ import (
 //	POST   /_sim/apps             App {"platform","appid","secret","unionid"} → {"ok":true}
 //	POST   /_sim/login            {"appid","user"} → {"code","openid","unionid"}
 //	POST   /_sim/anonymous_login  {"appid","device"} → {"anonymous_code","anonymous_openid"}
-//	POST   /_sim/encrypt          {"appid","user","data":{...},"previous":bool,"watermark_appid":""} → {"encryptedData","iv"}
+//	POST   /_sim/encrypt          {"appid","user","data":{...},"previous":bool,"watermark_appid":"","no_watermark":bool} → {"encryptedData","iv"}
 //	POST   /_sim/phone            {"appid","user","phone"} → {"encryptedData","iv"}
 //	POST   /_sim/phone_code       {"appid","user","phone"} → {"code"}
+//	POST   /_sim/phone_button     {"appid","user","phone"} → {"errMsg","code","encryptedData","iv","cloudID"} (e.detail of the button)
+//	POST   /_sim/werun            {"appid","user","steps":[{"timestamp","step"}]} → {"encryptedData","iv"} (steps optional)
+//	POST   /_sim/rotate_key       {"appid","user"} → {"ok":true}
+//	GET    /_sim/quirks           → QuirksJSON
+//	POST   /_sim/quirks           QuirksJSON {"seed","wechat_content_type","success_errcode","string_errcode","werun_watermark","key_idle_ttl"} → QuirksJSON in force
 //	POST   /_sim/advance          {"duration":"10m"} → {"now"}
 //	GET    /_sim/faults           → {"faults":[...]}
 //	POST   /_sim/faults           {"endpoint","platform","errcode","http_status","delay":"2s","times"} → {"ok":true}
@@ -48,6 +53,13 @@ type ctlEncryptReq struct {
 	Data           map[string]any `json:"data"`
 	Previous       bool           `json:"previous"`
 	WatermarkAppID string         `json:"watermark_appid"`
+	NoWatermark    bool           `json:"no_watermark"`
+}
+
+type ctlWeRunReq struct {
+	AppID string `json:"appid"`
+	User  string `json:"user"`
+	Steps []Step `json:"steps"`
 }
 
 type ctlEncrypted struct {
@@ -197,7 +209,7 @@ func (s *Sim) control(w *recorder, r *http.Request) {
 			bad(errors.New("data (a JSON object) is required"))
 			return
 		}
-		ed, iv, err := s.Encrypt(req.AppID, req.User, req.Data, EncryptOptions{Previous: req.Previous, WatermarkAppID: req.WatermarkAppID})
+		ed, iv, err := s.Encrypt(req.AppID, req.User, req.Data, EncryptOptions{Previous: req.Previous, WatermarkAppID: req.WatermarkAppID, NoWatermark: req.NoWatermark})
 		if err != nil {
 			bad(err)
 			return
@@ -227,6 +239,61 @@ func (s *Sim) control(w *recorder, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"code": code})
+
+	case "/_sim/phone_button":
+		var req ctlUserReq
+		if !method(http.MethodPost) || !decode(&req) {
+			return
+		}
+		res, err := s.PhoneButton(req.AppID, req.User, req.Phone)
+		if err != nil {
+			bad(err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+
+	case "/_sim/werun":
+		var req ctlWeRunReq
+		if !method(http.MethodPost) || !decode(&req) {
+			return
+		}
+		ed, iv, err := s.WeRun(req.AppID, req.User, req.Steps)
+		if err != nil {
+			bad(err)
+			return
+		}
+		writeJSON(w, http.StatusOK, ctlEncrypted{ed, iv})
+
+	case "/_sim/rotate_key":
+		var req ctlUserReq
+		if !method(http.MethodPost) || !decode(&req) {
+			return
+		}
+		if err := s.RotateKey(req.AppID, req.User); err != nil {
+			bad(err)
+			return
+		}
+		writeJSON(w, http.StatusOK, okResp{true})
+
+	case "/_sim/quirks":
+		if !method(http.MethodGet, http.MethodPost) {
+			return
+		}
+		if r.Method == http.MethodPost {
+			var j QuirksJSON
+			if !decode(&j) {
+				return
+			}
+			q, err := ParseQuirks(j)
+			if err == nil {
+				err = s.SetQuirks(q)
+			}
+			if err != nil {
+				bad(err)
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, QuirksToJSON(s.Quirks()))
 
 	case "/_sim/advance":
 		var req struct {

@@ -32,7 +32,7 @@ type douyinData struct {
 }
 
 type douyinResp struct {
-	ErrNo   int         `json:"err_no"`
+	ErrNo   jsonNumber  `json:"err_no"`
 	ErrTips string      `json:"err_tips"`
 	LogID   string      `json:"log_id"`
 	Data    *douyinData `json:"data"`
@@ -40,17 +40,20 @@ type douyinResp struct {
 
 func (s *Sim) douyinErr(w *recorder, errno int) {
 	w.note = "err_no=" + strconv.Itoa(errno)
-	writeJSON(w, http.StatusOK, douyinResp{ErrNo: errno, ErrTips: douyinMessage(errno), LogID: logID(s.Now())})
+	s.writeAnswer(w, Douyin, douyinResp{ErrNo: s.number(w, errno), ErrTips: douyinMessage(errno), LogID: logID(s.Now())})
 }
 
+// douyinV1Error is the legacy error: errcode/errmsg, with the "error" flag
+// (1) that SDKs of the legacy API read beside them.
 type douyinV1Error struct {
-	Errcode int    `json:"errcode"`
-	Errmsg  string `json:"errmsg"`
+	Error   int        `json:"error"`
+	Errcode jsonNumber `json:"errcode"`
+	Errmsg  string     `json:"errmsg"`
 }
 
 func (s *Sim) douyinV1Err(w *recorder, errno int) {
 	w.note = "errcode=" + strconv.Itoa(errno)
-	writeJSON(w, http.StatusOK, douyinV1Error{Errcode: errno, Errmsg: douyinMessage(errno)})
+	s.writeAnswer(w, Douyin, douyinV1Error{Error: 1, Errcode: s.number(w, errno), Errmsg: douyinMessage(errno)})
 }
 
 type douyinReq struct {
@@ -75,10 +78,11 @@ func (s *Sim) douyinV2(w *recorder, r *http.Request) {
 		return
 	}
 	w.note = "ok"
-	writeJSON(w, http.StatusOK, douyinResp{ErrNo: 0, ErrTips: "success", LogID: logID(s.Now()), Data: &data})
+	s.writeAnswer(w, Douyin, douyinResp{ErrNo: s.number(w, 0), ErrTips: "success", LogID: logID(s.Now()), Data: &data})
 }
 
 type douyinV1OK struct {
+	Error           int    `json:"error"` // 0
 	SessionKey      string `json:"session_key"`
 	OpenID          string `json:"openid"`
 	AnonymousOpenID string `json:"anonymous_openid"`
@@ -99,7 +103,7 @@ func (s *Sim) douyinV1(w *recorder, r *http.Request) {
 		return
 	}
 	w.note = "ok"
-	writeJSON(w, http.StatusOK, douyinV1OK{SessionKey: data.SessionKey, OpenID: data.OpenID, AnonymousOpenID: data.AnonymousOpenID, UnionID: data.UnionID})
+	s.writeAnswer(w, Douyin, douyinV1OK{SessionKey: data.SessionKey, OpenID: data.OpenID, AnonymousOpenID: data.AnonymousOpenID, UnionID: data.UnionID})
 }
 
 // douyinExchange checks everything first and consumes the codes only when
@@ -136,8 +140,7 @@ func (s *Sim) douyinExchange(req douyinReq) (douyinData, int) {
 	if lc != nil {
 		lc.used = true
 		u := s.userLocked(a, lc.user, now)
-		u.ensureKey()
-		d.SessionKey, d.OpenID, d.UnionID = u.key, u.openID, u.unionID
+		d.SessionKey, d.OpenID, d.UnionID = s.liveKeyLocked(u, now), u.openID, u.unionID
 	}
 	if ac != nil {
 		ac.used = true

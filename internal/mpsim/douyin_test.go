@@ -30,7 +30,7 @@ func wantErrNo(t *testing.T, raw []byte, errno int) {
 }
 
 func TestDouyinV2Success(t *testing.T) {
-	e := newEnv(t, Options{Apps: append(DemoApps(), App{Platform: Douyin, AppID: "ttunion", Secret: "s", UnionID: true})})
+	e := newEnv(t, Options{Quirks: exact, Apps: append(DemoApps(), App{Platform: Douyin, AppID: "ttunion", Secret: "s", UnionID: true})})
 	lr := e.login(ttApp, "alice")
 	if !ttOpenIDRe.MatchString(lr.OpenID) || lr.UnionID != "" {
 		t.Fatalf("%+v", lr)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -28,6 +29,10 @@ type env struct {
 	sim *Sim
 	srv *httptest.Server
 }
+
+// exact are quirks that give the documented shapes only: numbers as
+// numbers, no errcode on WeChat successes.
+var exact = Quirks{SuccessErrcode: ShapeNever, StringErrcode: ShapeNever}
 
 func newEnv(t *testing.T, o Options) *env {
 	t.Helper()
@@ -95,9 +100,21 @@ func decodeObj(t *testing.T, raw []byte) map[string]any {
 	return m
 }
 
+// num reads a number the way a lenient client must: a JSON number or a
+// string holding one (the StringErrcode quirk); 0 if absent (a success
+// without errcode), -999999 if neither.
 func num(m map[string]any, k string) int {
-	f, _ := m[k].(float64)
-	return int(f)
+	switch v := m[k].(type) {
+	case nil:
+		return 0
+	case float64:
+		return int(v)
+	case string:
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return -999999
 }
 
 func str(m map[string]any, k string) string {

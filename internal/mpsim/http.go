@@ -15,8 +15,10 @@ const maxBody = 64 << 10
 // recorder remembers the status and an outcome note for the request log.
 type recorder struct {
 	http.ResponseWriter
-	status int
-	note   string
+	status   int
+	note     string
+	endpoint string // the platform endpoint called ("" for the control API)
+	n        int    // the call's index: the endpoint's call count including this call
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -84,6 +86,7 @@ type errWriter func(w *recorder, errcode int)
 func (s *Sim) platformCall(w *recorder, r *http.Request, endpoint, platform string, ew errWriter, h func(*recorder, *http.Request)) {
 	s.mu.Lock()
 	s.calls[endpoint]++
+	w.endpoint, w.n = endpoint, s.calls[endpoint]
 	f, faulted := s.takeFaultLocked(endpoint, platform)
 	s.mu.Unlock()
 	if faulted {
@@ -116,7 +119,28 @@ func (s *Sim) platformCall(w *recorder, r *http.Request, endpoint, platform stri
 	h(w, r)
 }
 
+// writeAnswer writes a platform's answer (HTTP 200), labelled the way the
+// platform labels it (see Quirks.WeChatContentType).
+func (s *Sim) writeAnswer(w *recorder, platform string, v any) {
+	ct := "application/json; charset=utf-8"
+	if platform == WeChat {
+		ct = s.Quirks().WeChatContentType
+	}
+	writeJSONAs(w, http.StatusOK, ct, v)
+}
+
+// number is an error number in the answer to the call w answers: a JSON
+// string when the StringErrcode quirk says so.
+func (s *Sim) number(w *recorder, n int) jsonNumber {
+	q := s.Quirks()
+	return jsonNumber{n: n, str: q.pick(q.StringErrcode, "string-errcode", w.endpoint, w.n)}
+}
+
 func writeJSON(w *recorder, status int, v any) {
+	writeJSONAs(w, status, "application/json; charset=utf-8", v)
+}
+
+func writeJSONAs(w *recorder, status int, contentType string, v any) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -124,7 +148,7 @@ func writeJSON(w *recorder, status int, v any) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }

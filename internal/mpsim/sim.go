@@ -118,6 +118,7 @@ type Options struct {
 	WeChatCodeTTL time.Duration // default 5m
 	DouyinCodeTTL time.Duration // default 3m (also anonymous codes)
 	PhoneCodeTTL  time.Duration // default 5m
+	Quirks        Quirks        // how unkind the answers and keys are; the zero value is the unkind default
 	Logger        *log.Logger   // one line per request, never codes, secrets, tokens or keys; nil = silent
 }
 
@@ -141,6 +142,7 @@ type LoginResult struct {
 type EncryptOptions struct {
 	Previous       bool   // encrypt with the user's previous session key
 	WatermarkAppID string // watermark appid instead of the app's own
+	NoWatermark    bool   // add no watermark (as WeRun payloads may come)
 }
 
 // Fault makes calls to an endpoint misbehave.
@@ -164,6 +166,7 @@ type Sim struct {
 	logger                         *log.Logger
 
 	mu         sync.Mutex
+	quirks     Quirks
 	apps       map[string]App
 	users      map[string]*user // key userKey(appID, user)
 	codes      map[string]*loginCode
@@ -181,8 +184,9 @@ type Sim struct {
 type user struct {
 	name      string
 	openID    string
-	unionID   string // empty when the app gives none
-	key, prev string // session keys, base64
+	unionID   string    // empty when the app gives none
+	key, prev string    // session keys, base64
+	keyUsed   time.Time // when key was last issued or used (see Quirks.KeyIdleTTL)
 	lastSeen  time.Time
 	rateStart map[string]time.Time
 	rateCount map[string]int
@@ -242,7 +246,8 @@ type appTokens struct {
 	lastForce time.Time
 }
 
-// New returns a simulator. It panics if an app is invalid (see AddApp).
+// New returns a simulator. It panics if an app (see AddApp) or a quirk is
+// invalid.
 func New(o Options) *Sim {
 	s := &Sim{
 		wechatTTL: o.WeChatCodeTTL,
@@ -260,6 +265,10 @@ func New(o Options) *Sim {
 	if s.phoneTTL <= 0 {
 		s.phoneTTL = 5 * time.Minute
 	}
+	if err := o.Quirks.validate(); err != nil {
+		panic(err)
+	}
+	s.quirks = o.Quirks.withDefaults()
 	apps := o.Apps
 	if len(apps) == 0 {
 		apps = DemoApps()
@@ -327,7 +336,7 @@ func (s *Sim) Advance(d time.Duration) {
 }
 
 // Reset clears counters, faults, users, codes, tokens and the clock offset.
-// Registered apps (including those added later) are kept.
+// Registered apps (including those added later) and the quirks are kept.
 func (s *Sim) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -459,11 +468,62 @@ func (s *Sim) evictUsersLocked() {
 	}
 }
 
-// ensureKey gives a user evicted since its login (see maxUsers) a key again.
-func (u *user) ensureKey() {
-	if u.key == "" {
-		u.key = newSessionKey()
+// Quirks returns the quirks in force (defaults filled in).
+func (s *Sim) Quirks() Quirks {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.quirks
+}
+
+// SetQuirks replaces the quirks (zero fields take their defaults). It
+// fails on an invalid quirk.
+func (s *Sim) SetQuirks(q Quirks) error {
+	if err := q.validate(); err != nil {
+		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.quirks = q.withDefaults()
+	return nil
+}
+
+// rotateLocked gives u a new session key, keeping the old one as the
+// previous one.
+func (u *user) rotateLocked(now time.Time) {
+	u.prev, u.key = u.key, newSessionKey()
+	u.keyUsed = now
+}
+
+// liveKeyLocked returns u's current key, and marks it used. A key idle for
+// KeyIdleTTL has expired: it is replaced, silently, by one nobody was given.
+// A user evicted since its login (see maxUsers) gets a key again.
+func (s *Sim) liveKeyLocked(u *user, now time.Time) string {
+	ttl := s.quirks.KeyIdleTTL
+	if u.key == "" || (ttl > 0 && now.Sub(u.keyUsed) >= ttl) {
+		u.rotateLocked(now)
+	}
+	u.keyUsed = now
+	return u.key
+}
+
+// RotateKey replaces the user's session key without a login, as WeChat does
+// on a data pre-fetch (and as any new login state may): the old key becomes
+// the previous one, and the new one is given to nobody until the next
+// exchange. It fails with ErrNoSession for a user who never logged in.
+func (s *Sim) RotateKey(appID, userName string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.appLocked(appID); err != nil {
+		return err
+	}
+	u := s.users[userKey(appID, userName)]
+	if u == nil || u.key == "" {
+		return fmt.Errorf("%w: %q", ErrNoSession, userName)
+	}
+	now := s.nowLocked()
+	u.lastSeen = now
+	u.rotateLocked(now)
+	return nil
 }
 
 // rateLocked counts a call by u to endpoint and reports whether it is over
@@ -542,7 +602,7 @@ func (s *Sim) Login(appID, userName string) (LoginResult, error) {
 	now := s.nowLocked()
 	s.pruneLocked(now)
 	u := s.userLocked(a, userName, now)
-	u.prev, u.key = u.key, newSessionKey()
+	u.rotateLocked(now)
 	ttl := s.wechatTTL
 	if a.Platform == Douyin {
 		ttl = s.douyinTTL
@@ -580,7 +640,8 @@ func AnonymousOpenID(appID, device string) string { return anonymousOpenID(appID
 // Encrypt encrypts data the way the platform does for getPhoneNumber,
 // getUserInfo and friends: JSON, AES-128-CBC, PKCS#7, with the user's current
 // (or previous) session key and a fresh random iv. A watermark {appid,
-// timestamp} is added unless data has one.
+// timestamp} is added unless data has one or opt.NoWatermark. A current key
+// idle for Quirks.KeyIdleTTL is first replaced by one no exchange returned.
 func (s *Sim) Encrypt(appID, userName string, data map[string]any, opt EncryptOptions) (encryptedData, iv string, err error) {
 	s.mu.Lock()
 	a, err := s.appLocked(appID)
@@ -590,27 +651,33 @@ func (s *Sim) Encrypt(appID, userName string, data map[string]any, opt EncryptOp
 	}
 	now := s.nowLocked()
 	var key string
-	if u := s.users[userKey(appID, userName)]; u != nil {
+	if u := s.users[userKey(appID, userName)]; u != nil && u.key != "" {
 		u.lastSeen = now
-		key = u.key
 		if opt.Previous {
 			key = u.prev
 			if key == "" {
 				s.mu.Unlock()
 				return "", "", fmt.Errorf("%w: %q", ErrNoPrevious, userName)
 			}
+		} else {
+			key = s.liveKeyLocked(u, now)
 		}
 	}
 	s.mu.Unlock()
 	if key == "" {
 		return "", "", fmt.Errorf("%w: %q", ErrNoSession, userName)
 	}
+	return encryptPayload(key, a.AppID, now, data, opt)
+}
+
+// encryptPayload adds the watermark (see Encrypt) and encrypts.
+func encryptPayload(key, appID string, now time.Time, data map[string]any, opt EncryptOptions) (encryptedData, iv string, err error) {
 	plain := make(map[string]any, len(data)+1)
 	for k, v := range data {
 		plain[k] = v
 	}
-	if _, ok := plain["watermark"]; !ok {
-		wa := a.AppID
+	if _, ok := plain["watermark"]; !ok && !opt.NoWatermark {
+		wa := appID
 		if opt.WatermarkAppID != "" {
 			wa = opt.WatermarkAppID
 		}
@@ -630,11 +697,7 @@ func (s *Sim) EncryptPhone(appID, userName, phone string) (encryptedData, iv str
 	if phone == "" {
 		return "", "", fmt.Errorf("%w: phone is empty", ErrInvalid)
 	}
-	return s.Encrypt(appID, userName, map[string]any{
-		"phoneNumber":     phone,
-		"purePhoneNumber": phone,
-		"countryCode":     "86",
-	}, EncryptOptions{})
+	return s.Encrypt(appID, userName, phonePayload(phone), EncryptOptions{})
 }
 
 // PhoneCode mints the code WeChat's getPhoneNumber button gives (PhoneCodeTTL,

@@ -33,8 +33,25 @@ var wechatMessages = map[int]string{
 }
 
 type wechatError struct {
-	Errcode int    `json:"errcode"`
-	Errmsg  string `json:"errmsg"`
+	Errcode jsonNumber `json:"errcode"`
+	Errmsg  string     `json:"errmsg"`
+}
+
+// wxStatus is the errcode/errmsg of a success answer: present ("errcode":0,
+// "errmsg":"ok") or absent, as the SuccessErrcode quirk decides per call.
+type wxStatus struct {
+	Errcode *jsonNumber `json:"errcode,omitempty"`
+	Errmsg  string      `json:"errmsg,omitempty"`
+}
+
+// wechatStatus is the status of a success answer to the call w answers.
+func (s *Sim) wechatStatus(w *recorder) wxStatus {
+	q := s.Quirks()
+	if !q.pick(q.SuccessErrcode, "success-errcode", w.endpoint, w.n) {
+		return wxStatus{}
+	}
+	n := s.number(w, 0)
+	return wxStatus{Errcode: &n, Errmsg: "ok"}
 }
 
 func (s *Sim) wechatErr(w *recorder, errcode int) {
@@ -43,7 +60,7 @@ func (s *Sim) wechatErr(w *recorder, errcode int) {
 		msg = "error " + strconv.Itoa(errcode)
 	}
 	w.note = "errcode=" + strconv.Itoa(errcode)
-	writeJSON(w, http.StatusOK, wechatError{Errcode: errcode, Errmsg: msg + ", rid: " + rid(s.Now())})
+	s.writeAnswer(w, WeChat, wechatError{Errcode: s.number(w, errcode), Errmsg: msg + ", rid: " + rid(s.Now())})
 }
 
 // wechatAppLocked checks appid and secret: 40013 for an unknown appid (or
@@ -60,6 +77,7 @@ func (s *Sim) wechatAppLocked(appID, secret string, wrongSecret int) (App, int) 
 }
 
 type code2SessionOK struct {
+	wxStatus
 	SessionKey string `json:"session_key"`
 	OpenID     string `json:"openid"`
 	UnionID    string `json:"unionid,omitempty"`
@@ -94,7 +112,8 @@ func (s *Sim) wechatCode2Session(w *recorder, r *http.Request) {
 		return
 	}
 	w.note = "ok"
-	writeJSON(w, http.StatusOK, res)
+	res.wxStatus = s.wechatStatus(w)
+	s.writeAnswer(w, WeChat, res)
 }
 
 func (s *Sim) wechatExchange(appID, secret, code string) (code2SessionOK, int) {
@@ -120,11 +139,11 @@ func (s *Sim) wechatExchange(appID, secret, code string) (code2SessionOK, int) {
 		return code2SessionOK{}, 40163
 	}
 	c.used = true
-	u.ensureKey()
-	return code2SessionOK{SessionKey: u.key, OpenID: u.openID, UnionID: u.unionID}, 0
+	return code2SessionOK{SessionKey: s.liveKeyLocked(u, now), OpenID: u.openID, UnionID: u.unionID}, 0
 }
 
 type tokenOK struct {
+	wxStatus
 	AccessToken string `json:"access_token"`
 	ExpiresIn   int    `json:"expires_in"`
 }
@@ -177,7 +196,7 @@ func (s *Sim) wechatToken(w *recorder, r *http.Request) {
 	s.tokens[tok] = &token{appID: a.AppID, kind: kindClassic, expires: now.Add(AccessTokenTTL)}
 	s.mu.Unlock()
 	w.note = "ok"
-	writeJSON(w, http.StatusOK, tokenOK{AccessToken: tok, ExpiresIn: int(AccessTokenTTL / time.Second)})
+	s.writeAnswer(w, WeChat, tokenOK{wxStatus: s.wechatStatus(w), AccessToken: tok, ExpiresIn: int(AccessTokenTTL / time.Second)})
 }
 
 type stableTokenReq struct {
@@ -237,7 +256,7 @@ func (s *Sim) wechatStableToken(w *recorder, r *http.Request) {
 		tok := at.stable
 		s.mu.Unlock()
 		w.note = "ok (same token)"
-		writeJSON(w, http.StatusOK, tokenOK{AccessToken: tok, ExpiresIn: left})
+		s.writeAnswer(w, WeChat, tokenOK{wxStatus: s.wechatStatus(w), AccessToken: tok, ExpiresIn: left})
 		return
 	}
 	tok := newAccessToken()
@@ -245,7 +264,7 @@ func (s *Sim) wechatStableToken(w *recorder, r *http.Request) {
 	at.stable = tok
 	s.mu.Unlock()
 	w.note = "ok (new token)"
-	writeJSON(w, http.StatusOK, tokenOK{AccessToken: tok, ExpiresIn: int(AccessTokenTTL / time.Second)})
+	s.writeAnswer(w, WeChat, tokenOK{wxStatus: s.wechatStatus(w), AccessToken: tok, ExpiresIn: int(AccessTokenTTL / time.Second)})
 }
 
 type phoneReq struct {
@@ -261,8 +280,7 @@ type phoneInfo struct {
 }
 
 type phoneOK struct {
-	Errcode   int       `json:"errcode"`
-	Errmsg    string    `json:"errmsg"`
+	wxStatus
 	PhoneInfo phoneInfo `json:"phone_info"`
 }
 
@@ -304,7 +322,7 @@ func (s *Sim) wechatPhone(w *recorder, r *http.Request) {
 		return
 	}
 	w.note = "ok"
-	writeJSON(w, http.StatusOK, phoneOK{Errmsg: "ok", PhoneInfo: info})
+	s.writeAnswer(w, WeChat, phoneOK{wxStatus: s.wechatStatus(w), PhoneInfo: info})
 }
 
 func (s *Sim) phoneExchange(appID string, req phoneReq) (phoneInfo, int) {

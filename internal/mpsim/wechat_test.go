@@ -15,7 +15,7 @@ var (
 )
 
 func TestWeChatCode2SessionSuccess(t *testing.T) {
-	e := newEnv(t, Options{Apps: append(DemoApps(), App{Platform: WeChat, AppID: "wxnounion", Secret: "s2"})})
+	e := newEnv(t, Options{Quirks: exact, Apps: append(DemoApps(), App{Platform: WeChat, AppID: "wxnounion", Secret: "s2"})})
 	lr := e.login(wxApp, "alice")
 	if len(lr.Code) != 32 || !wxOpenIDRe.MatchString(lr.OpenID) || !wxOpenIDRe.MatchString(lr.UnionID) {
 		t.Fatalf("login result %+v", lr)
@@ -425,7 +425,8 @@ func TestStableToken(t *testing.T) {
 }
 
 func TestGetUserPhoneNumber(t *testing.T) {
-	e := newEnv(t, Options{Apps: append(DemoApps(), App{Platform: WeChat, AppID: "wxsecond", Secret: "s2"})})
+	// The documented shape: errcode 0 first, as a number.
+	e := newEnv(t, Options{Quirks: Quirks{SuccessErrcode: ShapeAlways, StringErrcode: ShapeNever}, Apps: append(DemoApps(), App{Platform: WeChat, AppID: "wxsecond", Secret: "s2"})})
 	tok := e.wxToken(wxApp, wxSecret)
 	pc := e.phoneCode(wxApp, "alice", "13580006666")
 	st, raw := e.do("POST", "/wxa/business/getuserphonenumber?"+q("access_token", tok), map[string]any{"code": pc})
