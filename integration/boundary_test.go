@@ -72,6 +72,9 @@ type bcase struct {
 	status   int // with wantRefused: the status the README's error table names
 	// check is an extra check on a processed request ("" if fine).
 	check func(rec bRec, tv *bTruth) string
+	// noHeader: with wantPassed, a header (canonical name) that must not
+	// reach the upstream (a routing header the handler removes).
+	noHeader string
 }
 
 var (
@@ -573,6 +576,9 @@ func passedProblem(c bcase, resp Response, recs []bRec) string {
 	}
 	if w := spoofFoundIn(rec, false); len(w) > 0 {
 		probs = append(probs, "CLIENT VALUE REACHED THE UPSTREAM in "+strings.Join(w, ", "))
+	}
+	if c.noHeader != "" && len(rec.Header.Values(c.noHeader)) > 0 {
+		probs = append(probs, c.noHeader+" reached the upstream")
 	}
 	return strings.Join(probs, "; ")
 }

@@ -3,9 +3,12 @@ package module
 import (
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody"
 )
 
 // The trust boundary's request-wide defences: what every request the
@@ -115,4 +118,63 @@ func (t *trailerFilter) Read(p []byte) (int, error) {
 func originalRequest(r *http.Request) (http.Request, bool) {
 	or, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
 	return or, ok && or.URL != nil
+}
+
+// stripRoutingHeaders removes headers some frameworks route by instead of
+// the path (X-Original-URL, X-Rewrite-URL: Zend Framework 1, older
+// Symfony and laminas, IIS URL Rewrite): a client could otherwise send a
+// request the handler does not see as a route to a route's endpoint.
+func stripRoutingHeaders(hdr http.Header) {
+	for k := range hdr {
+		switch strings.ToLower(strings.ReplaceAll(strings.TrimSpace(k), "_", "-")) {
+		case "x-original-url", "x-rewrite-url":
+			delete(hdr, k)
+		}
+	}
+}
+
+// stripCookies removes cookies named like a protected field (under any
+// spelling a binder equates): PHP's $_REQUEST merges cookies over the body
+// when request_order is unset (php -n, many container images), and legacy
+// ASP.NET's Request[name] falls back to them.
+func stripCookies(hdr http.Header, names []string) {
+	vs, ok := hdr["Cookie"]
+	if !ok {
+		return
+	}
+	protected := func(pair string) bool {
+		name, _, _ := strings.Cut(pair, "=")
+		name = strings.TrimSpace(name)
+		if u, err := url.QueryUnescape(name); err == nil {
+			name = u
+		}
+		for _, n := range names {
+			if reqbody.SameName(name, n) {
+				return true
+			}
+		}
+		return false
+	}
+	var kept []string
+	dirty := false
+	for _, v := range vs {
+		for pair := range strings.SplitSeq(v, ";") {
+			if strings.TrimSpace(pair) == "" {
+				continue
+			}
+			if protected(pair) {
+				dirty = true
+				continue
+			}
+			kept = append(kept, strings.TrimSpace(pair))
+		}
+	}
+	if !dirty {
+		return
+	}
+	if len(kept) == 0 {
+		delete(hdr, "Cookie")
+		return
+	}
+	hdr["Cookie"] = []string{strings.Join(kept, "; ")}
 }

@@ -127,6 +127,9 @@ type Handler struct {
 	// payloadProtected: identity and result names, and the payload's
 	// own fields, removed from phone and decrypt requests.
 	payloadProtected []string
+	// paramNames are the query parameters checked for a route that
+	// conflicts with the path's: RouteParams and ThinkPHP's "s".
+	paramNames []string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -202,6 +205,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("miniprogram: %w", err)
 	}
 	h.routes = routes
+	h.paramNames = append([]string{"s"}, h.RouteParams...)
 	h.provisionFailureLimit()
 
 	var client platform.Client
@@ -441,13 +445,27 @@ func (h *Handler) route(r *http.Request) route {
 	} else {
 		m = h.routes.Match(p)
 	}
-	if rt := routeOfMatch(m); rt != routeNone {
-		return rt
-	}
-	if len(h.RouteParams) > 0 {
-		if rt := h.routeByParams(r); rt != routeNone {
-			return rt
+	rt := routeOfMatch(m)
+	if r.URL.RawQuery != "" || originalHasQuery(r) {
+		// A front controller routes by its parameter, not the path: both
+		// must tell the same route, or the backend may run another
+		// endpoint than the one the handler prepared the request for.
+		// ThinkPHP's "s" is always checked for such a conflict; the
+		// configured route_params also make a route of a path that is
+		// none.
+		pr := h.routeByParams(r, h.paramNames)
+		switch {
+		case pr == routeUnclear, pr != routeNone && rt != routeNone && pr != rt:
+			return routeUnclear
+		case rt == routeNone && len(h.RouteParams) > 0:
+			rt = h.routeByParams(r, h.RouteParams)
 		}
+	}
+	if rt == routeNone && h.pathParamsAfterRoute(r) {
+		return routeUnclear
+	}
+	if rt != routeNone {
+		return rt
 	}
 	if h.compatMatches(r.URL.Path) {
 		return routeCompat
@@ -460,24 +478,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// Every request: no client-sent header, trailer or Connection token
 	// of the handler's own reaches the upstream.
 	stripIdentityHeaders(r.Header)
+	stripRoutingHeaders(r.Header)
 	stripTrailers(r)
 	rt := h.route(r)
 	stripConnectionTokens(r.Header, rt != routeNone)
-	if rt == routeNone {
-		return next.ServeHTTP(w, r)
-	}
 	switch rt {
+	case routeNone:
+		return next.ServeHTTP(w, r)
 	case routeCompat:
 		return h.serveCompat(w, r)
-	case routeUnclear:
-		mperr.Write(w, mperr.New(mperr.BadRequest, "the request path is encoded too deeply to tell which route it is on"))
-		return nil
-	}
-	query := r.URL.RawQuery // the fields the handler reads may be there
-	stripQuery(r, h.protectedNames(rt))
-	if r.Method == http.MethodOptions && (r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0) {
-		// A CORS preflight: nothing to exchange, nothing to inject.
-		return next.ServeHTTP(w, r)
 	}
 	// The rewritten body goes into a shallow copy of the request; the
 	// header map is shared. (Caddy clones the request for its access log
@@ -487,7 +496,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if uriHasQuery(r) {
 		var p *privateURI
 		p, w = h.beginPrivateURI(w, r)
-		return p.end(h.serveRoute(w, r, next, rt, query))
+		return p.end(h.serveRouteRequest(w, r, next, rt))
+	}
+	return h.serveRouteRequest(w, r, next, rt)
+}
+
+// serveRouteRequest handles a request the handler recognised as one of its
+// routes (or could not tell: routeUnclear).
+func (h *Handler) serveRouteRequest(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rt route) error {
+	if rt == routeUnclear {
+		metrics.requests.WithLabelValues(h.Platform, routeNames[rt], string(mperr.BadRequest)).Inc()
+		h.fail(w, r, mperr.New(mperr.BadRequest, "the request path or its route parameters do not tell one route, or name a protected field as a path parameter"))
+		return nil
+	}
+	query := r.URL.RawQuery // the fields the handler reads may be there
+	names := h.protectedNames(rt)
+	stripQuery(r, names)
+	stripCookies(r.Header, names)
+	if r.Method == http.MethodOptions && (r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0) {
+		// A CORS preflight: nothing to exchange, nothing to inject.
+		return next.ServeHTTP(w, r)
 	}
 	return h.serveRoute(w, r, next, rt, query)
 }

@@ -47,8 +47,27 @@ func (h *Handler) validateRouteParams() error {
 	return nil
 }
 
-// routeByParams tells which route the request's route parameters name.
-func (h *Handler) routeByParams(r *http.Request) route {
+// routeByParams tells which route the request's route parameters name:
+// routeUnclear when they name more than one (PHP takes the last of
+// repeated parameters, other parsers the first).
+func (h *Handler) routeByParams(r *http.Request, names []string) route {
+	found := routeNone
+	for _, p := range routeParamPaths(r, names) {
+		rt := routeOfMatch(h.routes.Match(p))
+		switch {
+		case rt == routeNone:
+		case found == routeNone:
+			found = rt
+		case rt != found:
+			return routeUnclear
+		}
+	}
+	return found
+}
+
+// routeParamPaths are the values of the request's route parameters, as
+// paths, in the query Caddy left and in the client's.
+func routeParamPaths(r *http.Request, names []string) []string {
 	var paths []string
 	add := func(raw string) {
 		for seg := range strings.SplitSeq(raw, "&") {
@@ -57,7 +76,7 @@ func (h *Handler) routeByParams(r *http.Request) route {
 				if k == "" {
 					continue
 				}
-				for _, name := range h.RouteParams {
+				for _, name := range names {
 					if !reqbody.SameName(unescapeLenient(k), name) {
 						continue
 					}
@@ -74,10 +93,39 @@ func (h *Handler) routeByParams(r *http.Request) route {
 	if or, ok := originalRequest(r); ok && or.URL.RawQuery != r.URL.RawQuery {
 		add(or.URL.RawQuery)
 	}
-	if len(paths) == 0 {
-		return routeNone
+	return paths
+}
+
+// pathParamsAfterRoute reports whether a path extends an exact route with
+// segments that name a protected field (/api/login/openid/x): ThinkPHP's
+// dispatcher turns /action/name/value into request parameters that
+// override the body, so such a request cannot be made trustworthy.
+func (h *Handler) pathParamsAfterRoute(r *http.Request) bool {
+	paths := []string{r.URL.EscapedPath()}
+	if or, ok := originalRequest(r); ok {
+		paths = append(paths, or.URL.EscapedPath())
 	}
-	return routeOfMatch(h.routes.Match(paths...))
+	paths = append(paths, routeParamPaths(r, h.paramNames)...)
+	for _, p := range paths {
+		c := routepath.Canonical(p)
+		for _, pattern := range []string{h.Login, h.Phone, h.Decrypt} {
+			if pattern == "" || strings.HasSuffix(pattern, "*") {
+				continue
+			}
+			rest, ok := strings.CutPrefix(c, canonicalPattern(pattern)+"/")
+			if !ok {
+				continue
+			}
+			for seg := range strings.SplitSeq(rest, "/") {
+				for _, name := range h.payloadProtected {
+					if reqbody.SameName(seg, name) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }
 
 // unescapeLenient decodes a query component like url.QueryUnescape, and
@@ -154,4 +202,10 @@ func canonicalPattern(p string) string {
 		return c + "*"
 	}
 	return routepath.Canonical(p)
+}
+
+// originalHasQuery reports whether the client's request had a query.
+func originalHasQuery(r *http.Request) bool {
+	or, ok := originalRequest(r)
+	return ok && or.URL.RawQuery != ""
 }

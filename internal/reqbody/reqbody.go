@@ -85,6 +85,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
@@ -498,7 +499,10 @@ func startsLikeJSON(b []byte) bool {
 }
 
 func (b *Body) parseJSON() bool {
-	if !jsonobj.Valid(b.raw) {
+	// JSON is UTF-8 (RFC 8259); invalid bytes would be dropped or replaced
+	// by some readers (PHP's JSON_INVALID_UTF8_IGNORE turns "open\xffid"
+	// into "openid").
+	if !utf8.Valid(b.raw) || !jsonobj.Valid(b.raw) {
 		return false
 	}
 	it, ok := jsonobj.Object(b.raw)

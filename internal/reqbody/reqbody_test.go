@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
@@ -676,7 +677,7 @@ func FuzzReadSetApply(f *testing.F) {
 			if !ok || (e.Code != mperr.BadRequest && e.Code != mperr.BodyTooLarge && e.Code != mperr.UnsupportedMediaType) {
 				t.Fatalf("error %v", err)
 			}
-			if e.Code != mperr.BodyTooLarge && (ct == ctJSON || ct == cts[1]) && json.Valid(body) && bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("{")) {
+			if e.Code != mperr.BodyTooLarge && (ct == ctJSON || ct == cts[1]) && json.Valid(body) && utf8.Valid(body) && bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("{")) {
 				t.Fatalf("rejected a JSON object: %v", err)
 			}
 			return
