@@ -64,7 +64,7 @@ fuzz:
 		for name in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' $$f); do \
 			found=$$((found+1)); \
 			echo "== $$pkg $$name ($(FUZZTIME))"; \
-			$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+			$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=100x $$pkg; \
 		done; \
 	done; \
 	if [ $$found -eq 0 ]; then echo "no Fuzz targets under $(FUZZ_DIRS)"; else echo "fuzz: $$found target(s) OK"; fi
