@@ -17,6 +17,7 @@ package module
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/clientlimit"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 )
 
 // DefaultMaxFailedExchanges is max_failed_exchanges when not set.
@@ -100,6 +102,9 @@ func (h *Handler) countFailure(ctx context.Context, e *mperr.Error) {
 	key, ok := ctx.Value(failLimitKey{}).(string)
 	if !ok || h.failures == nil || (e.Code != mperr.InvalidCode && e.Code != mperr.UserBlocked) {
 		return
+	}
+	if errors.Is(e, platform.ErrConsumedByRetry) {
+		return // the platform's lost answer, not the client's bad code
 	}
 	if h.failures.Fail(key) {
 		h.logger.Warn("a client reached max_failed_exchanges: its logins are refused for a while",

@@ -251,6 +251,7 @@ func (h *Handler) recordFailure(ctx context.Context, call, ref string, e *mperr.
 	}
 	h.logger.Info(call+" failed", zap.String("error", string(e.Code)),
 		zap.Bool("has_errcode", e.HasErrcode), zap.Int("errcode", e.Errcode),
+		zap.Bool("consumed_by_lost_attempt", errors.Is(e, platform.ErrConsumedByRetry)),
 		zap.Duration("took", took))
 }
 

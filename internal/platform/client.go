@@ -43,6 +43,12 @@ const (
 // should refresh the token and retry once.
 var ErrTokenInvalid = errors.New("platform: access token invalid or expired")
 
+// ErrConsumedByRetry marks a "code been used" (WeChat 40163) answered to a
+// retry: the earlier attempt, whose answer was lost (-1, HTTP 5xx, a
+// connection reset), consumed the single-use code. It is not the client's
+// bad code, and is reported as such.
+var ErrConsumedByRetry = errors.New("platform: an earlier attempt whose answer was lost consumed the code")
+
 // Config configures a platform client.
 type Config struct {
 	AppID, AppSecret string
@@ -234,6 +240,11 @@ func (c *core) do(ctx context.Context, a attempt) error {
 		err, transient := c.once(ctx, n, a)
 		if err == nil {
 			return nil
+		}
+		if n > 1 && err.HasErrcode && err.Errcode == 40163 {
+			err = &mperr.Error{Code: mperr.InvalidCode, HasErrcode: true, Errcode: 40163, Err: ErrConsumedByRetry,
+				Message: "the platform consumed the code on an earlier attempt whose answer was lost: log in again"}
+			return err
 		}
 		if !transient || n > c.maxRetries {
 			return err

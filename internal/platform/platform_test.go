@@ -355,6 +355,10 @@ func TestWeChatCode2Session(t *testing.T) {
 				t.Errorf("%d attempts, want %d", n, tc.attempts)
 			}
 			checkLogs(t, logs, tc.attempts)
+			// A "used" code after a lost answer is the platform's doing.
+			if consumed := errors.Is(err, ErrConsumedByRetry); consumed != (tc.name == "-1 then 40163 (not retried further)") {
+				t.Errorf("ErrConsumedByRetry = %v", consumed)
+			}
 		})
 	}
 }

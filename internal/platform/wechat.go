@@ -90,7 +90,7 @@ func wechatVerdict(op wxOp, errcode int, errmsg string) verdict {
 	case 45011:
 		return fail(mperr.RateLimited, "the platform's rate limit was reached")
 	case 45009:
-		return fail(mperr.RateLimited, "the platform's daily quota was reached")
+		return fail(mperr.RateLimited, "the platform's daily quota for this API was reached: retrying before it resets (midnight, Beijing time) will not help")
 	case 40013:
 		return fail(mperr.PlatformError, "the platform rejected the app id")
 	case 40125:
