@@ -135,7 +135,7 @@ func (h *Handler) servePhoneCode(r *http.Request, in *input, phoneCode string) e
 	if err != nil {
 		return err
 	}
-	ph, err := h.exchangePhoneCode(ctx, phoneCode)
+	ph, err := h.exchangePhoneCode(ctx, phoneCode, openid)
 	if err != nil {
 		return err
 	}
@@ -198,8 +198,12 @@ func (h *Handler) phoneBudget() time.Duration {
 // kept for phoneCacheTTL, so that a request retried with the same code (the
 // client's network dropped the answer, a double tap) gets the same number
 // instead of invalid_code, on any instance.
-func (h *Handler) exchangePhoneCode(ctx context.Context, code string) (platform.Phone, error) {
-	ref := h.ref('p', code)
+//
+// openid, when the session is known, goes to the platform with the code,
+// which then checks the code belongs to that user; it is part of the ref,
+// so a result is never handed to a request naming another user.
+func (h *Handler) exchangePhoneCode(ctx context.Context, code, openid string) (platform.Phone, error) {
+	ref := h.ref('p', code+"\x00"+openid)
 	if ph, ok, err := h.cachedPhone(ctx, ref, code); err != nil || ok {
 		return ph, err
 	}
@@ -207,7 +211,7 @@ func (h *Handler) exchangePhoneCode(ctx context.Context, code string) (platform.
 		// Detached from the first caller, like exchange.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.phoneBudget())
 		defer cancel()
-		return h.exchangePhoneOnce(ctx, ref, code)
+		return h.exchangePhoneOnce(ctx, ref, code, openid)
 	})
 	if err != nil {
 		return platform.Phone{}, err
@@ -215,7 +219,7 @@ func (h *Handler) exchangePhoneCode(ctx context.Context, code string) (platform.
 	return v.(platform.Phone), nil
 }
 
-func (h *Handler) exchangePhoneOnce(ctx context.Context, ref, code string) (platform.Phone, error) {
+func (h *Handler) exchangePhoneOnce(ctx context.Context, ref, code, openid string) (platform.Phone, error) {
 	// The claim outlives the claimer's whole budget: nobody else calls the
 	// platform with this code while it may still be at it. The price: a
 	// request waiting on the claim of an instance that died mid-exchange
@@ -230,7 +234,7 @@ func (h *Handler) exchangePhoneOnce(ctx context.Context, ref, code string) (plat
 			return platform.Phone{}, storeErr(err)
 		}
 		if won {
-			return h.exchangePhoneClaimed(ctx, ref, code)
+			return h.exchangePhoneClaimed(ctx, ref, code, openid)
 		}
 		if failure != nil {
 			return platform.Phone{}, decodeFailure(failure)
@@ -250,13 +254,13 @@ func (h *Handler) exchangePhoneOnce(ctx context.Context, ref, code string) (plat
 	}
 }
 
-func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code string) (platform.Phone, error) {
+func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code, openid string) (platform.Phone, error) {
 	start := time.Now()
 	pc := h.client.(platform.PhoneClient) // checked at provisioning
 	var ph platform.Phone
 	err := h.tokens.Do(ctx, func(token string) error {
 		var err error
-		ph, err = pc.GetUserPhoneNumber(ctx, token, code)
+		ph, err = pc.GetUserPhoneNumber(ctx, token, code, openid)
 		return err
 	})
 	if err == nil && ph.WatermarkAppID != "" && ph.WatermarkAppID != h.AppID {

@@ -157,7 +157,7 @@ func (e *env) phone(m *Manager) (int, error) {
 	err = m.Do(context.Background(), func(tok string) error {
 		runs++
 		e.seen(tok)
-		p, err := pc.GetUserPhoneNumber(context.Background(), tok, code)
+		p, err := pc.GetUserPhoneNumber(context.Background(), tok, code, "")
 		if err != nil {
 			return err
 		}
@@ -533,7 +533,7 @@ func TestDoOtherErrorNoRetry(t *testing.T) {
 	runs = 0
 	err = m.Do(context.Background(), func(tok string) error {
 		runs++
-		_, err := pc.GetUserPhoneNumber(context.Background(), tok, "no-such-code")
+		_, err := pc.GetUserPhoneNumber(context.Background(), tok, "no-such-code", "")
 		return err
 	})
 	if err == nil || errors.Is(err, platform.ErrTokenInvalid) || runs != 1 {

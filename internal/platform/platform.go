@@ -60,5 +60,7 @@ type PhoneClient interface {
 	// When the platform says the token is invalid or expired (40001, 40014,
 	// 42001) the error wraps ErrTokenInvalid, so that the caller refreshes
 	// the token and retries once.
-	GetUserPhoneNumber(ctx context.Context, accessToken, code string) (Phone, error)
+	// openid, when not "", is sent along: the platform then checks that
+	// the phone code belongs to that user.
+	GetUserPhoneNumber(ctx context.Context, accessToken, code, openid string) (Phone, error)
 }

@@ -603,7 +603,7 @@ func TestConnectionRefused(t *testing.T) {
 		"token":        func(cfg Config) error { _, err := NewWeChat(cfg).Token(context.Background()); return err },
 		"stable token": func(cfg Config) error { _, err := NewWeChat(cfg).StableToken(context.Background(), true); return err },
 		"phone": func(cfg Config) error {
-			_, err := NewWeChat(cfg).GetUserPhoneNumber(context.Background(), testToken, testPhoneCode)
+			_, err := NewWeChat(cfg).GetUserPhoneNumber(context.Background(), testToken, testPhoneCode, "")
 			return err
 		},
 	}
@@ -719,7 +719,7 @@ func TestWeChatPhone(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake(t, wxPhoneCheck, tc.replies...)
 			cfg, logs := testConfig(f.URL())
-			p, err := NewWeChat(cfg).GetUserPhoneNumber(context.Background(), testToken, testPhoneCode)
+			p, err := NewWeChat(cfg).GetUserPhoneNumber(context.Background(), testToken, testPhoneCode, "")
 			checkErr(t, err, tc.want)
 			if p != tc.phone {
 				t.Errorf("phone = %+v, want %+v", p, tc.phone)
@@ -732,12 +732,24 @@ func TestWeChatPhone(t *testing.T) {
 	}
 }
 
+// With the session known, the openid goes along with the phone code.
+func TestWeChatPhoneWithOpenID(t *testing.T) {
+	f := newFake(t, func(t *testing.T, r *http.Request, body []byte) {
+		expectRoute(t, r, http.MethodPost, "/wxa/business/getuserphonenumber")
+		expectJSON(t, r, body, map[string]any{"code": testPhoneCode, "openid": "o-user"})
+	}, ok(`{"errcode":0,"phone_info":{"phoneNumber":"13800138000","purePhoneNumber":"13800138000","countryCode":"86","watermark":{"appid":"wx"}}}`))
+	cfg, _ := testConfig(f.URL())
+	if _, err := NewWeChat(cfg).GetUserPhoneNumber(context.Background(), testToken, testPhoneCode, "o-user"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestWeChatPhoneArguments(t *testing.T) {
 	f := newFake(t, nil, ok(`{}`))
 	c := NewWeChat(testConfig1(f.URL()))
-	_, err := c.GetUserPhoneNumber(context.Background(), "", testPhoneCode)
+	_, err := c.GetUserPhoneNumber(context.Background(), "", testPhoneCode, "")
 	checkErr(t, err, want{code: mperr.PlatformError, tokenInval: true})
-	_, err = c.GetUserPhoneNumber(context.Background(), testToken, "")
+	_, err = c.GetUserPhoneNumber(context.Background(), testToken, "", "")
 	checkErr(t, err, want{code: mperr.BadRequest})
 	if f.attempts.Load() != 0 {
 		t.Errorf("the platform was called")

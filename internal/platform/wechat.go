@@ -225,7 +225,7 @@ func (c *WeChatClient) token(ctx context.Context, path string, newReq func(conte
 // GetUserPhoneNumber calls POST /wxa/business/getuserphonenumber. The
 // watermark appid is returned, not checked: the caller compares it with its
 // own. A token the platform refuses gives an error wrapping ErrTokenInvalid.
-func (c *WeChatClient) GetUserPhoneNumber(ctx context.Context, accessToken, code string) (Phone, error) {
+func (c *WeChatClient) GetUserPhoneNumber(ctx context.Context, accessToken, code, openid string) (Phone, error) {
 	if code == "" {
 		return Phone{}, mperr.New(mperr.BadRequest, "no phone code")
 	}
@@ -233,8 +233,9 @@ func (c *WeChatClient) GetUserPhoneNumber(ctx context.Context, accessToken, code
 		return Phone{}, mperr.Wrap(mperr.PlatformError, "no access token", ErrTokenInvalid)
 	}
 	body, err := json.Marshal(struct {
-		Code string `json:"code"`
-	}{code})
+		Code   string `json:"code"`
+		OpenID string `json:"openid,omitempty"`
+	}{code, openid})
 	if err != nil {
 		return Phone{}, mperr.Wrap(mperr.Internal, "cannot build the platform request", err)
 	}
