@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/ascii"
 )
 
 // Field names are compared by their skeleton, so that a protected name is
@@ -167,12 +169,12 @@ func (s queryName) unit(i int) (v rune, next int, wide bool) {
 	case '+':
 		return ' ', i + 1, false
 	case '%':
-		if i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]) {
-			return rune(unhex(s[i+1])<<4 | unhex(s[i+2])), i + 3, false
+		if i+2 < len(s) && ascii.IsHex(s[i+1]) && ascii.IsHex(s[i+2]) {
+			return rune(ascii.Unhex(s[i+1])<<4 | ascii.Unhex(s[i+2])), i + 3, false
 		}
 		if i+5 < len(s) && (s[i+1] == 'u' || s[i+1] == 'U') &&
-			ishex(s[i+2]) && ishex(s[i+3]) && ishex(s[i+4]) && ishex(s[i+5]) {
-			r := rune(unhex(s[i+2]))<<12 | rune(unhex(s[i+3]))<<8 | rune(unhex(s[i+4]))<<4 | rune(unhex(s[i+5]))
+			ascii.IsHex(s[i+2]) && ascii.IsHex(s[i+3]) && ascii.IsHex(s[i+4]) && ascii.IsHex(s[i+5]) {
+			r := rune(ascii.Unhex(s[i+2]))<<12 | rune(ascii.Unhex(s[i+3]))<<8 | rune(ascii.Unhex(s[i+4]))<<4 | rune(ascii.Unhex(s[i+5]))
 			return r, i + 6, true
 		}
 		return '%', i + 1, false
@@ -210,20 +212,6 @@ func (s queryName) at(i int) (rune, int) {
 		return r, k
 	}
 	return v, next // Latin-1
-}
-
-func ishex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
 }
 
 // ignorable reports whether r is dropped from skeletons: '_', '-', '.',

@@ -1,6 +1,8 @@
 package reqbody
 
 import (
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/ascii"
+
 	"strings"
 )
 
@@ -141,8 +143,8 @@ func unescape(v string) string {
 		switch c := v[i]; {
 		case c == '+':
 			b = append(b, ' ')
-		case c == '%' && i+2 < len(v) && ishex(v[i+1]) && ishex(v[i+2]):
-			b = append(b, unhex(v[i+1])<<4|unhex(v[i+2]))
+		case c == '%' && i+2 < len(v) && ascii.IsHex(v[i+1]) && ascii.IsHex(v[i+2]):
+			b = append(b, ascii.Unhex(v[i+1])<<4|ascii.Unhex(v[i+2]))
 			i += 2
 		default:
 			b = append(b, c)

@@ -90,6 +90,8 @@ import (
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/multipart"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/ascii"
 )
 
 // DefaultLimit is the body size limit used when Read is given limit <= 0.
@@ -374,7 +376,7 @@ func unquotedComma(ct string) bool {
 // form type may only name the charsets utf-8 and us-ascii.
 func mediaType(ct string) mtype {
 	typ, params, hasParams := strings.Cut(ct, ";")
-	typ = trimOWS(typ)
+	typ = ascii.TrimOWS(typ)
 	if typ == "" {
 		if hasParams {
 			return typeOther
@@ -404,7 +406,7 @@ func mediaType(ct string) mtype {
 	for params != "" {
 		var p string
 		p, params, _ = strings.Cut(params, ";")
-		if p = trimOWS(p); p == "" {
+		if p = ascii.TrimOWS(p); p == "" {
 			continue
 		}
 		name, value, ok := strings.Cut(p, "=")
@@ -423,16 +425,6 @@ func mediaType(ct string) mtype {
 		}
 	}
 	return t
-}
-
-func trimOWS(s string) string {
-	for s != "" && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // isToken reports whether s is an RFC 9110 token.
@@ -460,7 +452,7 @@ func encoded(h http.Header) bool {
 		for v != "" {
 			var c string
 			c, v, _ = strings.Cut(v, ",")
-			if c = trimOWS(c); c != "" && !strings.EqualFold(c, "identity") {
+			if c = ascii.TrimOWS(c); c != "" && !strings.EqualFold(c, "identity") {
 				return true
 			}
 		}

@@ -24,6 +24,8 @@ import (
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/ascii"
 )
 
 // KeySize is the size of a session key and of an iv, in bytes.
@@ -103,8 +105,8 @@ func normalize(buf []byte, s string) ([]byte, bool) {
 		case '\v', '\f':
 			return buf, false
 		case '%':
-			if i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
-				c = unhex(s[i+1])<<4 | unhex(s[i+2])
+			if i+2 < len(s) && ascii.IsHex(s[i+1]) && ascii.IsHex(s[i+2]) {
+				c = ascii.Unhex(s[i+1])<<4 | ascii.Unhex(s[i+2])
 				i += 2
 				if c == ' ' {
 					c = '+'
@@ -122,20 +124,6 @@ func normalize(buf []byte, s string) ([]byte, bool) {
 		buf = append(buf, '=')
 	}
 	return buf, true
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
 }
 
 // decodeText normalises and decodes s; text and dst are reusable buffers.

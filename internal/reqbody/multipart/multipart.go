@@ -20,6 +20,8 @@
 package multipart
 
 import (
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/ascii"
+
 	"bufio"
 	"bytes"
 	"io"
@@ -358,7 +360,7 @@ func partHeader(h textproto.MIMEHeader) (part, error) {
 	switch cte := h["Content-Transfer-Encoding"]; len(cte) {
 	case 0:
 	case 1:
-		switch strings.ToLower(trimOWS(cte[0])) {
+		switch strings.ToLower(ascii.TrimOWS(cte[0])) {
 		case "binary", "8bit", "7bit":
 		default:
 			return pt, mperr.New(mperr.BadRequest, msgEncoding)

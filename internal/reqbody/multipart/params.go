@@ -1,6 +1,10 @@
 package multipart
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/ascii"
+)
 
 // param is one parameter of a header value, its key lowercased.
 type param struct {
@@ -23,7 +27,7 @@ type param struct {
 // typ is returned lowercased. A trailing ";" is allowed, an empty
 // parameter elsewhere (";;") is not, as with mime.ParseMediaType.
 func parseHeaderValue(s string, slash bool) (typ string, params []param, ok bool) {
-	s = trimOWS(s)
+	s = ascii.TrimOWS(s)
 	typ, s = cutToken(s)
 	if typ == "" {
 		return "", nil, false
@@ -41,14 +45,14 @@ func parseHeaderValue(s string, slash bool) (typ string, params []param, ok bool
 	}
 	typ = strings.ToLower(typ)
 	for {
-		s = trimOWS(s)
+		s = ascii.TrimOWS(s)
 		if s == "" {
 			return typ, params, true
 		}
 		if s[0] != ';' {
 			return "", nil, false
 		}
-		s = trimOWS(s[1:])
+		s = ascii.TrimOWS(s[1:])
 		if s == "" {
 			return typ, params, true // a trailing ";"
 		}
@@ -78,16 +82,6 @@ func parseHeaderValue(s string, slash bool) (typ string, params []param, ok bool
 		}
 		params = append(params, param{key, value, escaped})
 	}
-}
-
-func trimOWS(s string) string {
-	for s != "" && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // cutToken splits s after its leading run of RFC 9110 tchar.
