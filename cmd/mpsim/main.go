@@ -3,8 +3,11 @@
 // point the plugin's api_base at the printed address.
 //
 //	mpsim -listen 127.0.0.1:9090 [-app wechat:APPID:SECRET[:unionid]]... [-quiet]
+//	      [-seed N] [-success-errcode mixed|always|never] [-string-errcode mixed|always|never]
+//	      [-wechat-content-type text/plain] [-werun-watermark] [-key-idle-ttl 72h|never]
 //
-// Without -app it serves mpsim.DemoApps(). It logs one line per request
+// Without -app it serves mpsim.DemoApps(). The quirk flags set mpsim.Quirks
+// (the defaults are the unkind ones; see the README). It logs one line per request
 // (method, path, status, outcome; never a query string, code, secret, token
 // or key) and shuts down gracefully on SIGINT or SIGTERM.
 package main
@@ -85,15 +88,26 @@ func run(args []string, stdout, stderr io.Writer) error {
 	douyinTTL := fs.Duration("douyin-code-ttl", 3*time.Minute, "lifetime of a Douyin login or anonymous code")
 	phoneTTL := fs.Duration("phone-code-ttl", 5*time.Minute, "lifetime of a WeChat phone code")
 	quiet := fs.Bool("quiet", false, "do not log requests")
+	var qj mpsim.QuirksJSON
+	fs.Uint64Var(&qj.Seed, "seed", 0, "seed of the per-call choice of answer shapes")
+	fs.TextVar(&qj.SuccessErrcode, "success-errcode", mpsim.ShapeMixed, "WeChat successes carry \"errcode\":0: mixed, always or never")
+	fs.TextVar(&qj.StringErrcode, "string-errcode", mpsim.ShapeMixed, "error numbers as JSON strings: mixed, always or never")
+	fs.StringVar(&qj.WeChatContentType, "wechat-content-type", mpsim.DefaultWeChatContentType, "Content-Type of WeChat answers")
+	fs.BoolVar(&qj.WeRunWatermark, "werun-watermark", false, "give WeRun payloads a watermark")
+	fs.StringVar(&qj.KeyIdleTTL, "key-idle-ttl", mpsim.DefaultKeyIdleTTL.String(), "a session key unused this long expires silently (\"never\": keys never expire)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	quirks, err := mpsim.ParseQuirks(qj)
+	if err != nil {
+		return err
+	}
 
 	logger := log.New(stderr, "mpsim: ", log.LstdFlags|log.Lmicroseconds)
-	opts := mpsim.Options{Apps: apps, WeChatCodeTTL: *wechatTTL, DouyinCodeTTL: *douyinTTL, PhoneCodeTTL: *phoneTTL}
+	opts := mpsim.Options{Apps: apps, WeChatCodeTTL: *wechatTTL, DouyinCodeTTL: *douyinTTL, PhoneCodeTTL: *phoneTTL, Quirks: quirks}
 	if !*quiet {
 		opts.Logger = logger
 	}
@@ -115,6 +129,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "  app %-6s appid=%s secret=%s unionid=%v\n", a.Platform, a.AppID, secret, a.UnionID)
 	}
+	qs := mpsim.QuirksToJSON(sim.Quirks())
+	fmt.Fprintf(stdout, "  quirks: seed=%d success-errcode=%s string-errcode=%s wechat-content-type=%q werun-watermark=%v key-idle-ttl=%s\n",
+		qs.Seed, qs.SuccessErrcode, qs.StringErrcode, qs.WeChatContentType, qs.WeRunWatermark, qs.KeyIdleTTL)
 	fmt.Fprintf(stdout, "  plugin: api_base %s\n  control API: %s/_sim/ (e.g. curl -XPOST %s/_sim/login -d '{\"appid\":\"...\",\"user\":\"alice\"}')\n", base, base, base)
 
 	// Canceled at shutdown so that requests held by a Delay fault end at once.

@@ -41,6 +41,27 @@ func TestParseApp(t *testing.T) {
 	}
 }
 
+func TestBadQuirkFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-success-errcode", "sometimes"},
+		{"-string-errcode", "yes"},
+		{"-key-idle-ttl", "soon"},
+		{"-seed", "-1"},
+		{"-wechat-content-type", "a\nb"},
+	} {
+		done := make(chan error, 1)
+		go func() { done <- run(append([]string{"-listen", "127.0.0.1:0"}, args...), io.Discard, io.Discard) }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Errorf("%q: no error", args)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%q: accepted (the simulator is serving)", args)
+		}
+	}
+}
+
 // TestRun starts the command on a free port, uses it, and stops it with
 // SIGINT.
 func TestRun(t *testing.T) {
@@ -49,7 +70,8 @@ func TestRun(t *testing.T) {
 	go io.Copy(io.Discard, errR)
 	done := make(chan error, 1)
 	go func() {
-		done <- run([]string{"-listen", "127.0.0.1:0", "-app", "wechat:wxrun:run-secret:unionid"}, outW, errW)
+		done <- run([]string{"-listen", "127.0.0.1:0", "-app", "wechat:wxrun:run-secret:unionid",
+			"-success-errcode", "always", "-string-errcode", "always", "-seed", "9", "-key-idle-ttl", "never"}, outW, errW)
 		outW.Close()
 		errW.Close()
 	}()
@@ -71,7 +93,8 @@ func TestRun(t *testing.T) {
 		t.Fatalf("no address in %q", banner)
 	}
 	all := strings.Join(banner, "\n")
-	if !strings.Contains(all, "appid=wxrun") || strings.Contains(all, "run-secret") {
+	if !strings.Contains(all, "appid=wxrun") || strings.Contains(all, "run-secret") ||
+		!strings.Contains(all, "seed=9 success-errcode=always string-errcode=always wechat-content-type=\"text/plain\" werun-watermark=false key-idle-ttl=never") {
 		t.Fatalf("banner:\n%s", all)
 	}
 	resp, err := http.Post("http://"+addr+"/_sim/login", "application/json", strings.NewReader(`{"appid":"wxrun","user":"alice"}`))
@@ -88,8 +111,11 @@ func TestRun(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), lr.OpenID) || lr.UnionID == "" {
+	if !strings.Contains(string(body), lr.OpenID) || lr.UnionID == "" || !strings.HasPrefix(string(body), `{"errcode":"0","errmsg":"ok",`) {
 		t.Fatalf("exchange: %s", body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/plain" {
+		t.Fatalf("Content-Type %q", ct)
 	}
 	syscall.Kill(syscall.Getpid(), syscall.SIGINT)
 	select {

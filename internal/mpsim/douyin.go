@@ -6,7 +6,7 @@ import (
 )
 
 // douyinMessages are the simulator's err_tips / errmsg texts (the official v2
-// table was not retrieved; numbers per research §3.1).
+// table was not found; the numbers are those of the documented v1 table).
 var douyinMessages = map[int]string{
 	-1:    "system error",
 	40014: "bad params",

@@ -19,7 +19,7 @@ import (
 // What each quirk reproduces, and why it is the default:
 //
 //   - WeChatContentType: WeChat labels its JSON answers text/plain (seen on
-//     jscode2session; the research names no endpoint that labels them
+//     jscode2session; no source names an endpoint that labels them
 //     application/json, so the simulator labels every WeChat answer, errors
 //     included, the same way). Douyin answers are labelled JSON.
 //   - SuccessErrcode: a real jscode2session (and token) success carries no

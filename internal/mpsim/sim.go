@@ -4,7 +4,7 @@
 // on one origin: point the plugin's api_base at it.
 //
 // Platform endpoints (HTTP 200 with the platform's JSON in every business
-// case, shapes per the platforms' documentation):
+// case, in the shapes the platforms document):
 //
 //	GET  /sns/jscode2session                 WeChat code2session
 //	GET  /cgi-bin/token                      WeChat classic access token
@@ -16,17 +16,45 @@
 // The control API lives under /_sim/ (see control.go); the same operations
 // are methods of *Sim.
 //
-// Choices where the research left room (all documented in README-style
+// # As unkind as the platforms
+//
+// The simulator is never kinder than the real platforms, so that a client
+// that passes against it does not fail against them (see Quirks for each
+// choice and its source):
+//
+//   - WeChat answers are labelled text/plain, JSON or not.
+//   - A WeChat success carries "errcode":0,"errmsg":"ok" on some calls and no
+//     errcode at all on others; an error number (WeChat errcode, Douyin
+//     err_no and legacy errcode) is a JSON string on some calls. Which calls,
+//     is decided by Quirks.Seed and the call's index, so tests reproduce.
+//   - The getPhoneNumber button (PhoneButton) gives the phone code together
+//     with encryptedData/iv and cloudID, as e.detail does on WeChat's base
+//     library 2.21.2 and later; front ends forward it whole.
+//   - WeRun payloads (WeRun) carry no watermark. The sources disagree: the
+//     wx.getWeRunData documentation shows the decrypted JSON as only
+//     {"stepInfoList": [...]}, while the general page on encrypted data says
+//     a watermark is added to sensitive data and an SDK's WeRun type has one.
+//     A client that demands a watermark would fail on the documented shape,
+//     so the simulator sends none by default (Quirks.WeRunWatermark adds one).
+//   - Session keys rotate without a login (RotateKey: WeChat does on a data
+//     pre-fetch) and expire silently after Quirks.KeyIdleTTL unused: the
+//     next payload is encrypted with a key no exchange ever returned.
+//
+// The wire formats are the simulator's own types, written from the
+// platforms' documentation, never the plugin's: the simulator cannot agree
+// with a field the plugin misreads.
+//
+// Choices where the documentation left room (all documented in README-style
 // comments beside the code that implements them):
 //
 //   - WeChat jscode2session with any method but GET answers 41002 "appid
-//     missing" (the platform reads the query of a GET only; research §2.1).
+//     missing" (the platform reads the query of a GET only).
 //     GET /cgi-bin/token with another method answers 43001 "require GET
 //     method"; stable_token and getuserphonenumber with another method answer
 //     43002 "require POST method"; an unparsable JSON body answers 47001
 //     "data format error".
 //   - A wrong secret on /cgi-bin/token and /cgi-bin/stable_token answers 40001
-//     "invalid credential, ..." (getAccessToken doc, research §2.4); on
+//     "invalid credential, ..." (the getAccessToken documentation); on
 //     jscode2session it answers 40125 "invalid appsecret".
 //   - A business API given an unknown token, or a token superseded and past
 //     its grace, answers 40001; a token past its 7200 s answers 42001.
@@ -47,6 +75,12 @@
 //   - Every Login rotates the user's session key (the real platforms have a
 //     minimum refresh period); an exchange returns the user's current key,
 //     whatever code it exchanges, since a user has one valid key at a time.
+//   - A WeChat user who taps the phone button without ever having logged in
+//     gets encryptedData under a key minted for the occasion (no exchange
+//     returned it), while the phone code beside it works: WeChat's code flow
+//     needs no login.
+//   - The legacy Douyin API's answers carry "error": 0 or 1 beside
+//     errcode/errmsg, as SDKs of that API read them.
 package mpsim
 
 import (

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// wechatMessages are the errmsg prefixes (research §2.1, §2.3, §2.4, §8a);
+// wechatMessages are the errmsg prefixes the platform documents;
 // ", rid: ..." is appended as the platform does.
 var wechatMessages = map[int]string{
 	-1:    "system error",
