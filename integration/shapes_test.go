@@ -17,14 +17,24 @@ func TestPhoneFrontEndShapes(t *testing.T) {
 	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}))
 
 	t.Run("e.detail whole: phone code with encryptedData and iv", func(t *testing.T) {
-		ed, iv := phonePayload(t, e.sim, wxApp, "shape", "13800138201")
-		pc := phoneCode(t, e.sim, "shape", "13800138201")
+		btn, err := e.sim.PhoneButton(wxApp, "shape", "13800138201")
+		if err != nil {
+			t.Fatal(err)
+		}
 		calls := e.sim.Calls("getuserphonenumber")
 		wantOK(t, postJSON(t, e.url("/api/phone"), map[string]any{
-			"errMsg": "getPhoneNumber:ok", "code": pc, "encryptedData": ed, "iv": iv, "cloudID": "x"}))
+			"errMsg": btn.ErrMsg, "code": btn.Code, "encryptedData": btn.EncryptedData, "iv": btn.IV, "cloudID": btn.CloudID}))
 		wantPhoneHeaders(t, e.up.Last(t), "13800138201", "")
 		if got := e.sim.Calls("getuserphonenumber") - calls; got != 1 {
 			t.Fatalf("getuserphonenumber calls %d, want 1", got)
+		}
+		// The same e.detail again (a double tap): the same number, no
+		// second exchange.
+		wantOK(t, postJSON(t, e.url("/api/phone"), map[string]any{
+			"errMsg": btn.ErrMsg, "code": btn.Code, "encryptedData": btn.EncryptedData, "iv": btn.IV, "cloudID": btn.CloudID}))
+		wantPhoneHeaders(t, e.up.Last(t), "13800138201", "")
+		if got := e.sim.Calls("getuserphonenumber") - calls; got != 1 {
+			t.Fatalf("getuserphonenumber calls %d after a retry, want 1", got)
 		}
 	})
 
@@ -96,6 +106,13 @@ func TestDecryptWatermarkOptional(t *testing.T) {
 	// Another app's watermark: refused.
 	ed, iv = enc(map[string]any{"stepInfoList": []any{}}, mpsim.EncryptOptions{WatermarkAppID: "wx0000000000other"})
 	wantError(t, postJSON(t, e.url("/api/decrypt"), map[string]any{"code": lr.Code, "encryptedData": ed, "iv": iv}), 422, "watermark_mismatch")
+	// The simulator's WeRun data (no watermark, as wx.getWeRunData's own
+	// documentation shows it).
+	ed, iv, err := e.sim.WeRun(wxApp, "werun", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOK(t, postJSON(t, e.url("/api/decrypt"), map[string]any{"code": lr.Code, "encryptedData": ed, "iv": iv}))
 	// The phone route requires it.
 	ed, iv = enc(map[string]any{"phoneNumber": "13800138299", "purePhoneNumber": "13800138299", "countryCode": "86"}, mpsim.EncryptOptions{NoWatermark: true})
 	wantError(t, postJSON(t, e.url("/api/phone"), map[string]any{"code": lr.Code, "encryptedData": ed, "iv": iv}), 422, "watermark_mismatch")
