@@ -117,3 +117,22 @@ func TestDecryptWatermarkOptional(t *testing.T) {
 	ed, iv = enc(map[string]any{"phoneNumber": "13800138299", "purePhoneNumber": "13800138299", "countryCode": "86"}, mpsim.EncryptOptions{NoWatermark: true})
 	wantError(t, postJSON(t, e.url("/api/phone"), map[string]any{"code": lr.Code, "encryptedData": ed, "iv": iv}), 422, "watermark_mismatch")
 }
+
+// With the session known (the login code in its own field), the openid
+// goes with the phone code: another user's phone code is refused.
+func TestPhoneCodeOfAnotherUser(t *testing.T) {
+	e := newEnv(t, "wechat", "field phone_code phone_code")
+	a := login(t, e.sim, wxApp, "ann")
+	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": a.Code}))
+	login(t, e.sim, wxApp, "bob")
+	bobs := phoneCode(t, e.sim, "bob", "13800138301")
+	calls := e.sim.Calls("getuserphonenumber")
+	wantError(t, postJSON(t, e.url("/api/phone"), map[string]any{"code": a.Code, "phone_code": bobs}), 401, "invalid_code")
+	if got := e.sim.Calls("getuserphonenumber") - calls; got != 1 {
+		t.Fatalf("getuserphonenumber calls %d, want 1", got)
+	}
+	// Ann's own phone code passes, with her openid.
+	anns := phoneCode(t, e.sim, "ann", "13800138302")
+	wantOK(t, postJSON(t, e.url("/api/phone"), map[string]any{"code": a.Code, "phone_code": anns}))
+	wantPhoneHeaders(t, e.up.Last(t), "13800138302", a.OpenID)
+}

@@ -73,13 +73,13 @@ func TestAgainstUnkindSimulator(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				p, err := wx.GetUserPhoneNumber(ctx, tok.AccessToken, b.Code)
+				p, err := wx.GetUserPhoneNumber(ctx, tok.AccessToken, b.Code, "")
 				if err != nil || p.PhoneNumber != "1380013800"+fmt.Sprint(i) || p.CountryCode != "86" || p.WatermarkAppID != wxApp {
 					t.Fatalf("phone %+v %v", p, err)
 				}
-				_, err = wx.GetUserPhoneNumber(ctx, tok.AccessToken, b.Code)
+				_, err = wx.GetUserPhoneNumber(ctx, tok.AccessToken, b.Code, "")
 				wantCode(t, "reused phone code", err, mperr.InvalidCode, 40029)
-				_, err = wx.GetUserPhoneNumber(ctx, "SIM_not-a-token", b.Code)
+				_, err = wx.GetUserPhoneNumber(ctx, "SIM_not-a-token", b.Code, "")
 				if !errors.Is(err, ErrTokenInvalid) {
 					t.Fatalf("bad token: %v", err)
 				}

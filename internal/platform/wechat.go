@@ -105,6 +105,11 @@ func wechatVerdict(op wxOp, errcode int, errmsg string) verdict {
 			return fail(mperr.InvalidCode, "the "+codeName+" is invalid or expired")
 		case 40163:
 			return fail(mperr.InvalidCode, "the "+codeName+" was already used")
+		case 40003:
+			if op == wxPhone {
+				// The openid sent along is not the phone code's user.
+				return fail(mperr.InvalidCode, "the phone code belongs to another user")
+			}
 		case 40226:
 			return fail(mperr.UserBlocked, "the platform blocks this user (high-risk user): logging in again cannot help")
 		}
