@@ -38,6 +38,7 @@ deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc libc6-dev"; \
 	command -v php >/dev/null 2>&1 || missing="$$missing php-cli"; \
 	{ command -v php-fpm >/dev/null 2>&1 || ls /usr/sbin/php-fpm* >/dev/null 2>&1; } || missing="$$missing php-fpm"; \
 	if [ -n "$$missing" ]; then \
