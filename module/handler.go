@@ -151,34 +151,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for rt, name := range routeNames {
 		h.requestsOK[rt] = metrics.requests.WithLabelValues(h.Platform, name, "ok")
 	}
-	repl := caddy.NewReplacer()
-	h.AppID = repl.ReplaceAll(h.AppID, "")
-	h.AppSecret = repl.ReplaceAll(h.AppSecret, "")
-	h.APIBase = repl.ReplaceAll(h.APIBase, "")
-	if h.Store == nil {
-		h.Store = &StoreConfig{Type: "memory"}
-	}
-	if h.Store.Type == "" {
-		h.Store.Type = "memory"
-	}
-	h.Store.URL = repl.ReplaceAll(h.Store.URL, "")
-	h.Store.Username = repl.ReplaceAll(h.Store.Username, "")
-	h.Store.Password = repl.ReplaceAll(h.Store.Password, "")
-	for i, a := range h.Store.Addrs {
-		h.Store.Addrs[i] = repl.ReplaceAll(a, "")
-	}
-	if len(h.Store.EncryptionKeys) > 0 {
-		// A replaced value may hold several keys ("new,old"); one that
-		// holds none stays an empty key, for Validate to report.
-		var keys []string
-		for _, k := range h.Store.EncryptionKeys {
-			if ks := keyseal.SplitKeys(repl.ReplaceAll(k, "")); len(ks) > 0 {
-				keys = append(keys, ks...)
-			} else {
-				keys = append(keys, "")
-			}
-		}
-		h.Store.EncryptionKeys = keys
+	if err := h.replacePlaceholders(); err != nil {
+		return err
 	}
 	if h.SessionTTL <= 0 {
 		h.SessionTTL = DefaultSessionTTL
@@ -251,6 +225,59 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		zap.String("phone", h.Phone),
 		zap.String("decrypt", h.Decrypt),
 		zap.Duration("session_ttl", time.Duration(h.SessionTTL)))
+	return nil
+}
+
+// replacePlaceholders replaces the placeholders ({env.X}, {file.Y}) of the
+// fields that take them, naming the field whose placeholder is unknown or
+// empty (an unset environment variable). It also sets the store default.
+func (h *Handler) replacePlaceholders() error {
+	repl := caddy.NewReplacer()
+	replace := func(field string, v *string) error {
+		out, err := repl.ReplaceOrErr(*v, true, true)
+		if err != nil {
+			return fmt.Errorf("miniprogram: %s: %v (is its environment variable set?)", field, err)
+		}
+		*v = out
+		return nil
+	}
+	if h.Store == nil {
+		h.Store = &StoreConfig{Type: "memory"}
+	}
+	if h.Store.Type == "" {
+		h.Store.Type = "memory"
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{
+		{"app_id", &h.AppID}, {"app_secret", &h.AppSecret}, {"api_base", &h.APIBase},
+		{"store url", &h.Store.URL}, {"store username", &h.Store.Username}, {"store password", &h.Store.Password},
+	} {
+		if err := replace(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	for i := range h.Store.Addrs {
+		if err := replace("store addrs", &h.Store.Addrs[i]); err != nil {
+			return err
+		}
+	}
+	if len(h.Store.EncryptionKeys) > 0 {
+		// A replaced value may hold several keys ("new,old").
+		var keys []string
+		for i, k := range h.Store.EncryptionKeys {
+			if err := replace(fmt.Sprintf("encryption key %d of %d", i+1, len(h.Store.EncryptionKeys)), &k); err != nil {
+				return err
+			}
+			if ks := keyseal.SplitKeys(k); len(ks) > 0 {
+				keys = append(keys, ks...)
+			} else {
+				keys = append(keys, "") // for Validate to report
+			}
+		}
+		h.Store.EncryptionKeys = keys
+	}
 	return nil
 }
 

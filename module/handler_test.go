@@ -285,3 +285,27 @@ func TestFailedSaveKeepsTheExchange(t *testing.T) {
 		t.Fatalf("not saved: %v", err)
 	}
 }
+
+// An unset environment variable in a placeholder fails provisioning with
+// the field named (not an indirect "app_secret is required").
+func TestPlaceholderErrorsNameTheField(t *testing.T) {
+	for _, c := range []struct {
+		field string
+		set   func(h *Handler)
+	}{
+		{"app_secret", func(h *Handler) { h.AppSecret = "{env.MP_TEST_SURELY_UNSET_1}" }},
+		{"app_id", func(h *Handler) { h.AppID = "{env.MP_TEST_SURELY_UNSET_2}" }},
+		{"store password", func(h *Handler) {
+			h.Store = &StoreConfig{Type: "redis", URL: "redis://127.0.0.1:1/0", Password: "{env.MP_TEST_SURELY_UNSET_3}"}
+		}},
+	} {
+		h := &Handler{Platform: "wechat", AppID: "wx1", AppSecret: "s", Login: "/l"}
+		c.set(h)
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		err := h.Provision(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), c.field+":") || !strings.Contains(err.Error(), "empty") {
+			t.Errorf("%s: err = %v", c.field, err)
+		}
+	}
+}
