@@ -233,6 +233,16 @@ func TestUnderLoadRedisRestarted(t *testing.T) {
 	wantOK(t, postJSON(t, a.URL+"/api/login", map[string]any{"code": lr.Code}))
 	ed, iv := phonePayload(t, sim, wxApp, "after-restart", "13800138099")
 	wantOK(t, postJSON(t, b.URL+"/api/phone", map[string]any{"code": lr.Code, "encryptedData": ed, "iv": iv}))
+
+	// go-redis's own lines go through Caddy's JSON log, not around it.
+	for _, c := range inst {
+		for _, l := range strings.Split(c.Logs(), "\n") {
+			if strings.HasPrefix(l, "redis: ") {
+				t.Errorf("a plain-text go-redis line in Caddy's log: %.200s", l)
+				break
+			}
+		}
+	}
 }
 
 // The platform slow or failing: timeouts and retries are bounded.

@@ -295,6 +295,7 @@ func (h *Handler) openStore() (store.Store, error) {
 		}
 		return store.OpenMemory(scope, store.MemoryOptions{MaxSessions: max})
 	case "redis":
+		routeRedisLogs()
 		var codec store.KeyCodec
 		if len(h.Store.EncryptionKeys) > 0 {
 			c, err := keyseal.New(h.Store.EncryptionKeys, keyseal.AllowPlain(h.Store.EncryptionAllowPlain))
