@@ -82,4 +82,53 @@ func TestReview2CodeInDebugLogs(t *testing.T) {
 	}
 }
 
-var _ = http.StatusOK
+
+// ThinkPHP's dispatcher turns /action/name/value into request parameters
+// that Request::param() merges over the body. The handler refuses
+// /api/login/openid/x (review 1), but only when the path is no route:
+//   - the path is the route and "s" (which ThinkPHP routes by, ahead of
+//     PATH_INFO) extends it with protected names: the path says login, s
+//     names no route (no conflict), so the login is processed and the
+//     backend reads openid from s;
+//   - a prefix route (login /api/login*): /api/login/openid/x is that
+//     route, so it is processed too.
+// Either way the backend sees the client's openid / phoneNumber.
+func TestReview2ThinkPHPPathParamsOnTheRoute(t *testing.T) {
+	const spoof = "SPOOFrev2"
+	for _, tc := range []struct {
+		name, extra, route, target string
+	}{
+		{"login, s extends the route path", "", "login", "/api/login?s=" + url.QueryEscape("/api/login/openid/"+spoof)},
+		{"login, s without the leading slash", "", "login", "/api/login?s=api/login/openid/" + spoof},
+		{"phone, s extends the route path", "", "phone", "/api/phone?s=" + url.QueryEscape("/api/phone/phoneNumber/"+spoof)},
+		{"login, prefix route", "login /api/login*", "login", "/api/login/openid/" + spoof},
+		{"phone, prefix route", "phone /api/phone*", "phone", "/api/phone/phoneNumber/" + spoof + ".html"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &env{sim: newSim(t), up: newUpstream(t)}
+			block := mpBlock("wechat", wxApp, wxSecret, e.sim.URL)
+			if tc.extra != "" {
+				// Replace the exact route line with the prefix one.
+				name, _, _ := strings.Cut(tc.extra, " ")
+				block = strings.Replace(block, name+" /api/"+name+"\n", tc.extra+"\n", 1)
+			}
+			e.caddy = startCaddy(t, block+"\n\treverse_proxy "+strings.TrimPrefix(e.up.URL, "http://"))
+			var body map[string]any
+			if tc.route == "login" {
+				body = map[string]any{"code": login(t, e.sim, wxApp, "rev2-tp").Code}
+			} else {
+				body = map[string]any{"code": phoneCode(t, e.sim, "rev2-tp", "13800138666")}
+			}
+			r := postJSON(t, e.url(tc.target), body)
+			if r.Status == http.StatusBadRequest && e.up.Count() == 0 {
+				return // refused, as /api/login/openid/x is
+			}
+			for _, got := range e.up.Requests() {
+				if strings.Contains(got.Path, spoof) || strings.Contains(got.Query.Encode(), spoof) {
+					t.Errorf("status %d: the backend (ThinkPHP) received a protected name with the client's value as a path parameter: path %q, query %v",
+						r.Status, got.Path, got.Query)
+				}
+			}
+		})
+	}
+}
