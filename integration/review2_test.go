@@ -82,7 +82,6 @@ func TestReview2CodeInDebugLogs(t *testing.T) {
 	}
 }
 
-
 // ThinkPHP's dispatcher turns /action/name/value into request parameters
 // that Request::param() merges over the body. The handler refuses
 // /api/login/openid/x (review 1), but only when the path is no route:
@@ -92,6 +91,7 @@ func TestReview2CodeInDebugLogs(t *testing.T) {
 //     backend reads openid from s;
 //   - a prefix route (login /api/login*): /api/login/openid/x is that
 //     route, so it is processed too.
+//
 // Either way the backend sees the client's openid / phoneNumber.
 func TestReview2ThinkPHPPathParamsOnTheRoute(t *testing.T) {
 	const spoof = "SPOOFrev2"
