@@ -489,7 +489,7 @@ func (h *Handler) route(r *http.Request) route {
 			rt = h.routeByParams(r, h.RouteParams)
 		}
 	}
-	if rt == routeNone && h.pathParamsAfterRoute(r) {
+	if h.pathParamsAfterRoute(r) {
 		return routeUnclear
 	}
 	if rt != routeNone {
@@ -538,6 +538,11 @@ func (h *Handler) serveRouteRequest(w http.ResponseWriter, r *http.Request, next
 		return nil
 	}
 	query := r.URL.RawQuery // the fields the handler reads may be there
+	if uriHasQuery(r) {
+		// What reverse_proxy logs (at DEBUG) as the upstream request's
+		// URI: no code in it.
+		r.RequestURI = redactedURI(r)
+	}
 	names := h.protectedNames(rt)
 	stripQuery(r, names)
 	stripCookies(r.Header, names)

@@ -96,29 +96,39 @@ func routeParamPaths(r *http.Request, names []string) []string {
 	return paths
 }
 
-// pathParamsAfterRoute reports whether a path extends an exact route with
-// segments that name a protected field (/api/login/openid/x): ThinkPHP's
-// dispatcher turns /action/name/value into request parameters that
-// override the body, so such a request cannot be made trustworthy.
+// pathParamsAfterRoute reports whether a path (the request's, the
+// client's, or a route parameter's value) extends a route with segments
+// that name a protected field (/api/login/openid/x): ThinkPHP's dispatcher
+// turns /action/name/value into request parameters that override the
+// body, so such a request cannot be made trustworthy.
 func (h *Handler) pathParamsAfterRoute(r *http.Request) bool {
 	paths := []string{r.URL.EscapedPath()}
 	if or, ok := originalRequest(r); ok {
 		paths = append(paths, or.URL.EscapedPath())
 	}
-	paths = append(paths, routeParamPaths(r, h.paramNames)...)
+	if r.URL.RawQuery != "" || originalHasQuery(r) {
+		paths = append(paths, routeParamPaths(r, h.paramNames)...)
+	}
 	for _, p := range paths {
 		c := routepath.Canonical(p)
 		for _, pattern := range []string{h.Login, h.Phone, h.Decrypt} {
-			if pattern == "" || strings.HasSuffix(pattern, "*") {
+			if pattern == "" {
 				continue
 			}
-			rest, ok := strings.CutPrefix(c, canonicalPattern(pattern)+"/")
+			cp := canonicalPattern(pattern)
+			var rest string
+			var ok bool
+			if prefix, isPrefix := strings.CutSuffix(cp, "*"); isPrefix {
+				rest, ok = strings.CutPrefix(c, prefix)
+			} else {
+				rest, ok = strings.CutPrefix(c, cp+"/")
+			}
 			if !ok {
 				continue
 			}
 			for seg := range strings.SplitSeq(rest, "/") {
 				for _, name := range h.payloadProtected {
-					if reqbody.SameName(seg, name) {
+					if seg != "" && reqbody.SameName(seg, name) {
 						return true
 					}
 				}
