@@ -138,6 +138,8 @@ type prepared struct {
 func (p *prepared) rewind() {
 	if p.body != nil {
 		p.body.rewind()
+		// As a new request would: the handler wraps the body it is given.
+		p.r.Body = p.body
 	}
 }
 

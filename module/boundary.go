@@ -126,11 +126,32 @@ func originalRequest(r *http.Request) (http.Request, bool) {
 // request the handler does not see as a route to a route's endpoint.
 func stripRoutingHeaders(hdr http.Header) {
 	for k := range hdr {
-		switch strings.ToLower(strings.ReplaceAll(strings.TrimSpace(k), "_", "-")) {
-		case "x-original-url", "x-rewrite-url":
+		if headerNameIs(k, "x-original-url") || headerNameIs(k, "x-rewrite-url") {
 			delete(hdr, k)
 		}
 	}
+}
+
+// headerNameIs reports whether the header name k is want (lower case),
+// ignoring case, surrounding blanks, and '_' for '-', without allocating.
+func headerNameIs(k, want string) bool {
+	k = strings.TrimSpace(k)
+	if len(k) != len(want) {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // stripCookies removes cookies named like a protected field (under any

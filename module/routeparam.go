@@ -102,7 +102,8 @@ func routeParamPaths(r *http.Request, names []string) []string {
 // turns /action/name/value into request parameters that override the
 // body, so such a request cannot be made trustworthy.
 func (h *Handler) pathParamsAfterRoute(r *http.Request) bool {
-	paths := []string{r.URL.EscapedPath()}
+	var buf [4]string
+	paths := append(buf[:0], r.URL.EscapedPath())
 	if or, ok := originalRequest(r); ok {
 		paths = append(paths, or.URL.EscapedPath())
 	}

@@ -15,6 +15,7 @@
 package wxcrypt
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -439,26 +440,27 @@ func CheckPayload(encryptedData, iv string) error {
 }
 
 // Identity returns the values of every top-level member of the decrypted
-// object pt named like openId or unionId (ignoring case, '_', '-' and '.':
-// the spellings lenient JSON binders equate), so that a caller can check
-// them against the session's. A payload from a genuine client carries at
-// most the platform's own "openId"/"unionId"; CBC without a MAC lets a
-// client who controls the IV rewrite the first block, hence the check.
+// object pt named like openId or unionId (ignoring case, '_', '-', '.' and
+// blanks, cut at NUL: the spellings lenient JSON binders equate), so that a
+// caller can check them against the session's. A payload from a genuine
+// client carries at most the platform's own "openId"/"unionId"; CBC
+// without a MAC lets a client who controls the IV rewrite the first block,
+// hence the check. It allocates only for the values it returns.
 func Identity(pt []byte) (openIDs, unionIDs []string) {
 	it, ok := jsonobj.Object(pt)
 	if !ok {
 		return nil, nil
 	}
 	for k, v, ok := it.Next(); ok; k, v, ok = it.Next() {
-		name := identityName(jsonobj.Unquote(k))
-		if name == "" {
+		kind := identityKey(k)
+		if kind == notIdentity {
 			continue
 		}
 		val := string(v)
 		if len(v) > 0 && v[0] == '"' {
 			val = jsonobj.Unquote(v)
 		}
-		if name == "openid" {
+		if kind == keyOpenID {
 			openIDs = append(openIDs, val)
 		} else {
 			unionIDs = append(unionIDs, val)
@@ -467,10 +469,27 @@ func Identity(pt []byte) (openIDs, unionIDs []string) {
 	return openIDs, unionIDs
 }
 
-// identityName is "openid" or "unionid" when key names one of them under a
-// lenient binder's rules (ASCII case, '_', '-', '.' and blanks ignored, cut
-// at NUL), else "". No non-ASCII letter folds to a letter of either name.
-func identityName(key string) string {
+const (
+	notIdentity = iota
+	keyOpenID
+	keyUnionID
+)
+
+// identityKey tells whether the raw key token tok (with its quotes) names
+// openid or unionid under a lenient binder's rules (ASCII case, '_', '-',
+// '.' and blanks ignored, cut at NUL). No non-ASCII letter folds to a
+// letter of either name. Escapes are decoded first (rare: a slow path).
+func identityKey(tok []byte) int {
+	if bytes.IndexByte(tok, '\\') >= 0 {
+		return identityName(jsonobj.Unquote(tok))
+	}
+	if len(tok) < 2 {
+		return notIdentity
+	}
+	return identityName(string(tok[1 : len(tok)-1])) // no allocation: not kept
+}
+
+func identityName(key string) int {
 	var b [16]byte
 	n := 0
 	for i := 0; i < len(key); i++ {
@@ -482,16 +501,18 @@ func identityName(key string) string {
 		case c == '_' || c == '-' || c == '.' || c == ' ' || c == '\t':
 			continue
 		case c >= 0x80 || n == len(b):
-			return ""
+			return notIdentity
 		case 'A' <= c && c <= 'Z':
 			c += 'a' - 'A'
 		}
 		b[n] = c
 		n++
 	}
-	switch s := string(b[:n]); s {
-	case "openid", "unionid":
-		return s
+	switch string(b[:n]) {
+	case "openid":
+		return keyOpenID
+	case "unionid":
+		return keyUnionID
 	}
-	return ""
+	return notIdentity
 }
