@@ -120,13 +120,14 @@ func originalRequest(r *http.Request) (http.Request, bool) {
 	return or, ok && or.URL != nil
 }
 
-// stripRoutingHeaders removes headers some frameworks route by instead of
-// the path (X-Original-URL, X-Rewrite-URL: Zend Framework 1, older
-// Symfony and laminas, IIS URL Rewrite): a client could otherwise send a
-// request the handler does not see as a route to a route's endpoint.
-func stripRoutingHeaders(hdr http.Header) {
+// stripClientHeaders removes, in one pass, the handler's own headers (see
+// isProtectedHeader) and the headers some frameworks route by instead of
+// the path (X-Original-URL, X-Rewrite-URL: Zend Framework 1, older Symfony
+// and laminas, IIS URL Rewrite): with those a client could send a request
+// the handler does not see as a route to a route's endpoint.
+func stripClientHeaders(hdr http.Header) {
 	for k := range hdr {
-		if headerNameIs(k, "x-original-url") || headerNameIs(k, "x-rewrite-url") {
+		if isProtectedHeader(k) || headerNameIs(k, "x-original-url") || headerNameIs(k, "x-rewrite-url") {
 			delete(hdr, k)
 		}
 	}

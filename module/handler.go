@@ -130,6 +130,8 @@ type Handler struct {
 	// paramNames are the query parameters checked for a route that
 	// conflicts with the path's: RouteParams and ThinkPHP's "s".
 	paramNames []string
+	// routePrefixes: see routePrefixes (routeparam.go).
+	routePrefixes []string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -180,6 +182,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.routes = routes
 	h.paramNames = append([]string{"s"}, h.RouteParams...)
+	h.routePrefixes = routePrefixes(h.Login, h.Phone, h.Decrypt)
 	h.provisionFailureLimit()
 
 	var client platform.Client
@@ -505,8 +508,7 @@ func (h *Handler) route(r *http.Request) route {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// Every request: no client-sent header, trailer or Connection token
 	// of the handler's own reaches the upstream.
-	stripIdentityHeaders(r.Header)
-	stripRoutingHeaders(r.Header)
+	stripClientHeaders(r.Header)
 	stripTrailers(r)
 	rt := h.route(r)
 	stripConnectionTokens(r.Header, rt != routeNone)

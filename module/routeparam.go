@@ -112,18 +112,8 @@ func (h *Handler) pathParamsAfterRoute(r *http.Request) bool {
 	}
 	for _, p := range paths {
 		c := routepath.Canonical(p)
-		for _, pattern := range []string{h.Login, h.Phone, h.Decrypt} {
-			if pattern == "" {
-				continue
-			}
-			cp := canonicalPattern(pattern)
-			var rest string
-			var ok bool
-			if prefix, isPrefix := strings.CutSuffix(cp, "*"); isPrefix {
-				rest, ok = strings.CutPrefix(c, prefix)
-			} else {
-				rest, ok = strings.CutPrefix(c, cp+"/")
-			}
+		for _, prefix := range h.routePrefixes {
+			rest, ok := strings.CutPrefix(c, prefix)
 			if !ok {
 				continue
 			}
@@ -201,6 +191,25 @@ func CheckRoutes(login, phone, decrypt string) error {
 		}
 	}
 	return nil
+}
+
+// routePrefixes are what a path extending a route starts with, in
+// canonical form: "<route>/" for an exact route, the prefix of a prefix
+// route.
+func routePrefixes(patterns ...string) []string {
+	var out []string
+	for _, p := range patterns {
+		if p == "" {
+			continue
+		}
+		cp := canonicalPattern(p)
+		if prefix, ok := strings.CutSuffix(cp, "*"); ok {
+			out = append(out, prefix)
+		} else {
+			out = append(out, cp+"/")
+		}
+	}
+	return out
 }
 
 // canonicalPattern is a route pattern in canonical form, its "*" kept.
