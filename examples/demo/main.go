@@ -45,6 +45,7 @@ import (
 	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -427,12 +428,14 @@ func (d *demo) story(ctx context.Context, template []byte) error {
 		fmt.Printf("    → %s %s  %s\n", method, u, raw)
 	}
 	// WeChat: {errcode, errmsg, session_key...}; Douyin: {err_no, err_tips, data{session_key...}}.
+	// Error numbers may come as JSON numbers or strings (as the platforms,
+	// and so the simulator, send them).
 	var direct struct {
-		Errcode    int    `json:"errcode"`
-		Errmsg     string `json:"errmsg"`
-		ErrNo      int    `json:"err_no"`
-		ErrTips    string `json:"err_tips"`
-		SessionKey string `json:"session_key"`
+		Errcode    json.Number `json:"errcode"`
+		Errmsg     string      `json:"errmsg"`
+		ErrNo      json.Number `json:"err_no"`
+		ErrTips    string      `json:"err_tips"`
+		SessionKey string      `json:"session_key"`
 		Data       *struct {
 			SessionKey string `json:"session_key"`
 		} `json:"data"`
@@ -440,10 +443,11 @@ func (d *demo) story(ctx context.Context, template []byte) error {
 	if err := c.callQuiet(method, u, body, 200, &direct); err != nil {
 		return fail("e", err)
 	}
-	code, msg := direct.Errcode, direct.Errmsg
+	codeText, msg := direct.Errcode, direct.Errmsg
 	if pf.name == "douyin" {
-		code, msg = direct.ErrNo, direct.ErrTips
+		codeText, msg = direct.ErrNo, direct.ErrTips
 	}
+	code, _ := strconv.Atoi(strings.Trim(string(codeText), `"`))
 	if code == 0 || direct.SessionKey != "" || (direct.Data != nil && direct.Data.SessionKey != "") {
 		// Never print the answer: it would hold the session key.
 		return fail("e", errors.New("exchanging the expired code directly unexpectedly succeeded"))

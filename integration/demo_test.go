@@ -1,0 +1,26 @@
+package integration
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The README's first command (make demo) plays the whole story against the
+// built Caddy and simulator: it must keep working, against the unkind
+// simulator too.
+func TestDemo(t *testing.T) {
+	mpsimBin := filepath.Join(t.TempDir(), "mpsim")
+	if out, err := exec.Command("go", "build", "-o", mpsimBin, "../cmd/mpsim").CombinedOutput(); err != nil {
+		t.Fatalf("building mpsim: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "run", "../examples/demo", "-caddy", caddyBin, "-mpsim", mpsimBin).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "\ndemo OK.") {
+		t.Fatalf("the demo failed: %v\n%s", err, out)
+	}
+}
