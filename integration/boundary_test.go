@@ -199,18 +199,21 @@ func pathSpellings(seg string) []string {
 	}
 }
 
+// withDefaults fills a case's method (POST) and path (/api/<route>).
+func (c bcase) withDefaults() bcase {
+	if c.method == "" {
+		c.method = "POST"
+	}
+	if c.path == "" {
+		c.path = "/api/" + c.route
+	}
+	return c
+}
+
 // boundaryCases is the table: every variant of issue 8 on every route.
 func boundaryCases() []bcase {
 	var cs []bcase
-	add := func(c bcase) {
-		if c.method == "" {
-			c.method = "POST"
-		}
-		if c.path == "" {
-			c.path = "/api/" + c.route
-		}
-		cs = append(cs, c)
-	}
+	add := func(c bcase) { cs = append(cs, c.withDefaults()) }
 	jsonCase := func(r, name, extra string, want bOutcome, hdr ...[2]string) {
 		add(bcase{name: r + "/" + name, route: r, hdr: append([][2]string{ctJSONh}, hdr...),
 			body: "{" + routeJSON(r) + extra + "}", kind: "json", want: want})

@@ -18,15 +18,7 @@ import (
 // (route is the endpoint the backend dispatches the request to).
 func reviewCases() []bcase {
 	var cs []bcase
-	add := func(c bcase) {
-		if c.method == "" {
-			c.method = "POST"
-		}
-		if c.path == "" {
-			c.path = "/api/" + c.route
-		}
-		cs = append(cs, c)
-	}
+	add := func(c bcase) { cs = append(cs, c.withDefaults()) }
 	for _, r := range boundaryRoutes {
 		// Cookies are not touched. PHP without a php.ini (the official
 		// Docker images' default) has request_order unset, so $_REQUEST

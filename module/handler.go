@@ -127,9 +127,6 @@ type Handler struct {
 	// payloadProtected: identity and result names, and the payload's
 	// own fields, removed from phone and decrypt requests.
 	payloadProtected []string
-	// paramNames are the query parameters checked for a route that
-	// conflicts with the path's: RouteParams and ThinkPHP's "s".
-	paramNames []string
 	// routePrefixes: see routePrefixes (routeparam.go).
 	routePrefixes []string
 }
@@ -181,7 +178,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("miniprogram: %w", err)
 	}
 	h.routes = routes
-	h.paramNames = append([]string{"s"}, h.RouteParams...)
 	h.routePrefixes = routePrefixes(h.Login, h.Phone, h.Decrypt)
 	h.provisionFailureLimit()
 
@@ -477,22 +473,26 @@ func (h *Handler) route(r *http.Request) route {
 		m = h.routes.Match(p)
 	}
 	rt := routeOfMatch(m)
+	var params []paramPath
 	if r.URL.RawQuery != "" || originalHasQuery(r) {
+		params = h.routeParamPaths(r)
+	}
+	if len(params) > 0 {
 		// A front controller routes by its parameter, not the path: both
 		// must tell the same route, or the backend may run another
 		// endpoint than the one the handler prepared the request for.
 		// ThinkPHP's "s" is always checked for such a conflict; the
 		// configured route_params also make a route of a path that is
 		// none.
-		pr := h.routeByParams(r, h.paramNames)
+		pr := h.routeOfParams(params, false)
 		switch {
 		case pr == routeUnclear, pr != routeNone && rt != routeNone && pr != rt:
 			return routeUnclear
-		case rt == routeNone && len(h.RouteParams) > 0:
-			rt = h.routeByParams(r, h.RouteParams)
+		case rt == routeNone:
+			rt = h.routeOfParams(params, true)
 		}
 	}
-	if h.pathParamsAfterRoute(r) {
+	if h.pathParamsAfterRoute(r, params) {
 		return routeUnclear
 	}
 	if rt != routeNone {

@@ -47,13 +47,64 @@ func (h *Handler) validateRouteParams() error {
 	return nil
 }
 
-// routeByParams tells which route the request's route parameters name:
-// routeUnclear when they name more than one (PHP takes the last of
-// repeated parameters, other parsers the first).
-func (h *Handler) routeByParams(r *http.Request, names []string) route {
+// paramPath is a route parameter's value read as a path; configured tells
+// that its name is one of RouteParams (not only ThinkPHP's "s", which is
+// always checked for conflicts).
+type paramPath struct {
+	path       string
+	configured bool
+}
+
+// routeParamPaths reads the request's route parameters ("s" and
+// RouteParams, under any spelling a binder equates), in the query Caddy
+// left and in the client's, once per request.
+func (h *Handler) routeParamPaths(r *http.Request) []paramPath {
+	var paths []paramPath
+	add := func(raw string) {
+		for seg := range strings.SplitSeq(raw, "&") {
+			for pair := range strings.SplitSeq(seg, ";") {
+				k, v, _ := strings.Cut(pair, "=")
+				if k == "" {
+					continue
+				}
+				name := unescapeLenient(k)
+				matched := reqbody.SameName(name, "s")
+				configured := false
+				for _, p := range h.RouteParams {
+					if reqbody.SameName(name, p) {
+						matched, configured = true, true
+						break
+					}
+				}
+				if !matched {
+					continue
+				}
+				v = unescapeLenient(v)
+				if !strings.HasPrefix(v, "/") {
+					v = "/" + v // ThinkPHP takes s=api/login too
+				}
+				paths = append(paths, paramPath{path: v, configured: configured})
+			}
+		}
+	}
+	add(r.URL.RawQuery)
+	if or, ok := originalRequest(r); ok && or.URL.RawQuery != r.URL.RawQuery {
+		add(or.URL.RawQuery)
+	}
+	return paths
+}
+
+// routeOfParams tells which route the route parameters name (only the
+// configured ones when configuredOnly): routeUnclear when they name more
+// than one (PHP takes the last of repeated parameters, other parsers the
+// first).
+func (h *Handler) routeOfParams(params []paramPath, configuredOnly bool) route {
 	found := routeNone
-	for _, p := range routeParamPaths(r, names) {
-		rt := routeOfMatch(h.routes.Match(p))
+	for _, p := range params {
+		if configuredOnly && !p.configured {
+			continue
+		}
+		rt := routeOfMatch(h.routes.Match(p.path))
 		switch {
 		case rt == routeNone:
 		case found == routeNone:
@@ -65,63 +116,38 @@ func (h *Handler) routeByParams(r *http.Request, names []string) route {
 	return found
 }
 
-// routeParamPaths are the values of the request's route parameters, as
-// paths, in the query Caddy left and in the client's.
-func routeParamPaths(r *http.Request, names []string) []string {
-	var paths []string
-	add := func(raw string) {
-		for seg := range strings.SplitSeq(raw, "&") {
-			for pair := range strings.SplitSeq(seg, ";") {
-				k, v, _ := strings.Cut(pair, "=")
-				if k == "" {
-					continue
-				}
-				for _, name := range names {
-					if !reqbody.SameName(unescapeLenient(k), name) {
-						continue
-					}
-					v = unescapeLenient(v)
-					if !strings.HasPrefix(v, "/") {
-						v = "/" + v // ThinkPHP takes s=api/login too
-					}
-					paths = append(paths, v)
-				}
-			}
-		}
-	}
-	add(r.URL.RawQuery)
-	if or, ok := originalRequest(r); ok && or.URL.RawQuery != r.URL.RawQuery {
-		add(or.URL.RawQuery)
-	}
-	return paths
-}
-
 // pathParamsAfterRoute reports whether a path (the request's, the
 // client's, or a route parameter's value) extends a route with segments
 // that name a protected field (/api/login/openid/x): ThinkPHP's dispatcher
 // turns /action/name/value into request parameters that override the
 // body, so such a request cannot be made trustworthy.
-func (h *Handler) pathParamsAfterRoute(r *http.Request) bool {
-	var buf [4]string
-	paths := append(buf[:0], r.URL.EscapedPath())
-	if or, ok := originalRequest(r); ok {
-		paths = append(paths, or.URL.EscapedPath())
+func (h *Handler) pathParamsAfterRoute(r *http.Request, params []paramPath) bool {
+	if h.extendsRoute(r.URL.EscapedPath()) {
+		return true
 	}
-	if r.URL.RawQuery != "" || originalHasQuery(r) {
-		paths = append(paths, routeParamPaths(r, h.paramNames)...)
+	if or, ok := originalRequest(r); ok && h.extendsRoute(or.URL.EscapedPath()) {
+		return true
 	}
-	for _, p := range paths {
-		c := routepath.Canonical(p)
-		for _, prefix := range h.routePrefixes {
-			rest, ok := strings.CutPrefix(c, prefix)
-			if !ok {
-				continue
-			}
-			for seg := range strings.SplitSeq(rest, "/") {
-				for _, name := range h.payloadProtected {
-					if seg != "" && reqbody.SameName(seg, name) {
-						return true
-					}
+	for _, p := range params {
+		if h.extendsRoute(p.path) {
+			return true
+		}
+	}
+	return false
+}
+
+// extendsRoute: see pathParamsAfterRoute.
+func (h *Handler) extendsRoute(p string) bool {
+	c := routepath.Canonical(p)
+	for _, prefix := range h.routePrefixes {
+		rest, ok := strings.CutPrefix(c, prefix)
+		if !ok {
+			continue
+		}
+		for seg := range strings.SplitSeq(rest, "/") {
+			for _, name := range h.payloadProtected {
+				if seg != "" && reqbody.SameName(seg, name) {
+					return true
 				}
 			}
 		}
