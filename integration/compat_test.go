@@ -369,8 +369,8 @@ func TestCompatDouyin(t *testing.T) {
 		t.Fatalf("jscode2session calls %d, want 3", n)
 	}
 
-	// An anonymous code alone: one real exchange, single-use like the
-	// platform's.
+	// An anonymous code alone: one real exchange, its result kept for a
+	// retry with the same code, like a login code's.
 	anon, err := e.sim.AnonymousLogin(ttApp, "device-1")
 	if err != nil {
 		t.Fatal(err)
@@ -383,6 +383,16 @@ func TestCompatDouyin(t *testing.T) {
 	if d := m["data"].(map[string]any); d["anonymous_openid"] != mpsim.AnonymousOpenID(ttApp, "device-1") || d["openid"] != "" {
 		t.Fatalf("anonymous data %v", d)
 	}
+	calls := e.sim.Calls(mpsim.EndpointJSCode2Session)
+	st, m, raw = sdkPost(t, v2, areq)
+	if st != 200 || m["err_no"] != 0.0 || m["data"].(map[string]any)["anonymous_openid"] != mpsim.AnonymousOpenID(ttApp, "device-1") {
+		t.Fatalf("anonymous retry: %d %s", st, raw)
+	}
+	if n := e.sim.Calls(mpsim.EndpointJSCode2Session); n != calls {
+		t.Fatalf("the retry called the platform again (%d calls, then %d)", calls, n)
+	}
+	// A code the platform does not know is its error, in its shape.
+	areq["anonymous_code"] = "no-such-anonymous-code"
 	st, m, raw = sdkPost(t, v2, areq)
 	wantV2Err(st, m, raw, 40019)
 

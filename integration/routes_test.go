@@ -304,6 +304,67 @@ func TestDouyinLoginWithAnonymousCode(t *testing.T) {
 	}
 }
 
+// Douyin's anonymous-only login (tt.login outside a host-app login gives
+// only anonymous_code): the upstream gets the anonymous openid and no
+// openid, whatever the client sent; a retry with the same code gets the
+// same answer from one platform call; WeChat has no such login.
+func TestDouyinAnonymousOnlyLogin(t *testing.T) {
+	e := newEnv(t, "douyin", "token_binding {", "\tfrom json data.token", "}")
+	anon, err := e.sim.AnonymousLogin(ttApp, "device-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mpsim.AnonymousOpenID(ttApp, "device-2")
+	check := func(r Response, how string) {
+		t.Helper()
+		wantOK(t, r)
+		got := e.up.Last(t)
+		if got.Header.Get("X-Mp-Anonymous-Openid") != want {
+			t.Fatalf("%s: X-Mp-Anonymous-Openid %q, want %q", how, got.Header.Get("X-Mp-Anonymous-Openid"), want)
+		}
+		for _, h := range []string{"X-Mp-Openid", "X-Mp-Unionid", "X-Mp-Phone"} {
+			if v, ok := got.Header[h]; ok {
+				t.Fatalf("%s: %s %q reached the upstream", how, h, v)
+			}
+		}
+		if got.Header.Get("X-Mp-Platform") != "douyin" || got.Header.Get("X-Mp-App-Id") != ttApp {
+			t.Fatalf("%s: headers %v", how, got.Header)
+		}
+		if got.Method == http.MethodPost {
+			b := got.JSON(t)
+			if _, ok := b["openid"]; ok || b["anonymous_openid"] != want {
+				t.Fatalf("%s: body %v", how, b)
+			}
+		}
+	}
+	check(postJSON(t, e.url("/api/login"), map[string]any{"anonymous_code": anon, "openid": "o-chosen", "anonymous_openid": "chosen"},
+		"X-Mp-Openid", "o-chosen", "X-Mp-Anonymous-Openid", "chosen"), "JSON")
+	calls := e.code2sessionCalls()
+	check(do(t, http.MethodGet, e.url("/api/login?anonymous_code="+url.QueryEscape(anon)), "", nil, "X-Mp-Openid", "o-chosen"), "GET retry")
+	if n := e.code2sessionCalls(); n != calls {
+		t.Fatalf("the retry called the platform again (%d calls, then %d)", calls, n)
+	}
+	if calls != 1 {
+		t.Fatalf("%d platform calls for one anonymous code", calls)
+	}
+	// A bad anonymous code is the client's error; nothing reaches the upstream.
+	n := e.up.Count()
+	wantError(t, postJSON(t, e.url("/api/login"), map[string]any{"anonymous_code": "no-such-code"}), http.StatusUnauthorized, "invalid_code")
+	// An anonymous user has no session: the phone route refuses.
+	login(t, e.sim, ttApp, "ivy")
+	ed, iv := phonePayload(t, e.sim, ttApp, "ivy", "13800138005")
+	r := postJSON(t, e.url("/api/phone"), map[string]any{"anonymous_code": anon, "encryptedData": ed, "iv": iv})
+	if r.Status == http.StatusOK {
+		t.Fatalf("phone with an anonymous code only: %d %s", r.Status, r.Body)
+	}
+	if e.up.Count() != n {
+		t.Fatal("a refused request reached the upstream")
+	}
+
+	w := newEnv(t, "wechat")
+	wantError(t, postJSON(t, w.url("/api/login"), map[string]any{"anonymous_code": anon}), http.StatusBadRequest, "missing_code")
+}
+
 // A decrypted object naming another user (openId/unionId under any
 // spelling a binder equates) is refused; the user's own ids pass.
 func TestDecryptIdentityMustMatch(t *testing.T) {

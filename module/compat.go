@@ -743,8 +743,8 @@ func (h *Handler) compatDouyin(r *http.Request, rest string) compatAnswer {
 
 // ttCompatSession checks the parameters as Douyin does and gives the
 // session: a login code from the store (or one real exchange); an
-// anonymous code alone, which the store cannot hold (no openid), from one
-// real exchange (single-use, like the platform's).
+// anonymous code alone from the login route's anonymous exchange (one real
+// exchange, its result kept for retries like a login code's).
 func (h *Handler) ttCompatSession(ctx context.Context, appID, secret, code, anon string) (ttCompatData, int, error) {
 	if appID == "" || secret == "" || (code == "" && anon == "") {
 		return ttCompatData{}, 40014, nil
@@ -768,13 +768,9 @@ func (h *Handler) ttCompatSession(ctx context.Context, appID, secret, code, anon
 		}
 		return d, 0, nil
 	}
-	v, err, _ := h.flight.Do(h.ref('a', anon), func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.ExchangeWait))
-		defer cancel()
-		return h.client.Code2Session(ctx, "", anon)
-	})
+	aoid, err := h.exchangeAnonymous(ctx, anon)
 	if err != nil {
 		return d, ttErrcode(err, true), err
 	}
-	return ttCompatData{AnonymousOpenID: v.(platform.Session).AnonymousOpenID}, 0, nil
+	return ttCompatData{AnonymousOpenID: aoid}, 0, nil
 }

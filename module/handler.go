@@ -578,7 +578,8 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 		h.fail(w, r, err)
 		return nil
 	}
-	if rt == routeLogin && h.binding != nil {
+	// An anonymous login has no user to bind a token to.
+	if rt == routeLogin && h.binding != nil && s.OpenID != "" {
 		return h.proxyAndBind(w, r, next, s)
 	}
 	return next.ServeHTTP(w, r)

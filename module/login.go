@@ -12,8 +12,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/claim"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
@@ -42,7 +44,6 @@ const (
 const (
 	deadCodeTTL  = 5 * time.Minute
 	transientTTL = 2 * time.Second
-	pollEvery    = 20 * time.Millisecond
 )
 
 // codeRef is the store reference of a login code: a hash, never the code.
@@ -71,15 +72,18 @@ func (h *Handler) serveLogin(r *http.Request, in *input) (store.Session, error) 
 	if err != nil {
 		return store.Session{}, err
 	}
-	if code == "" {
-		return store.Session{}, mperr.Newf(mperr.MissingCode, "the login request carries no %q", h.f.Code)
-	}
 	if h.Platform != platform.Douyin {
 		anon = ""
+	}
+	if code == "" && anon == "" {
+		return store.Session{}, mperr.Newf(mperr.MissingCode, "the login request carries no %q", h.f.Code)
 	}
 	ctx, err := h.checkFailures(r)
 	if err != nil {
 		return store.Session{}, err
+	}
+	if code == "" {
+		return h.serveAnonymousLogin(ctx, r, body, anon)
 	}
 	s, err := h.exchange(ctx, code, anon)
 	if err != nil {
@@ -114,6 +118,91 @@ func (h *Handler) serveLogin(r *http.Request, in *input) (store.Session, error) 
 		c.Write(zap.String("openid", s.OpenID), zap.Bool("unionid", s.UnionID != ""))
 	}
 	return s, nil
+}
+
+// serveAnonymousLogin serves Douyin's anonymous-only login: tt.login
+// outside a host-app login gives only an anonymous code, which the platform
+// exchanges for anonymous_openid alone (no openid, no session key). The
+// upstream gets X-Mp-Anonymous-Openid (and field anonymous_openid) and no
+// X-Mp-Openid. Nothing is stored as a session: there is no user record to
+// hold, no key to decrypt with, no token to bind; only the exchange's
+// result, under the hash of the anonymous code, for deadCodeTTL, so that a
+// retried request (or a request on another instance) with the same code
+// gets the same answer instead of the platform's "code used".
+func (h *Handler) serveAnonymousLogin(ctx context.Context, r *http.Request, body *reqbody.Body, anon string) (store.Session, error) {
+	aoid, err := h.exchangeAnonymous(ctx, anon)
+	if err != nil {
+		return store.Session{}, err
+	}
+	hdr := r.Header
+	hdr.Set(HeaderAnonymousOpenID, aoid)
+	hdr.Set(HeaderPlatform, h.Platform)
+	hdr.Set(HeaderAppID, h.AppID)
+	body.Del(identityFields...)
+	body.Set(FieldAnonymousOpenID, aoid)
+	body.Apply(r)
+	h.logger.Debug("anonymous login")
+	return store.Session{AnonymousOpenID: aoid}, nil
+}
+
+// exchangeAnonymous returns the anonymous_openid of an anonymous code,
+// exchanging the code with the platform at most once (single-flight here,
+// a claim across instances), like exchange.
+func (h *Handler) exchangeAnonymous(ctx context.Context, anon string) (string, error) {
+	ref := h.ref('a', anon)
+	name := "anon:" + ref
+	result := func(ctx context.Context) (string, bool, error) {
+		start := time.Now()
+		b, err := h.store.Get(ctx, name)
+		h.observeStore("get", start, err)
+		switch {
+		case err == nil:
+			return string(b), true, nil
+		case errors.Is(err, store.ErrNotFound):
+			return "", false, nil
+		}
+		return "", false, storeErr(err)
+	}
+	if aoid, ok, err := result(ctx); err != nil || ok {
+		if ok {
+			metrics.dedup.WithLabelValues(h.Platform, "store").Inc()
+		}
+		return aoid, err
+	}
+	v, err, shared := h.flight.Do(ref, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.ExchangeWait+h.PlatformTimeout))
+		defer cancel()
+		aoid, err := claim.Run(ctx, time.Duration(h.ExchangeWait), claim.Steps[string]{
+			Claim: h.claimer(ref, time.Duration(h.PlatformTimeout)+time.Second),
+			Work: func(ctx context.Context) (string, error) {
+				ps, err := h.code2Session(ctx, ref, "", anon)
+				if err != nil {
+					return "", err
+				}
+				if ps.AnonymousOpenID == "" { // the client checks it; never inject ""
+					return "", mperr.New(mperr.PlatformError, "the platform's answer has no anonymous_openid")
+				}
+				sstart := time.Now()
+				err = h.store.Set(ctx, name, []byte(ps.AnonymousOpenID), deadCodeTTL)
+				h.observeStore("set", sstart, err)
+				if err != nil {
+					// This request still gets its answer; a retry with the
+					// same code on another instance waits, then fails.
+					h.logger.Warn("could not keep an anonymous login's result for retries", zap.Error(err))
+				}
+				return ps.AnonymousOpenID, nil
+			},
+			Result: result,
+		})
+		return aoid, waitErr(err, "the exchange of this anonymous code by another instance")
+	})
+	if shared {
+		metrics.dedup.WithLabelValues(h.Platform, "singleflight").Inc()
+	}
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
 }
 
 // exchange returns the session of a login code, exchanging the code with
@@ -155,43 +244,58 @@ func (h *Handler) exchange(ctx context.Context, code, anon string) (store.Sessio
 
 func (h *Handler) exchangeOnce(ctx context.Context, ref, code, anon string) (store.Session, error) {
 	claimTTL := time.Duration(h.PlatformTimeout) + time.Second
-	waitUntil := time.Now().Add(time.Duration(h.ExchangeWait))
-	for {
-		start := time.Now()
-		won, failure, err := h.store.Claim(ctx, ref, claimTTL)
-		h.observeStore("claim", start, err)
-		if err != nil {
-			return store.Session{}, storeErr(err)
-		}
-		if won {
+	s, err := claim.Run(ctx, time.Duration(h.ExchangeWait), claim.Steps[store.Session]{
+		Claim: h.claimer(ref, claimTTL),
+		Work: func(ctx context.Context) (store.Session, error) {
 			return h.exchangeClaimed(ctx, ref, code, anon)
+		},
+		Result: func(ctx context.Context) (store.Session, bool, error) {
+			s, err := h.store.Lookup(ctx, ref)
+			switch {
+			case err == nil:
+				metrics.dedup.WithLabelValues(h.Platform, "instance").Inc()
+				return s, true, nil
+			case errors.Is(err, store.ErrNotFound):
+				return s, false, nil
+			}
+			return s, false, storeErr(err)
+		},
+	})
+	return s, waitErr(err, "the exchange of this code by another instance")
+}
+
+// claimer is the Claim step of a claim-or-wait on ref in the store: a
+// failure the claim holder recorded is every waiter's error.
+func (h *Handler) claimer(ref string, ttl time.Duration) func(context.Context) (bool, error) {
+	return func(ctx context.Context) (bool, error) {
+		start := time.Now()
+		won, failure, err := h.store.Claim(ctx, ref, ttl)
+		h.observeStore("claim", start, err)
+		switch {
+		case err != nil:
+			return false, storeErr(err)
+		case failure != nil:
+			return false, decodeFailure(failure)
 		}
-		if failure != nil {
-			return store.Session{}, decodeFailure(failure)
-		}
-		// Another instance is exchanging this code: wait for its result.
-		if time.Now().After(waitUntil) {
-			return store.Session{}, mperr.New(mperr.PlatformTimeout, "timed out waiting for the exchange of this code by another instance")
-		}
-		t := time.NewTimer(pollEvery)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return store.Session{}, mperr.New(mperr.PlatformTimeout, "timed out waiting for the exchange of this code by another instance")
-		case <-t.C:
-		}
-		s, err := h.store.Lookup(ctx, ref)
-		if err == nil {
-			metrics.dedup.WithLabelValues(h.Platform, "instance").Inc()
-			return s, nil
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return store.Session{}, storeErr(err)
-		}
+		return won, nil
 	}
 }
 
-func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (store.Session, error) {
+// waitErr names a wait that ran out (the wait budget or the request's own
+// time) in the README's terms.
+func waitErr(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := mperr.As(err); !ok && (errors.Is(err, claim.ErrWaitTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		return mperr.Wrap(mperr.PlatformTimeout, "timed out waiting for "+what, err)
+	}
+	return err
+}
+
+// code2Session makes the claimed platform call for ref's code: timed,
+// counted, and a failure recorded for the waiters and the client's limit.
+func (h *Handler) code2Session(ctx context.Context, ref, code, anon string) (platform.Session, error) {
 	start := time.Now()
 	ps, err := h.client.Code2Session(ctx, code, anon)
 	metrics.code2sessionTime.WithLabelValues(h.Platform).Observe(time.Since(start).Seconds())
@@ -200,7 +304,16 @@ func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (
 		e := mperr.From(err)
 		h.recordFailure(ctx, "code2session", ref, e, time.Since(start))
 		h.countFailure(ctx, e)
-		return store.Session{}, e
+		return ps, e
+	}
+	return ps, nil
+}
+
+func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (store.Session, error) {
+	start := time.Now()
+	ps, err := h.code2Session(ctx, ref, code, anon)
+	if err != nil {
+		return store.Session{}, err
 	}
 	saveStart := time.Now()
 	s, err := h.store.Save(ctx, ref, store.Session{

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/accesstoken"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/claim"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
@@ -226,32 +227,16 @@ func (h *Handler) exchangePhoneOnce(ctx context.Context, ref, code, openid strin
 	// gives up (platform_timeout) when its own budget ends, just before
 	// that claim lapses; a retry after that exchanges the code itself.
 	claimTTL := h.phoneBudget() + time.Second
-	for {
-		start := time.Now()
-		won, failure, err := h.store.Claim(ctx, ref, claimTTL)
-		h.observeStore("claim", start, err)
-		if err != nil {
-			return platform.Phone{}, storeErr(err)
-		}
-		if won {
+	ph, err := claim.Run(ctx, h.phoneBudget(), claim.Steps[platform.Phone]{
+		Claim: h.claimer(ref, claimTTL),
+		Work: func(ctx context.Context) (platform.Phone, error) {
 			return h.exchangePhoneClaimed(ctx, ref, code, openid)
-		}
-		if failure != nil {
-			return platform.Phone{}, decodeFailure(failure)
-		}
-		// Another instance is exchanging this code: wait for its result.
-		t := time.NewTimer(pollEvery)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return platform.Phone{}, mperr.New(mperr.PlatformTimeout, "timed out waiting for the exchange of this phone code by another instance")
-		case <-t.C:
-		}
-		ph, ok, err := h.cachedPhone(ctx, ref, code)
-		if err != nil || ok {
-			return ph, err
-		}
-	}
+		},
+		Result: func(ctx context.Context) (platform.Phone, bool, error) {
+			return h.cachedPhone(ctx, ref, code)
+		},
+	})
+	return ph, waitErr(err, "the exchange of this phone code by another instance")
 }
 
 func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code, openid string) (platform.Phone, error) {

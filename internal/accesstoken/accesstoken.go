@@ -22,8 +22,9 @@
 //     process, concurrent callers share one refresh (single flight).
 //     Instances that lose the lock use their current token if it is still
 //     valid (a refresh ahead of expiry is under way elsewhere); otherwise they
-//     poll the store, and retry the lock, for at most Options.Wait, and then
-//     fail (ErrWaitTimeout) rather than start a second refresh.
+//     poll the store, and retry the lock, for at most Options.Wait (the
+//     plugin's one claim-or-wait loop, internal/claim), and then fail
+//     (ErrWaitTimeout) rather than start a second refresh.
 //
 // A refresh runs detached from the context of the caller that started it
 // (other callers share it); it is bounded by the store's and the platform's
@@ -73,6 +74,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/claim"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
@@ -105,8 +107,6 @@ const (
 	// expirySafety: a token is not handed out in its last moments (it
 	// could expire on the way to the platform).
 	expirySafety = 10 * time.Second
-	pollFirst    = 10 * time.Millisecond
-	pollMax      = 200 * time.Millisecond
 )
 
 // ErrWaitTimeout is returned by Token when another instance held the refresh
@@ -395,52 +395,58 @@ func (m *Manager) obtain(ctx context.Context) (string, error) {
 		return rec.Token, nil
 	}
 
-	deadline := time.Now().Add(m.wait)
-	interval := pollFirst
-	for first := true; ; first = false {
-		unlock, won, err := m.st.Lock(ctx, LockName, m.lockTTL)
-		if err != nil {
-			m.storeFailed(err)
-			return m.withoutStore(ctx)
-		}
-		if won {
-			return m.refreshLocked(ctx, unlock)
-		}
-		if first {
-			// Another instance is refreshing. A still valid token
-			// serves meanwhile.
-			if tok, ok := m.usableToken(rec, found); ok {
-				return tok, nil
+	// The lock's holder is refreshing. A still valid token serves
+	// meanwhile; otherwise wait for the holder's token (or take the lock
+	// when it lapses).
+	var unlock func()
+	tok, err := claim.Run(ctx, m.wait, claim.Steps[string]{
+		Claim: func(ctx context.Context) (bool, error) {
+			var won bool
+			var err error
+			unlock, won, err = m.st.Lock(ctx, LockName, m.lockTTL)
+			if err != nil {
+				return false, errStoreDown{err}
 			}
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			break
-		}
-		t := time.NewTimer(min(interval, left))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return "", fmt.Errorf("accesstoken: waiting for another instance's refresh: %w", ctx.Err())
-		}
-		interval = min(2*interval, pollMax)
-		rec, found, err = m.load(ctx)
-		if err != nil {
-			m.storeFailed(err)
-			return m.withoutStore(ctx)
-		}
-		if found && !m.isRejected(rec.Token) && rec.fresh(m.now(), m.refresh) {
-			m.adopt(rec)
-			return rec.Token, nil
-		}
-	}
-	if tok, ok := m.usableToken(rec, found); ok {
+			return won, nil
+		},
+		Work: func(ctx context.Context) (string, error) { return m.refreshLocked(ctx, unlock) },
+		Result: func(ctx context.Context) (string, bool, error) {
+			rec, found, err = m.load(ctx)
+			if err != nil {
+				return "", false, errStoreDown{err}
+			}
+			if found && !m.isRejected(rec.Token) && rec.fresh(m.now(), m.refresh) {
+				m.adopt(rec)
+				return rec.Token, true, nil
+			}
+			return "", false, nil
+		},
+		Busy: func() (string, bool) { return m.usableToken(rec, found) },
+	})
+	var down errStoreDown
+	switch {
+	case err == nil:
 		return tok, nil
+	case errors.As(err, &down):
+		m.storeFailed(down.err)
+		return m.withoutStore(ctx)
+	case errors.Is(err, claim.ErrWaitTimeout):
+		if tok, ok := m.usableToken(rec, found); ok {
+			return tok, nil
+		}
+		m.log.Warn("gave up waiting for another instance's access token refresh", zap.Duration("wait", m.wait))
+		return "", ErrWaitTimeout
 	}
-	m.log.Warn("gave up waiting for another instance's access token refresh", zap.Duration("wait", m.wait))
-	return "", ErrWaitTimeout
+	// The refresh's own error, or the caller's context ended (wrapped).
+	return "", err
 }
+
+// errStoreDown carries a store failure out of the claim-or-wait loop:
+// the manager then works without the store for a while.
+type errStoreDown struct{ err error }
+
+func (e errStoreDown) Error() string { return e.err.Error() }
+func (e errStoreDown) Unwrap() error { return e.err }
 
 // refreshLocked fetches a token while holding the store lock, and stores it
 // before releasing the lock.
