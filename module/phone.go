@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/phone"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
@@ -164,7 +165,7 @@ func (h *Handler) servePhone(r *http.Request, in *input) error {
 	if err != nil {
 		return err
 	}
-	h.injectPhone(r, in.body, s.OpenID, platform.Phone{PhoneNumber: ph.PhoneNumber, PurePhoneNumber: ph.PurePhoneNumber, CountryCode: ph.CountryCode})
+	h.injectPhone(r, in.body, s.OpenID, ph)
 	return nil
 }
 
@@ -229,7 +230,7 @@ func checkIdentity(s store.Session, plain []byte) error {
 }
 
 // injectPhone rewrites the request with the phone number.
-func (h *Handler) injectPhone(r *http.Request, body *reqbody.Body, openid string, ph platform.Phone) {
+func (h *Handler) injectPhone(r *http.Request, body *reqbody.Body, openid string, ph phone.Number) {
 	body.Del(h.payloadProtected...)
 	body.Set(FieldPhoneNumber, ph.PhoneNumber)
 	body.Set(FieldPurePhoneNumber, ph.PurePhoneNumber)
@@ -247,7 +248,7 @@ func (h *Handler) injectPhone(r *http.Request, body *reqbody.Body, openid string
 	hdr.Set(HeaderAppID, h.AppID)
 	body.Apply(r)
 	if c := h.logger.Check(zap.DebugLevel, "phone"); c != nil {
-		c.Write(zap.String("openid", openid), zap.String("phone", wxcrypt.MaskPhone(ph.PhoneNumber)))
+		c.Write(zap.String("openid", openid), zap.String("phone", phone.Mask(ph.PhoneNumber)))
 	}
 }
 

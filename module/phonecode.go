@@ -2,9 +2,6 @@ package module
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -17,7 +14,9 @@ import (
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/accesstoken"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/claim"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/keyseal"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/phone"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
@@ -203,7 +202,7 @@ func (h *Handler) phoneBudget() time.Duration {
 // openid, when the session is known, goes to the platform with the code,
 // which then checks the code belongs to that user; it is part of the ref,
 // so a result is never handed to a request naming another user.
-func (h *Handler) exchangePhoneCode(ctx context.Context, code, openid string) (platform.Phone, error) {
+func (h *Handler) exchangePhoneCode(ctx context.Context, code, openid string) (phone.Number, error) {
 	ref := h.ref('p', code+"\x00"+openid)
 	if ph, ok, err := h.cachedPhone(ctx, ref, code); err != nil || ok {
 		return ph, err
@@ -215,34 +214,34 @@ func (h *Handler) exchangePhoneCode(ctx context.Context, code, openid string) (p
 		return h.exchangePhoneOnce(ctx, ref, code, openid)
 	})
 	if err != nil {
-		return platform.Phone{}, err
+		return phone.Number{}, err
 	}
-	return v.(platform.Phone), nil
+	return v.(phone.Number), nil
 }
 
-func (h *Handler) exchangePhoneOnce(ctx context.Context, ref, code, openid string) (platform.Phone, error) {
+func (h *Handler) exchangePhoneOnce(ctx context.Context, ref, code, openid string) (phone.Number, error) {
 	// The claim outlives the claimer's whole budget: nobody else calls the
 	// platform with this code while it may still be at it. The price: a
 	// request waiting on the claim of an instance that died mid-exchange
 	// gives up (platform_timeout) when its own budget ends, just before
 	// that claim lapses; a retry after that exchanges the code itself.
 	claimTTL := h.phoneBudget() + time.Second
-	ph, err := claim.Run(ctx, h.phoneBudget(), claim.Steps[platform.Phone]{
+	ph, err := claim.Run(ctx, h.phoneBudget(), claim.Steps[phone.Number]{
 		Claim: h.claimer(ref, claimTTL),
-		Work: func(ctx context.Context) (platform.Phone, error) {
+		Work: func(ctx context.Context) (phone.Number, error) {
 			return h.exchangePhoneClaimed(ctx, ref, code, openid)
 		},
-		Result: func(ctx context.Context) (platform.Phone, bool, error) {
+		Result: func(ctx context.Context) (phone.Number, bool, error) {
 			return h.cachedPhone(ctx, ref, code)
 		},
 	})
 	return ph, waitErr(err, "the exchange of this phone code by another instance")
 }
 
-func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code, openid string) (platform.Phone, error) {
+func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code, openid string) (phone.Number, error) {
 	start := time.Now()
 	pc := h.client.(platform.PhoneClient) // checked at provisioning
-	var ph platform.Phone
+	var ph phone.Number
 	err := h.tokens.Do(ctx, func(token string) error {
 		var err error
 		ph, err = pc.GetUserPhoneNumber(ctx, token, code, openid)
@@ -259,7 +258,7 @@ func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code, openid st
 		metrics.tokenCalls.WithLabelValues(string(e.Code)).Inc()
 		h.recordFailure(sctx, "getuserphonenumber", ref, e, time.Since(start))
 		h.countFailure(sctx, e)
-		return platform.Phone{}, e
+		return phone.Number{}, e
 	}
 	metrics.tokenCalls.WithLabelValues("ok").Inc()
 	if sealed, serr := sealPhone(h.phoneKey(code), ref, ph); serr != nil {
@@ -304,13 +303,6 @@ func phoneCodeErr(err error) *mperr.Error {
 // (max_sessions, oldest written evicted first) with the access token
 // record; if the phone codes of 5 minutes ever exceed it the token record
 // is evicted, which costs one token fetch, harmless in stable mode.
-type phoneRecord struct {
-	PhoneNumber     string `json:"phoneNumber"`
-	PurePhoneNumber string `json:"purePhoneNumber"`
-	CountryCode     string `json:"countryCode"`
-	WatermarkAppID  string `json:"watermarkAppId,omitempty"`
-}
-
 func phoneCacheName(ref string) string { return "phone:" + ref }
 
 // phoneKey is the AES-256 key sealing a phone code's cached result.
@@ -325,52 +317,29 @@ func (h *Handler) phoneKey(code string) []byte {
 	return sum.Sum(nil)
 }
 
-func sealPhone(key []byte, ref string, ph platform.Phone) ([]byte, error) {
-	plain, err := json.Marshal(phoneRecord{ph.PhoneNumber, ph.PurePhoneNumber, ph.CountryCode, ph.WatermarkAppID})
+func sealPhone(key []byte, ref string, ph phone.Number) ([]byte, error) {
+	plain, err := json.Marshal(ph)
 	if err != nil {
 		return nil, err
 	}
-	aead, err := newAEAD(key)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return aead.Seal(nonce, nonce, plain, []byte(ref)), nil
+	return keyseal.SealWithKey(key, plain, []byte(ref))
 }
 
-func openPhone(key []byte, ref string, sealed []byte) (platform.Phone, error) {
-	aead, err := newAEAD(key)
+func openPhone(key []byte, ref string, sealed []byte) (phone.Number, error) {
+	plain, err := keyseal.OpenWithKey(key, sealed, []byte(ref))
 	if err != nil {
-		return platform.Phone{}, err
+		return phone.Number{}, errors.New("sealed phone record does not open")
 	}
-	if len(sealed) < aead.NonceSize() {
-		return platform.Phone{}, errors.New("sealed phone record too short")
+	var ph phone.Number
+	if err := json.Unmarshal(plain, &ph); err != nil || !ph.Valid() {
+		return phone.Number{}, errors.New("sealed phone record is unreadable")
 	}
-	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(ref))
-	if err != nil {
-		return platform.Phone{}, errors.New("sealed phone record does not open")
-	}
-	var rec phoneRecord
-	if err := json.Unmarshal(plain, &rec); err != nil || rec.PhoneNumber == "" {
-		return platform.Phone{}, errors.New("sealed phone record is unreadable")
-	}
-	return platform.Phone{PhoneNumber: rec.PhoneNumber, PurePhoneNumber: rec.PurePhoneNumber, CountryCode: rec.CountryCode, WatermarkAppID: rec.WatermarkAppID}, nil
-}
-
-func newAEAD(key []byte) (cipher.AEAD, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
+	return ph, nil
 }
 
 // cachedPhone reads the kept result of a phone code; ok is false when
 // there is none.
-func (h *Handler) cachedPhone(ctx context.Context, ref, code string) (ph platform.Phone, ok bool, err error) {
+func (h *Handler) cachedPhone(ctx context.Context, ref, code string) (ph phone.Number, ok bool, err error) {
 	start := time.Now()
 	sealed, err := h.store.Get(ctx, phoneCacheName(ref))
 	h.observeStore("get", start, err)

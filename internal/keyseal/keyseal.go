@@ -126,11 +126,7 @@ func New(keys []string, opts ...Option) (*Codec, error) {
 			return nil, fmt.Errorf("keyseal: key %d of %d is the same as key %d (or has the same id)", i+1, len(keys), j+1)
 		}
 		seen[id] = i
-		block, err := aes.NewCipher(raw)
-		if err != nil {
-			return nil, fmt.Errorf("keyseal: key %d of %d: %w", i+1, len(keys), err)
-		}
-		aead, err := cipher.NewGCM(block)
+		aead, err := newAEAD(raw)
 		if err != nil {
 			return nil, fmt.Errorf("keyseal: key %d of %d: %w", i+1, len(keys), err)
 		}
@@ -205,11 +201,10 @@ func (c *Codec) ad(header string) []byte {
 func (c *Codec) Seal(plain string) (string, error) {
 	k := c.keys[0]
 	header := Prefix + k.id + ":"
-	buf := make([]byte, nonceLen, nonceLen+len(plain)+tagLen)
-	if _, err := rand.Read(buf); err != nil {
-		return "", errors.New("keyseal: no randomness for the nonce")
+	buf, err := seal(k.aead, []byte(plain), c.ad(header))
+	if err != nil {
+		return "", err
 	}
-	buf = k.aead.Seal(buf, buf[:nonceLen], []byte(plain), c.ad(header))
 	out := make([]byte, headerLen+base64.RawStdEncoding.EncodedLen(len(buf)))
 	copy(out, header)
 	base64.RawStdEncoding.Encode(out[headerLen:], buf)
@@ -246,15 +241,67 @@ func (c *Codec) Open(stored string) (string, error) {
 	body := stored[headerLen:]
 	buf := make([]byte, base64.RawStdEncoding.DecodedLen(len(body)))
 	n, err := base64.RawStdEncoding.Strict().Decode(buf, []byte(body))
-	if err != nil || n < nonceLen+tagLen {
+	if err != nil {
 		return "", ErrMalformed
 	}
-	buf = buf[:n]
-	plain, err := aead.Open(buf[nonceLen:nonceLen], buf[:nonceLen], buf[nonceLen:], c.ad(header))
+	plain, err := open(aead, buf[:n], c.ad(header))
 	if err != nil {
-		return "", ErrAuth
+		return "", err
 	}
 	return string(plain), nil
+}
+
+// seal is the package's one AES-GCM framing: nonce (12 random bytes,
+// fresh for every call) || ciphertext || tag.
+func seal(aead cipher.AEAD, plain, ad []byte) ([]byte, error) {
+	buf := make([]byte, nonceLen, nonceLen+len(plain)+tagLen)
+	if _, err := rand.Read(buf); err != nil {
+		return nil, errors.New("keyseal: no randomness for the nonce")
+	}
+	return aead.Seal(buf, buf[:nonceLen], plain, ad), nil
+}
+
+// open opens what seal made; it reuses sealed's memory.
+func open(aead cipher.AEAD, sealed, ad []byte) ([]byte, error) {
+	if len(sealed) < nonceLen+tagLen {
+		return nil, ErrMalformed
+	}
+	plain, err := aead.Open(sealed[nonceLen:nonceLen], sealed[:nonceLen], sealed[nonceLen:], ad)
+	if err != nil {
+		return nil, ErrAuth
+	}
+	return plain, nil
+}
+
+// SealWithKey seals plain under a 16-, 24- or 32-byte AES key the caller
+// derives (not one of a Codec's configured keys): for values only a
+// request that presents the secret the key is derived from may read back,
+// such as a phone code's cached result. ad binds the value to its name.
+// The result is binary: nonce || ciphertext || tag.
+func SealWithKey(key, plain, ad []byte) ([]byte, error) {
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	return seal(aead, plain, ad)
+}
+
+// OpenWithKey opens what SealWithKey sealed with the same key and ad.
+// Errors are ErrMalformed or ErrAuth.
+func OpenWithKey(key, sealed, ad []byte) ([]byte, error) {
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	return open(aead, sealed, ad)
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, errors.New("keyseal: the key is not 16, 24 or 32 bytes")
+	}
+	return cipher.NewGCM(block)
 }
 
 func isHex(s string) bool {

@@ -1,6 +1,7 @@
 package keyseal
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -348,5 +349,39 @@ func BenchmarkOpenOldKey(b *testing.B) {
 		if _, err := c.Open(sealed); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// SealWithKey: the value opens only with the same key and the same ad,
+// and a nonce is never reused.
+func TestSealWithKey(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	other := bytes.Repeat([]byte{8}, 32)
+	a, err := SealWithKey(key, []byte("13800138000"), []byte("phone:ref"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := SealWithKey(key, []byte("13800138000"), []byte("phone:ref"))
+	if bytes.Equal(a, b) || bytes.Contains(a, []byte("13800138000")) {
+		t.Fatal("two seals are equal, or the plaintext shows")
+	}
+	if p, err := OpenWithKey(key, a, []byte("phone:ref")); err != nil || string(p) != "13800138000" {
+		t.Fatalf("%q, %v", p, err)
+	}
+	if _, err := OpenWithKey(other, a, []byte("phone:ref")); !errors.Is(err, ErrAuth) {
+		t.Fatalf("another key: %v", err)
+	}
+	if _, err := OpenWithKey(key, a, []byte("phone:other")); !errors.Is(err, ErrAuth) {
+		t.Fatalf("another ad: %v", err)
+	}
+	a[len(a)-1] ^= 1
+	if _, err := OpenWithKey(key, a, []byte("phone:ref")); !errors.Is(err, ErrAuth) {
+		t.Fatalf("tampered: %v", err)
+	}
+	if _, err := OpenWithKey(key, a[:20], []byte("phone:ref")); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("short: %v", err)
+	}
+	if _, err := SealWithKey(key[:5], nil, nil); err == nil {
+		t.Fatal("a 5-byte key was taken")
 	}
 }

@@ -7,6 +7,8 @@ package platform
 import (
 	"context"
 	"time"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/phone"
 )
 
 // Platform names, as written in the Caddyfile and in X-Mp-Platform.
@@ -21,14 +23,6 @@ type Session struct {
 	UnionID         string // empty when the platform gave none
 	AnonymousOpenID string // Douyin, when an anonymous_code was sent
 	SessionKey      string // base64 text, as the platform gave it
-}
-
-// Phone is a phone number as the platforms give it.
-type Phone struct {
-	PhoneNumber     string
-	PurePhoneNumber string
-	CountryCode     string // always a string, whatever type the platform used
-	WatermarkAppID  string
 }
 
 // Token is an access token.
@@ -62,5 +56,5 @@ type PhoneClient interface {
 	// the token and retries once.
 	// openid, when not "", is sent along: the platform then checks that
 	// the phone code belongs to that user.
-	GetUserPhoneNumber(ctx context.Context, accessToken, code, openid string) (Phone, error)
+	GetUserPhoneNumber(ctx context.Context, accessToken, code, openid string) (phone.Number, error)
 }

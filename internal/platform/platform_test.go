@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/phone"
 )
 
 // Test values. The codes hold characters that need escaping in a query and
@@ -679,10 +680,10 @@ func TestWeChatToken(t *testing.T) {
 // --- phone code ---
 
 func TestWeChatPhone(t *testing.T) {
-	phone := func(cc string) reply {
+	phoneReply := func(cc string) reply {
 		return ok(`{"errcode":0,"errmsg":"ok","phone_info":{"phoneNumber":"` + testPhone + `","purePhoneNumber":"` + testPhone + `","countryCode":` + cc + `,"watermark":{"timestamp":1637744274,"appid":"` + testAppID + `"}}}`)
 	}
-	wantPhone := Phone{PhoneNumber: testPhone, PurePhoneNumber: testPhone, CountryCode: "86", WatermarkAppID: testAppID}
+	wantPhone := phone.Number{PhoneNumber: testPhone, PurePhoneNumber: testPhone, CountryCode: "86", WatermarkAppID: testAppID}
 	wxErr := func(n int, msg string) reply {
 		return ok(fmt.Sprintf(`{"errcode":%d,"errmsg":%q}`, n, msg))
 	}
@@ -690,30 +691,31 @@ func TestWeChatPhone(t *testing.T) {
 		name     string
 		replies  []reply
 		want     want
-		phone    Phone
+		number   phone.Number
 		attempts int
 	}{
-		{"string countryCode", []reply{phone(`"86"`)}, want{}, wantPhone, 1},
-		{"numeric countryCode", []reply{phone(`86`)}, want{}, wantPhone, 1},
-		{"foreign number", []reply{ok(`{"errcode":0,"phone_info":{"phoneNumber":"+1 2025550123","purePhoneNumber":"2025550123","countryCode":1}}`)}, want{}, Phone{PhoneNumber: "+1 2025550123", PurePhoneNumber: "2025550123", CountryCode: "1"}, 1},
+		{"string countryCode", []reply{phoneReply(`"86"`)}, want{}, wantPhone, 1},
+		{"numeric countryCode", []reply{phoneReply(`86`)}, want{}, wantPhone, 1},
+		{"foreign number", []reply{ok(`{"errcode":0,"phone_info":{"phoneNumber":"+1 2025550123","purePhoneNumber":"2025550123","countryCode":1}}`)}, want{}, phone.Number{PhoneNumber: "+1 2025550123", PurePhoneNumber: "2025550123", CountryCode: "1"}, 1},
 		{"no errcode", []reply{ok(`{"phone_info":{"phoneNumber":"` + testPhone + `","purePhoneNumber":"` + testPhone + `","countryCode":"86","watermark":{"appid":"` + testAppID + `","timestamp":"1637744274"}}}`)}, want{}, wantPhone, 1},
-		{"40001 token invalid", []reply{wxErr(40001, "invalid credential, access_token is invalid or not latest, rid: x")}, want{code: mperr.PlatformError, errcode: ec(40001), tokenInval: true}, Phone{}, 1},
-		{"40014 token invalid", []reply{wxErr(40014, "invalid access_token")}, want{code: mperr.PlatformError, errcode: ec(40014), tokenInval: true}, Phone{}, 1},
-		{"42001 token expired", []reply{wxErr(42001, "access_token expired, rid: x")}, want{code: mperr.PlatformError, errcode: ec(42001), tokenInval: true}, Phone{}, 1},
-		{"40001 quoting the token", []reply{wxErr(40001, "invalid credential "+testToken)}, want{code: mperr.PlatformError, errcode: ec(40001), tokenInval: true}, Phone{}, 1},
-		{"40029 invalid code", []reply{wxErr(40029, "invalid code")}, want{code: mperr.InvalidCode, errcode: ec(40029)}, Phone{}, 1},
-		{"40163 code used", []reply{wxErr(40163, "code been used")}, want{code: mperr.InvalidCode, errcode: ec(40163)}, Phone{}, 1},
-		{"45011", []reply{wxErr(45011, "api minute-quota reach limit")}, want{code: mperr.RateLimited, errcode: ec(45011)}, Phone{}, 1},
-		{"40013", []reply{wxErr(40013, "invalid appid")}, want{code: mperr.PlatformError, errcode: ec(40013)}, Phone{}, 1},
-		{"-1 then success", []reply{wxErr(-1, "system error"), phone(`"86"`)}, want{}, wantPhone, 2},
-		{"-1 three times", []reply{wxErr(-1, "system error")}, want{code: mperr.PlatformError, errcode: ec(-1)}, Phone{}, 3},
-		{"500 then success", []reply{status(500, ""), phone(`86`)}, want{}, wantPhone, 2},
-		{"no phone_info", []reply{ok(`{"errcode":0,"errmsg":"ok"}`)}, want{code: mperr.PlatformError}, Phone{}, 1},
-		{"phone_info null", []reply{ok(`{"errcode":0,"errmsg":"ok","phone_info":null}`)}, want{code: mperr.PlatformError}, Phone{}, 1},
-		{"phone_info without number", []reply{ok(`{"errcode":0,"phone_info":{"countryCode":"86"}}`)}, want{code: mperr.PlatformError}, Phone{}, 1},
-		{"phone_info not an object", []reply{ok(`{"errcode":0,"phone_info":"13580006666"}`)}, want{code: mperr.PlatformError}, Phone{}, 1},
-		{"countryCode of a wrong type", []reply{ok(`{"errcode":0,"phone_info":{"phoneNumber":"1","countryCode":true}}`)}, want{code: mperr.PlatformError}, Phone{}, 1},
-		{"garbage", []reply{ok(`<html></html>`)}, want{code: mperr.PlatformError}, Phone{}, 1},
+		{"40001 token invalid", []reply{wxErr(40001, "invalid credential, access_token is invalid or not latest, rid: x")}, want{code: mperr.PlatformError, errcode: ec(40001), tokenInval: true}, phone.Number{}, 1},
+		{"40014 token invalid", []reply{wxErr(40014, "invalid access_token")}, want{code: mperr.PlatformError, errcode: ec(40014), tokenInval: true}, phone.Number{}, 1},
+		{"42001 token expired", []reply{wxErr(42001, "access_token expired, rid: x")}, want{code: mperr.PlatformError, errcode: ec(42001), tokenInval: true}, phone.Number{}, 1},
+		{"40001 quoting the token", []reply{wxErr(40001, "invalid credential "+testToken)}, want{code: mperr.PlatformError, errcode: ec(40001), tokenInval: true}, phone.Number{}, 1},
+		{"40029 invalid code", []reply{wxErr(40029, "invalid code")}, want{code: mperr.InvalidCode, errcode: ec(40029)}, phone.Number{}, 1},
+		{"40163 code used", []reply{wxErr(40163, "code been used")}, want{code: mperr.InvalidCode, errcode: ec(40163)}, phone.Number{}, 1},
+		{"45011", []reply{wxErr(45011, "api minute-quota reach limit")}, want{code: mperr.RateLimited, errcode: ec(45011)}, phone.Number{}, 1},
+		{"40013", []reply{wxErr(40013, "invalid appid")}, want{code: mperr.PlatformError, errcode: ec(40013)}, phone.Number{}, 1},
+		{"-1 then success", []reply{wxErr(-1, "system error"), phoneReply(`"86"`)}, want{}, wantPhone, 2},
+		{"-1 three times", []reply{wxErr(-1, "system error")}, want{code: mperr.PlatformError, errcode: ec(-1)}, phone.Number{}, 3},
+		{"500 then success", []reply{status(500, ""), phoneReply(`86`)}, want{}, wantPhone, 2},
+		{"no phone_info", []reply{ok(`{"errcode":0,"errmsg":"ok"}`)}, want{code: mperr.PlatformError}, phone.Number{}, 1},
+		{"not a phone number", []reply{ok(`{"errcode":0,"phone_info":{"phoneNumber":"138\r\nX-Mp-Openid: o","purePhoneNumber":"1","countryCode":"86"}}`)}, want{code: mperr.PlatformError}, phone.Number{}, 1},
+		{"phone_info null", []reply{ok(`{"errcode":0,"errmsg":"ok","phone_info":null}`)}, want{code: mperr.PlatformError}, phone.Number{}, 1},
+		{"phone_info without number", []reply{ok(`{"errcode":0,"phone_info":{"countryCode":"86"}}`)}, want{code: mperr.PlatformError}, phone.Number{}, 1},
+		{"phone_info not an object", []reply{ok(`{"errcode":0,"phone_info":"13580006666"}`)}, want{code: mperr.PlatformError}, phone.Number{}, 1},
+		{"countryCode of a wrong type", []reply{ok(`{"errcode":0,"phone_info":{"phoneNumber":"1","countryCode":true}}`)}, want{code: mperr.PlatformError}, phone.Number{}, 1},
+		{"garbage", []reply{ok(`<html></html>`)}, want{code: mperr.PlatformError}, phone.Number{}, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -721,8 +723,8 @@ func TestWeChatPhone(t *testing.T) {
 			cfg, logs := testConfig(f.URL())
 			p, err := NewWeChat(cfg).GetUserPhoneNumber(context.Background(), testToken, testPhoneCode, "")
 			checkErr(t, err, tc.want)
-			if p != tc.phone {
-				t.Errorf("phone = %+v, want %+v", p, tc.phone)
+			if p != tc.number {
+				t.Errorf("phone = %+v, want %+v", p, tc.number)
 			}
 			if n := int(f.attempts.Load()); n != tc.attempts {
 				t.Errorf("%d attempts, want %d", n, tc.attempts)

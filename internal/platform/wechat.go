@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"time"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/phone"
 )
 
 // WeChat endpoints (paths under the API origin).
@@ -230,22 +232,22 @@ func (c *WeChatClient) token(ctx context.Context, path string, newReq func(conte
 // GetUserPhoneNumber calls POST /wxa/business/getuserphonenumber. The
 // watermark appid is returned, not checked: the caller compares it with its
 // own. A token the platform refuses gives an error wrapping ErrTokenInvalid.
-func (c *WeChatClient) GetUserPhoneNumber(ctx context.Context, accessToken, code, openid string) (Phone, error) {
+func (c *WeChatClient) GetUserPhoneNumber(ctx context.Context, accessToken, code, openid string) (phone.Number, error) {
 	if code == "" {
-		return Phone{}, mperr.New(mperr.BadRequest, "no phone code")
+		return phone.Number{}, mperr.New(mperr.BadRequest, "no phone code")
 	}
 	if accessToken == "" {
-		return Phone{}, mperr.Wrap(mperr.PlatformError, "no access token", ErrTokenInvalid)
+		return phone.Number{}, mperr.Wrap(mperr.PlatformError, "no access token", ErrTokenInvalid)
 	}
 	body, err := json.Marshal(struct {
 		Code   string `json:"code"`
 		OpenID string `json:"openid,omitempty"`
 	}{code, openid})
 	if err != nil {
-		return Phone{}, mperr.Wrap(mperr.Internal, "cannot build the platform request", err)
+		return phone.Number{}, mperr.Wrap(mperr.Internal, "cannot build the platform request", err)
 	}
 	u := c.endpointURL(wxPathPhone, url.Values{"access_token": {accessToken}})
-	var p Phone
+	var p phone.Number
 	err = c.do(ctx, attempt{
 		endpoint:   wxPathPhone,
 		newRequest: postJSON(u, body),
@@ -267,7 +269,7 @@ func (c *WeChatClient) GetUserPhoneNumber(ctx context.Context, accessToken, code
 			if pi.PhoneNumber == "" {
 				return ec, incomplete("phone_info.phoneNumber")
 			}
-			p = Phone{
+			p = phone.Number{
 				PhoneNumber:     string(pi.PhoneNumber),
 				PurePhoneNumber: string(pi.PurePhoneNumber),
 				CountryCode:     string(pi.CountryCode),
@@ -275,11 +277,16 @@ func (c *WeChatClient) GetUserPhoneNumber(ctx context.Context, accessToken, code
 			if pi.Watermark != nil {
 				p.WatermarkAppID = string(pi.Watermark.AppID)
 			}
+			if !p.Valid() {
+				// The values become headers: the same rule as for a
+				// decrypted number.
+				return ec, unreadable(errors.New("phone_info: not a phone number"))
+			}
 			return ec, verdict{}
 		},
 	})
 	if err != nil {
-		return Phone{}, err
+		return phone.Number{}, err
 	}
 	return p, nil
 }

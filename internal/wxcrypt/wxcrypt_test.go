@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/phone"
 )
 
 // knownMessages are every message this package's errors may carry.
@@ -465,29 +466,29 @@ func TestParsePhone(t *testing.T) {
 	tests := []struct {
 		name  string
 		plain string
-		want  Phone
+		want  phone.Number
 		ok    bool
 	}{
-		{"vector", phonePlain, Phone{"13580006666", "13580006666", "86"}, true},
-		{"numeric country code", `{"phoneNumber":"13800138000","purePhoneNumber":"13800138000","countryCode":86}`, Phone{"13800138000", "13800138000", "86"}, true},
-		{"foreign", `{"phoneNumber":"+1-2025550123","purePhoneNumber":"2025550123","countryCode":"+1"}`, Phone{"+1-2025550123", "2025550123", "+1"}, true},
-		{"only phoneNumber", `{"phoneNumber":"13800138000"}`, Phone{"13800138000", "", ""}, true},
-		{"null country", `{"phoneNumber":"13800138000","countryCode":null}`, Phone{"13800138000", "", ""}, true},
-		{"escaped", `{"phoneNumber":"1380013800\u0030"}`, Phone{"13800138000", "", ""}, true},
-		{"missing phone", `{"purePhoneNumber":"13800138000","countryCode":"86"}`, Phone{}, false},
-		{"empty phone", `{"phoneNumber":""}`, Phone{}, false},
-		{"user info", officialPlain, Phone{}, false},
-		{"phone is object", `{"phoneNumber":{"n":"1"}}`, Phone{}, false},
-		{"phone is bool", `{"phoneNumber":true}`, Phone{}, false},
-		{"fractional country", `{"phoneNumber":"1","countryCode":8.6}`, Phone{}, false},
-		{"negative country", `{"phoneNumber":"1","countryCode":-86}`, Phone{}, false},
-		{"header injection", `{"phoneNumber":"138\r\nX-Mp-Openid: x"}`, Phone{}, false},
-		{"letters", `{"phoneNumber":"138abc"}`, Phone{}, false},
-		{"pure with letters", `{"phoneNumber":"1","purePhoneNumber":"x"}`, Phone{}, false},
-		{"country letters", `{"phoneNumber":"1","countryCode":"CN"}`, Phone{}, false},
-		{"too long", `{"phoneNumber":"` + strings.Repeat("1", 33) + `"}`, Phone{}, false},
-		{"not json", `13800138000`, Phone{}, false},
-		{"array", `["13800138000"]`, Phone{}, false},
+		{"vector", phonePlain, phone.Number{PhoneNumber: "13580006666", PurePhoneNumber: "13580006666", CountryCode: "86"}, true},
+		{"numeric country code", `{"phoneNumber":"13800138000","purePhoneNumber":"13800138000","countryCode":86}`, phone.Number{PhoneNumber: "13800138000", PurePhoneNumber: "13800138000", CountryCode: "86"}, true},
+		{"foreign", `{"phoneNumber":"+1-2025550123","purePhoneNumber":"2025550123","countryCode":"+1"}`, phone.Number{PhoneNumber: "+1-2025550123", PurePhoneNumber: "2025550123", CountryCode: "+1"}, true},
+		{"only phoneNumber", `{"phoneNumber":"13800138000"}`, phone.Number{PhoneNumber: "13800138000", PurePhoneNumber: "", CountryCode: ""}, true},
+		{"null country", `{"phoneNumber":"13800138000","countryCode":null}`, phone.Number{PhoneNumber: "13800138000", PurePhoneNumber: "", CountryCode: ""}, true},
+		{"escaped", `{"phoneNumber":"1380013800\u0030"}`, phone.Number{PhoneNumber: "13800138000", PurePhoneNumber: "", CountryCode: ""}, true},
+		{"missing phone", `{"purePhoneNumber":"13800138000","countryCode":"86"}`, phone.Number{}, false},
+		{"empty phone", `{"phoneNumber":""}`, phone.Number{}, false},
+		{"user info", officialPlain, phone.Number{}, false},
+		{"phone is object", `{"phoneNumber":{"n":"1"}}`, phone.Number{}, false},
+		{"phone is bool", `{"phoneNumber":true}`, phone.Number{}, false},
+		{"fractional country", `{"phoneNumber":"1","countryCode":8.6}`, phone.Number{}, false},
+		{"negative country", `{"phoneNumber":"1","countryCode":-86}`, phone.Number{}, false},
+		{"header injection", `{"phoneNumber":"138\r\nX-Mp-Openid: x"}`, phone.Number{}, false},
+		{"letters", `{"phoneNumber":"138abc"}`, phone.Number{}, false},
+		{"pure with letters", `{"phoneNumber":"1","purePhoneNumber":"x"}`, phone.Number{}, false},
+		{"country letters", `{"phoneNumber":"1","countryCode":"CN"}`, phone.Number{}, false},
+		{"too long", `{"phoneNumber":"` + strings.Repeat("1", 33) + `"}`, phone.Number{}, false},
+		{"not json", `13800138000`, phone.Number{}, false},
+		{"array", `["13800138000"]`, phone.Number{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -503,22 +504,6 @@ func TestParsePhone(t *testing.T) {
 				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
-	}
-}
-
-func TestMaskPhone(t *testing.T) {
-	tests := map[string]string{
-		"13800138000":    "138****8000",
-		"+8613800138000": "+86*******8000",
-		"":               "",
-		"1":              "*",
-		"1380013800":     "**********",
-		"电话号码一二三四五六七":    "电话号****四五六七",
-	}
-	for in, want := range tests {
-		if got := MaskPhone(in); got != want {
-			t.Errorf("MaskPhone(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 
