@@ -1,10 +1,7 @@
 package caddyfile
 
 import (
-	"math"
 	"strconv"
-
-	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/module"
 )
@@ -17,17 +14,14 @@ import (
 //	}]
 //
 // Without arguments or block it sets the defaults explicitly (stable mode).
-// That it is used on WeChat only is checked when the handler is
-// provisioned (platform may come later in the block).
-func parseAccessToken(d *cf.Dispenser, h *module.Handler) error {
+// The mode, the fraction and that it is used on WeChat only are the
+// handler's rules (module.Handler.Validate).
+func (p *parser) parseAccessToken(h *module.Handler) error {
+	d := p.d
 	cfg := &module.AccessTokenConfig{Mode: "stable"}
 	if d.NextArg() {
-		switch v := d.Val(); v {
-		case "stable", "classic":
-			cfg.Mode = v
-		default:
-			return d.Errf("access_token: unknown mode '%s' (want stable or classic)", v)
-		}
+		p.mark("access_token.mode")
+		cfg.Mode = d.Val()
 		if d.NextArg() {
 			return d.Errf("access_token takes one mode (stable or classic), got another argument '%s'", d.Val())
 		}
@@ -39,21 +33,19 @@ func parseAccessToken(d *cf.Dispenser, h *module.Handler) error {
 			return d.Errf("duplicate access_token option '%s'", opt)
 		}
 		seen[opt] = true
+		p.mark("access_token." + opt)
 		switch opt {
 		case "refresh":
-			var v string
-			if !d.AllArgs(&v) {
-				return argErr(d, "access_token refresh (want a fraction such as 0.8)")
-			}
-			if err := noBlock(d, "refresh"); err != nil {
+			v, err := oneArg(d)
+			if err != nil {
 				return err
 			}
 			f, err := strconv.ParseFloat(v, 64)
-			if err != nil || math.IsNaN(f) {
+			if err != nil {
 				return d.Errf("access_token: refresh '%s' is not a number (want a fraction of the token's lifetime, such as 0.8)", v)
 			}
-			if !(f > 0 && f < 1) {
-				return d.Errf("access_token: refresh '%s' must be between 0 and 1, exclusive (a fraction of the token's lifetime, such as 0.8)", v)
+			if err := module.CheckAccessTokenRefresh(f); err != nil {
+				return d.Errf("%v", err)
 			}
 			cfg.Refresh = f
 		default:

@@ -12,7 +12,7 @@
 //			max_sessions <n>
 //		}]
 //		store            redis <redis://...|rediss://...> [{
-//			<redis options, except addrs and master_name>
+//			<redis options, except addrs, master_name and tls>
 //		}]
 //		store            redis {
 //			addrs        <host:port>...
@@ -43,16 +43,20 @@
 //	}
 //
 // platform, app_id and app_secret are required, and so is at least one of
-// login, phone and decrypt. Values holding a placeholder such as
+// login, phone, decrypt and compat. Values holding a placeholder such as
 // {env.MP_APP_ID} are kept verbatim (the handler replaces them when it is
-// provisioned) and are not validated here.
+// provisioned, and checks them then).
+//
+// The parser holds no rule of meaning: it turns tokens into module.Handler
+// (refusing only what does not parse: unknown names, argument counts,
+// numbers, durations and sizes), then runs the handler's own Validate, the
+// one Caddy runs on a JSON config, and reports its refusal at the line of
+// the field it names (module.FieldError).
 package caddyfile
 
 import (
-	"fmt"
+	"errors"
 	"math"
-	"net"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -62,7 +66,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/keyseal"
 	"github.com/caddy-miniprogram/caddy-miniprogram/module"
 )
 
@@ -75,6 +78,36 @@ func Parse(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// parser reads one directive; fields remembers the token that set each
+// field (by module.FieldError's names), to report a rule's refusal there.
+type parser struct {
+	d      *cf.Dispenser
+	fields map[string]cf.Token
+}
+
+// mark records the current token as the one that set field.
+func (p *parser) mark(field string) { p.fields[field] = p.d.Token() }
+
+// tokenOf is the token that set the field err names (or its enclosing
+// field's: "store.username" falls back to "store"), else def.
+func (p *parser) tokenOf(err error, def cf.Token) cf.Token {
+	var fe *module.FieldError
+	if !errors.As(err, &fe) {
+		return def
+	}
+	for f := fe.Field; f != ""; {
+		if t, ok := p.fields[f]; ok {
+			return t
+		}
+		i := strings.LastIndexByte(f, '.')
+		if i < 0 {
+			break
+		}
+		f = f[:i]
+	}
+	return def
 }
 
 // UnmarshalHandler parses one miniprogram directive (without a matcher
@@ -91,6 +124,7 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 		return d.Errf("%s takes no arguments besides an optional matcher; its options go in a block", name)
 	}
 
+	p := &parser{d: d, fields: make(map[string]cf.Token)}
 	seen := make(map[string]bool)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
@@ -106,108 +140,58 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 			return d.Errf("duplicate subdirective '%s' in %s", key, name)
 		}
 		seen[key] = true
+		p.mark(sub)
 
 		var err error
 		switch sub {
 		case "platform":
-			var v string
-			if v, err = oneArg(d); err != nil {
-				return err
-			}
-			switch v {
-			case "wechat", "douyin":
-				h.Platform = v
-			default:
-				return d.Errf("unknown platform '%s' (want wechat or douyin)", v)
-			}
-
+			h.Platform, err = oneArg(d)
 		case "app_id":
 			h.AppID, err = oneArg(d)
 		case "app_secret":
 			h.AppSecret, err = oneArg(d)
-
 		case "api_base":
-			var v string
-			if v, err = oneArg(d); err != nil {
-				return err
-			}
-			if err := checkAPIBase(v); err != nil {
-				return d.Errf("api_base: %v", err)
-			}
-			h.APIBase = v
+			h.APIBase, err = oneArg(d)
 
 		case "store":
-			h.Store, err = parseStore(d)
+			h.Store, err = p.parseStore()
 
 		case "session_ttl":
-			h.SessionTTL, err = durationArg(d)
+			h.SessionTTL, err = durationArg(d, sub)
 		case "platform_timeout":
-			h.PlatformTimeout, err = durationArg(d)
+			h.PlatformTimeout, err = durationArg(d, sub)
 		case "exchange_wait":
-			h.ExchangeWait, err = durationArg(d)
+			h.ExchangeWait, err = durationArg(d, sub)
 
 		case "login":
-			h.Login, err = pathArg(d)
+			h.Login, err = oneArg(d)
 		case "phone":
-			h.Phone, err = pathArg(d)
+			h.Phone, err = oneArg(d)
 		case "decrypt":
-			h.Decrypt, err = pathArg(d)
-
+			h.Decrypt, err = oneArg(d)
 		case "decrypt_watermark":
-			var v string
-			if v, err = oneArg(d); err != nil {
-				return err
-			}
-			if cerr := module.CheckDecryptWatermark(v); cerr != nil {
-				return d.Err(cerr.Error())
-			}
-			h.DecryptWatermark = v
+			h.DecryptWatermark, err = oneArg(d)
 
 		case "route_param":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return argErr(d, "route_param")
-			}
-			for _, a := range args {
-				if err := module.CheckRouteParam(a); err != nil {
-					return d.Err(err.Error())
-				}
-			}
-			h.RouteParams = args
+			h.RouteParams, err = someArgs(d)
 
 		case "max_body_size":
-			var v string
-			if v, err = oneArg(d); err != nil {
-				return err
+			var n int64
+			if n, err = sizeArg(d); err == nil {
+				if cerr := module.CheckMaxBodySize(n); cerr != nil {
+					return d.Errf("%v", cerr)
+				}
+				h.MaxBodySize = n
 			}
-			size, perr := humanize.ParseBytes(v)
-			if perr != nil {
-				return d.Errf("max_body_size: bad size '%s' (want a size like 64KiB, 1MB or 65536)", v)
-			}
-			if size == 0 || size > math.MaxInt64 {
-				return d.Errf("max_body_size: size '%s' must be greater than zero", v)
-			}
-			h.MaxBodySize = int64(size)
 
 		case "platform_retries":
 			var n int
-			if n, err = intArg(d); err != nil {
-				return err
+			if n, err = intArg(d); err == nil {
+				h.PlatformRetries = &n
 			}
-			if n < 0 {
-				return d.Errf("platform_retries: %d is negative (0 means no retries)", n)
-			}
-			h.PlatformRetries = &n
 
 		case "max_failed_exchanges":
-			var v string
-			if v, err = oneArg(d); err != nil {
-				return err
-			}
-			if err := module.CheckMaxFailedExchanges(v); err != nil {
-				return d.Errf("%v", err)
-			}
-			h.MaxFailedExchanges = v
+			h.MaxFailedExchanges, err = oneArg(d)
 
 		case "field":
 			if h.Fields == nil {
@@ -216,11 +200,11 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 			err = parseField(d, h.Fields)
 
 		case "access_token":
-			err = parseAccessToken(d, h)
+			err = p.parseAccessToken(h)
 		case "compat":
-			err = parseCompat(d, h)
+			err = p.parseCompat(h)
 		case "token_binding":
-			err = parseTokenBinding(d, h)
+			err = p.parseTokenBinding(h)
 
 		default:
 			return d.Errf("unrecognized %s subdirective '%s'", name, sub)
@@ -230,34 +214,22 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 		}
 	}
 
-	// Checks on the block as a whole are reported at the directive's line.
-	var missing []string
-	for _, r := range []struct{ name, val string }{
-		{"platform", h.Platform}, {"app_id", h.AppID}, {"app_secret", h.AppSecret},
-	} {
-		if r.val == "" {
-			missing = append(missing, r.name)
-		}
-	}
-	if len(missing) > 0 {
-		return errAt(directive, "%s block is missing required subdirective(s): %s", name, strings.Join(missing, ", "))
-	}
-	if h.Login == "" && h.Phone == "" && h.Decrypt == "" && h.Compat == nil {
-		return errAt(directive, "%s block needs at least one route: login, phone, decrypt or compat", name)
-	}
-	if err := module.CheckRoutes(h.Login, h.Phone, h.Decrypt); err != nil {
-		return errAt(directive, "%v", err)
+	// The handler's own rules, as for a JSON config; a refusal is
+	// reported at the line of the field it names, else the directive's.
+	if err := h.Validate(); err != nil {
+		return errAt(p.tokenOf(err, directive), "%v", err)
 	}
 	return nil
 }
 
 // parseStore parses "store memory [{...}]" or "store redis [<url>] [{...}]";
 // the dispenser is on "store".
-func parseStore(d *cf.Dispenser) (*module.StoreConfig, error) {
-	storeTok := d.Token()
+func (p *parser) parseStore() (*module.StoreConfig, error) {
+	d := p.d
 	if !d.NextArg() {
-		return nil, argErr(d, "store (want memory or redis)")
+		return nil, missingValue(d, "store", "memory or redis")
 	}
+	p.mark("store.type")
 	sc := &module.StoreConfig{Type: d.Val()}
 	switch sc.Type {
 	case "memory":
@@ -271,14 +243,15 @@ func parseStore(d *cf.Dispenser) (*module.StoreConfig, error) {
 				return nil, d.Errf("duplicate store memory option '%s'", opt)
 			}
 			seen[opt] = true
+			p.mark("store." + opt)
 			switch opt {
 			case "max_sessions":
 				n, err := intArg(d)
 				if err != nil {
 					return nil, err
 				}
-				if n <= 0 {
-					return nil, d.Errf("max_sessions: %d must be greater than zero", n)
+				if err := module.CheckMaxSessions(n); err != nil {
+					return nil, d.Errf("%v", err)
 				}
 				sc.MaxSessions = n
 			default:
@@ -289,69 +262,35 @@ func parseStore(d *cf.Dispenser) (*module.StoreConfig, error) {
 
 	case "redis":
 		if d.NextArg() {
+			p.mark("store.url")
 			sc.URL = d.Val()
-			if err := checkRedisURL(sc.URL); err != nil {
-				return nil, d.Errf("store redis: %v", err)
-			}
 			if d.NextArg() {
 				return nil, d.Errf("store redis takes one URL, got another argument '%s'", d.Val())
 			}
 		}
-		if err := parseRedisBlock(d, sc); err != nil {
-			return nil, err
-		}
-		if sc.MasterName != "" && len(sc.Addrs) == 0 {
-			return nil, errAt(storeTok, "store redis: master_name needs the sentinels' addrs")
-		}
-		if sc.URL == "" && len(sc.Addrs) == 0 {
-			return nil, errAt(storeTok, "store redis needs a URL (redis://host:port/db) or a block with addrs")
-		}
-		return sc, nil
+		return sc, p.parseRedisBlock(sc)
 
 	default:
-		return nil, d.Errf("unknown store type '%s' (want memory or redis)", sc.Type)
+		return nil, d.Errf("%v", module.CheckStoreType(sc.Type))
 	}
 }
 
 // parseRedisBlock reads the optional block after "store redis [<url>]".
-func parseRedisBlock(d *cf.Dispenser, sc *module.StoreConfig) error {
+func (p *parser) parseRedisBlock(sc *module.StoreConfig) error {
+	d := p.d
 	seen := make(map[string]bool)
-	var plainTok cf.Token // encryption_allow_plain, checked at the end
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		if seen[opt] {
 			return d.Errf("duplicate store redis option '%s'", opt)
 		}
 		seen[opt] = true
+		p.mark("store." + opt)
 		var err error
 		switch opt {
 		case "addrs":
-			if sc.URL != "" {
-				return d.Errf("store redis: addrs cannot be combined with a URL; use one or the other")
-			}
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return argErr(d, "addrs")
-			}
-			for _, a := range args {
-				if hasPlaceholder(a) {
-					continue
-				}
-				host, port, serr := net.SplitHostPort(a)
-				if serr != nil || host == "" || port == "" {
-					return d.Errf("store redis: address '%s' is not host:port", a)
-				}
-				if p, perr := strconv.Atoi(port); perr != nil || p < 1 || p > 65535 {
-					return d.Errf("store redis: address '%s' has a bad port", a)
-				}
-			}
-			sc.Addrs = args
-			err = noBlock(d, opt)
-
+			sc.Addrs, err = someArgs(d)
 		case "master_name":
-			if sc.URL != "" {
-				return d.Errf("store redis: master_name cannot be combined with a URL; give the sentinels with addrs")
-			}
 			sc.MasterName, err = oneArg(d)
 		case "username":
 			sc.Username, err = oneArg(d)
@@ -361,63 +300,18 @@ func parseRedisBlock(d *cf.Dispenser, sc *module.StoreConfig) error {
 			sc.CAFile, err = oneArg(d)
 		case "prefix":
 			sc.Prefix, err = oneArg(d)
-
 		case "db":
-			var n int
-			if n, err = intArg(d); err != nil {
-				return err
-			}
-			if n < 0 {
-				return d.Errf("store redis: db %d is negative", n)
-			}
-			sc.DB = n
-
+			sc.DB, err = intArg(d)
 		case "tls":
-			if d.NextArg() {
-				return argErr(d, "tls (takes no arguments)")
-			}
-			if sc.URL != "" {
-				return d.Errf("store redis: tls cannot be combined with a URL; use a rediss:// URL for TLS")
-			}
-			sc.TLS = true
-			err = noBlock(d, opt)
-
+			sc.TLS, err = true, flagArg(d)
 		case "timeout":
-			sc.Timeout, err = durationArg(d)
-
+			sc.Timeout, err = durationArg(d, "store.timeout")
 		case "encryption_keys":
 			// encryption_keys <key> [<older key>...]: the first seals,
-			// all open. A literal key is checked now; the error names
-			// its position, never its text.
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return argErr(d, "encryption_keys")
-			}
-			for i, k := range args {
-				if hasPlaceholder(k) {
-					continue
-				}
-				ks := keyseal.SplitKeys(k)
-				if len(ks) == 0 {
-					return d.Errf("store redis: encryption key %d is empty", i+1)
-				}
-				for _, one := range ks {
-					if _, kerr := keyseal.ParseKey(one); kerr != nil {
-						return d.Errf("store redis: encryption key %d: %v", i+1, kerr)
-					}
-				}
-			}
-			sc.EncryptionKeys = args
-			err = noBlock(d, opt)
-
+			// all open.
+			sc.EncryptionKeys, err = someArgs(d)
 		case "encryption_allow_plain":
-			if d.NextArg() {
-				return argErr(d, "encryption_allow_plain (takes no arguments)")
-			}
-			sc.EncryptionAllowPlain = true
-			plainTok = d.Token()
-			err = noBlock(d, opt)
-
+			sc.EncryptionAllowPlain, err = true, flagArg(d)
 		default:
 			return d.Errf("unrecognized store redis option '%s'", opt)
 		}
@@ -425,20 +319,24 @@ func parseRedisBlock(d *cf.Dispenser, sc *module.StoreConfig) error {
 			return err
 		}
 	}
-	if sc.EncryptionAllowPlain && len(sc.EncryptionKeys) == 0 {
-		return errAt(plainTok, "store redis: encryption_allow_plain needs encryption_keys")
-	}
 	return nil
 }
 
 // parseField parses "field <kind> <name>"; the dispenser is on "field".
 func parseField(d *cf.Dispenser, f *module.Fields) error {
-	var kind, name string
-	if !d.AllArgs(&kind, &name) {
-		return argErr(d, "field (want: field <kind> <name>)")
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		if len(args) == 0 {
+			return missingValue(d, "field", "a kind and a name: field <kind> <name>")
+		}
+		return d.Errf("field takes a kind and a name (field <kind> <name>), got %d value(s)", len(args))
 	}
 	if err := noBlock(d, "field"); err != nil {
 		return err
+	}
+	kind, name := args[0], args[1]
+	if name == "" {
+		return emptyValue(d, "field "+kind)
 	}
 	switch kind {
 	case "code":
@@ -457,24 +355,70 @@ func parseField(d *cf.Dispenser, f *module.Fields) error {
 	return nil
 }
 
-// oneArg reads exactly one argument and no block.
+// envHint explains an empty or missing value: Caddy replaces {$VAR} when
+// it reads the Caddyfile, and an unset variable leaves nothing there.
+const envHint = "if it is written {$VAR}, that environment variable may be unset or empty"
+
+// missingValue is the error for a subdirective given no value; want says
+// what it takes.
+func missingValue(d *cf.Dispenser, sub, want string) error {
+	return d.Errf("%s: no value given (want %s); %s", sub, want, envHint)
+}
+
+// emptyValue is the error for a value that is the empty string.
+func emptyValue(d *cf.Dispenser, sub string) error {
+	return d.Errf("%s: the value is empty; %s", sub, envHint)
+}
+
+// oneArg reads exactly one non-empty argument and no block.
 func oneArg(d *cf.Dispenser) (string, error) {
 	sub := d.Val()
-	var v string
-	if !d.AllArgs(&v) {
-		return "", argErr(d, sub)
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 0:
+		return "", missingValue(d, sub, "one value")
+	case len(args) > 1:
+		return "", d.Errf("%s takes one value, got %d (quote a value that holds spaces)", sub, len(args))
 	}
 	if err := noBlock(d, sub); err != nil {
 		return "", err
 	}
-	if v == "" {
-		return "", d.Errf("%s: empty value", sub)
+	if args[0] == "" {
+		return "", emptyValue(d, sub)
 	}
-	return v, nil
+	return args[0], nil
 }
 
-// durationArg reads one positive duration such as 30m or 1.5s.
-func durationArg(d *cf.Dispenser) (caddy.Duration, error) {
+// someArgs reads one or more non-empty arguments and no block.
+func someArgs(d *cf.Dispenser) ([]string, error) {
+	sub := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, missingValue(d, sub, "one or more values")
+	}
+	if err := noBlock(d, sub); err != nil {
+		return nil, err
+	}
+	for _, a := range args {
+		if a == "" {
+			return nil, emptyValue(d, sub)
+		}
+	}
+	return args, nil
+}
+
+// flagArg reads a flag: no argument, no block.
+func flagArg(d *cf.Dispenser) error {
+	sub := d.Val()
+	if d.NextArg() {
+		return d.Errf("%s takes no value, got '%s'", sub, d.Val())
+	}
+	return noBlock(d, sub)
+}
+
+// durationArg reads one duration such as 30m or 1.5s, and checks it
+// against field's rule (module.CheckDuration).
+func durationArg(d *cf.Dispenser, field string) (caddy.Duration, error) {
 	sub := d.Val()
 	v, err := oneArg(d)
 	if err != nil {
@@ -482,12 +426,51 @@ func durationArg(d *cf.Dispenser) (caddy.Duration, error) {
 	}
 	dur, err := caddy.ParseDuration(v)
 	if err != nil {
-		return 0, d.Errf("%s: bad duration '%s': %v", sub, v, err)
+		return 0, d.Errf("%s: bad duration '%s' (want a duration such as 5s, 30m or 1h)", sub, v)
 	}
-	if dur <= 0 {
-		return 0, d.Errf("%s: duration '%s' must be greater than zero", sub, v)
+	if err := module.CheckDuration(field, caddy.Duration(dur)); err != nil {
+		return 0, d.Errf("%v", err)
 	}
 	return caddy.Duration(dur), nil
+}
+
+// sizeArg reads a size such as 64KiB, 1MB or 65536; "64 KiB" (the unit
+// as its own argument) is read as 64KiB.
+func sizeArg(d *cf.Dispenser) (int64, error) {
+	sub := d.Val()
+	args := d.RemainingArgs()
+	switch len(args) {
+	case 0:
+		return 0, missingValue(d, sub, "a size such as 64KiB")
+	case 1, 2:
+	default:
+		return 0, d.Errf("%s takes one size such as 64KiB, got %d values", sub, len(args))
+	}
+	if err := noBlock(d, sub); err != nil {
+		return 0, err
+	}
+	v := strings.Join(args, " ")
+	if len(args) == 2 && !isUnit(args[1]) {
+		return 0, d.Errf("%s takes one size such as 64KiB, got '%s'", sub, v)
+	}
+	size, err := humanize.ParseBytes(v)
+	if err != nil {
+		return 0, d.Errf("%s: bad size '%s' (want a size such as 64KiB, 1MB or 65536)", sub, v)
+	}
+	if size > math.MaxInt64 {
+		return 0, d.Errf("%s: size '%s' is too large", sub, v)
+	}
+	return int64(size), nil
+}
+
+// isUnit reports whether s is made of letters only (a size unit: KiB, MB).
+func isUnit(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // intArg reads one integer.
@@ -504,24 +487,6 @@ func intArg(d *cf.Dispenser) (int, error) {
 	return n, nil
 }
 
-// pathArg reads one route path, which must start with "/".
-func pathArg(d *cf.Dispenser) (string, error) {
-	sub := d.Val()
-	v, err := oneArg(d)
-	if err != nil {
-		return "", err
-	}
-	if err := module.CheckRoutePath(v); err != nil {
-		return "", d.Errf("%s: %v", sub, err)
-	}
-	return v, nil
-}
-
-// argErr is d.ArgErr prefixed with what was being parsed.
-func argErr(d *cf.Dispenser, what string) error {
-	return fmt.Errorf("%s: %w", what, d.ArgErr())
-}
-
 // errAt is d.Errf for a token the dispenser has moved past: the error names
 // that token's file and line (and import chain).
 func errAt(tok cf.Token, format string, args ...any) error {
@@ -536,76 +501,4 @@ func noBlock(d *cf.Dispenser, sub string) error {
 		return d.Errf("%s does not take a block", sub)
 	}
 	return nil
-}
-
-// hasPlaceholder reports whether s holds a {placeholder}, which is replaced
-// at provisioning and so cannot be checked now.
-func hasPlaceholder(s string) bool {
-	i := strings.IndexByte(s, '{')
-	return i >= 0 && strings.IndexByte(s[i:], '}') > 0
-}
-
-// checkAPIBase wants an http(s) origin, optionally with a path prefix; no
-// user info, query or fragment.
-func checkAPIBase(s string) error {
-	if hasPlaceholder(s) {
-		return nil
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("'%s' is not a URL: %v", s, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("'%s' must be an http:// or https:// URL", s)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("'%s' has no host", s)
-	}
-	if u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return fmt.Errorf("'%s' must be an origin (no user info, query or fragment)", s)
-	}
-	return nil
-}
-
-// checkRedisURL wants redis://[user:pass@]host[:port][/db] or rediss://.
-func checkRedisURL(s string) error {
-	if hasPlaceholder(s) {
-		return nil
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("'%s' is not a URL: %v", redactURL(s), err)
-	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return fmt.Errorf("URL '%s' must start with redis:// or rediss://", redactURL(s))
-	}
-	if u.Hostname() == "" {
-		return fmt.Errorf("URL '%s' has no host", redactURL(s))
-	}
-	if p := u.Port(); p != "" {
-		if n, perr := strconv.Atoi(p); perr != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("URL '%s' has a bad port", redactURL(s))
-		}
-	}
-	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
-		if n, perr := strconv.Atoi(db); perr != nil || n < 0 {
-			return fmt.Errorf("URL '%s': path must be a database number, like /0", redactURL(s))
-		}
-	}
-	if u.Fragment != "" {
-		return fmt.Errorf("URL '%s' must not have a fragment", redactURL(s))
-	}
-	return nil
-}
-
-// redactURL hides a password in an error message.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		if i := strings.LastIndexByte(s, '@'); i >= 0 {
-			return "<redacted>" + s[i:]
-		}
-		return s
-	}
-	return u.Redacted()
 }

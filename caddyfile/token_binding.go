@@ -1,11 +1,6 @@
 package caddyfile
 
 import (
-	"strings"
-
-	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/dustin/go-humanize"
-
 	"github.com/caddy-miniprogram/caddy-miniprogram/module"
 )
 
@@ -21,9 +16,10 @@ import (
 // from is required (exactly once); request defaults to bearer for json and
 // header sources and to the same cookie for a cookie source;
 // max_response_size (default 1MiB) bounds the login answer buffered to read
-// a JSON token.
-func parseTokenBinding(d *cf.Dispenser, h *module.Handler) error {
-	tbTok := d.Token()
+// a JSON token. The names, the path and the bounds are the handler's rules
+// (module.TokenBindingConfig.Validate, run by the handler's Validate).
+func (p *parser) parseTokenBinding(h *module.Handler) error {
+	d := p.d
 	if d.NextArg() {
 		return d.Errf("token_binding takes no arguments, its options go in a block (from json|header|cookie <value>)")
 	}
@@ -38,30 +34,19 @@ func parseTokenBinding(d *cf.Dispenser, h *module.Handler) error {
 			return d.Errf("duplicate token_binding option '%s'", opt)
 		}
 		seen[opt] = true
+		p.mark("token_binding." + opt)
 		switch opt {
 		case "from":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
-				return argErr(d, "token_binding from (want: from json <path> | from header <name> | from cookie <name>)")
+				return d.Errf("token_binding from takes a source and a value (from json <path> | from header <name> | from cookie <name>), got %d value(s); %s", len(args), envHint)
 			}
-			kind, v := args[0], args[1]
-			switch kind {
+			switch kind, v := args[0], args[1]; kind {
 			case "json":
-				for seg := range strings.SplitSeq(v, ".") {
-					if seg == "" {
-						return d.Errf("token_binding from json: path '%s' has an empty segment (want e.g. data.token)", v)
-					}
-				}
 				c.From.JSON = v
 			case "header":
-				if !module.ValidTokenName(v) {
-					return d.Errf("token_binding from header: '%s' is not a header name", v)
-				}
 				c.From.Header = v
 			case "cookie":
-				if !module.ValidTokenName(v) {
-					return d.Errf("token_binding from cookie: '%s' is not a cookie name", v)
-				}
 				c.From.Cookie = v
 			default:
 				return d.Errf("token_binding from: unknown source '%s' (want json, header or cookie)", kind)
@@ -69,7 +54,7 @@ func parseTokenBinding(d *cf.Dispenser, h *module.Handler) error {
 		case "request":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
-				return argErr(d, "token_binding request (want: request bearer | request header <name> | request cookie <name>)")
+				return missingValue(d, "token_binding request", "bearer, header <name> or cookie <name>")
 			}
 			q := new(module.TokenCarrier)
 			switch args[0] {
@@ -80,10 +65,7 @@ func parseTokenBinding(d *cf.Dispenser, h *module.Handler) error {
 				q.Bearer = true
 			case "header", "cookie":
 				if len(args) != 2 {
-					return argErr(d, "token_binding request "+args[0]+" (want: request "+args[0]+" <name>)")
-				}
-				if !module.ValidTokenName(args[1]) {
-					return d.Errf("token_binding request %s: '%s' is not a %s name", args[0], args[1], args[0])
+					return d.Errf("token_binding request %s takes a name (request %s <name>), got %d value(s); %s", args[0], args[0], len(args)-1, envHint)
 				}
 				if args[0] == "header" {
 					q.Header = args[1]
@@ -95,30 +77,21 @@ func parseTokenBinding(d *cf.Dispenser, h *module.Handler) error {
 			}
 			c.Request = q
 		case "max_response_size":
-			var v string
-			if !d.AllArgs(&v) {
-				return argErr(d, "token_binding max_response_size")
-			}
-			size, err := humanize.ParseBytes(v)
+			n, err := sizeArg(d)
 			if err != nil {
-				return d.Errf("token_binding max_response_size: bad size '%s' (want a size like 1MiB or 65536)", v)
+				return err
 			}
-			if size == 0 || size > 1<<40 {
-				return d.Errf("token_binding max_response_size: size '%s' must be between 1 byte and 1TiB", v)
+			if err := module.CheckMaxResponseSize(n); err != nil {
+				return d.Errf("%v", err)
 			}
-			c.MaxResponseSize = int64(size)
+			c.MaxResponseSize = n
+			continue // sizeArg has checked that no block follows
 		default:
 			return d.Errf("unrecognized token_binding option '%s' (want from, request or max_response_size)", opt)
 		}
 		if err := noBlock(d, "token_binding "+opt); err != nil {
 			return err
 		}
-	}
-	if !seen["from"] {
-		return errAt(tbTok, "token_binding needs 'from json <path>', 'from header <name>' or 'from cookie <name>'")
-	}
-	if err := c.Validate(); err != nil {
-		return errAt(tbTok, "%v", err)
 	}
 	h.TokenBinding = c
 	return nil

@@ -289,7 +289,7 @@ func TestAtRestConfigErrors(t *testing.T) {
 		{"default store", `{"encryption_keys":["` + good + `"]}`, "for store redis only"},
 		{"short key", `{"type":"redis","url":"redis://127.0.0.1:1/0","encryption_keys":["{env.MP_TEST_SHORT}"]}`, "key 1 of 1: key is 20 bytes"},
 		{"unset env", `{"type":"redis","url":"redis://127.0.0.1:1/0","encryption_keys":["` + good + `","{env.MP_TEST_UNSET_KEY}"]}`, "encryption key 2 of 2: evaluated placeholder {env.MP_TEST_UNSET_KEY} is empty (is its environment variable set?)"},
-		{"allow plain alone", `{"type":"redis","url":"redis://127.0.0.1:1/0","encryption_allow_plain":true}`, "encryption_allow_plain needs encryption_keys"},
+		{"allow plain alone", `{"type":"redis","url":"redis://127.0.0.1:1/0","encryption_allow_plain":true}`, "store.encryption_allow_plain: needs encryption_keys"},
 		{"same key twice", `{"type":"redis","url":"redis://127.0.0.1:1/0","encryption_keys":["` + good + `","{env.MP_TEST_DUP}"]}`, "same as key 1"},
 	}
 	t.Setenv("MP_TEST_DUP", good)

@@ -94,7 +94,8 @@ type TokenCarrier struct {
 }
 
 // Validate checks the configuration (exactly one source, at most one
-// carrier, well-formed names and path).
+// carrier, well-formed names and path, the response bound); part of the
+// handler's validate.
 func (c *TokenBindingConfig) Validate() error {
 	n := 0
 	for _, v := range []string{c.From.JSON, c.From.Header, c.From.Cookie} {
@@ -103,18 +104,18 @@ func (c *TokenBindingConfig) Validate() error {
 		}
 	}
 	if n != 1 {
-		return errors.New("miniprogram: token_binding needs exactly one of from json, from header, from cookie")
+		return fieldErr("token_binding.from", "exactly one of from json, from header, from cookie is needed")
 	}
 	if c.From.JSON != "" {
 		if err := checkJSONPath(c.From.JSON); err != nil {
-			return fmt.Errorf("miniprogram: token_binding from json: %w", err)
+			return &FieldError{Field: "token_binding.from", Err: fmt.Errorf("json: %w", err)}
 		}
 	}
 	if c.From.Header != "" && !ValidTokenName(c.From.Header) {
-		return fmt.Errorf("miniprogram: token_binding from header: %q is not a header name", c.From.Header)
+		return fieldErr("token_binding.from", "header: %q is not a header name", c.From.Header)
 	}
 	if c.From.Cookie != "" && !ValidTokenName(c.From.Cookie) {
-		return fmt.Errorf("miniprogram: token_binding from cookie: %q is not a cookie name", c.From.Cookie)
+		return fieldErr("token_binding.from", "cookie: %q is not a cookie name", c.From.Cookie)
 	}
 	if q := c.Request; q != nil {
 		n := 0
@@ -124,21 +125,23 @@ func (c *TokenBindingConfig) Validate() error {
 		if q.Header != "" {
 			n++
 			if !ValidTokenName(q.Header) {
-				return fmt.Errorf("miniprogram: token_binding request header: %q is not a header name", q.Header)
+				return fieldErr("token_binding.request", "header: %q is not a header name", q.Header)
 			}
 		}
 		if q.Cookie != "" {
 			n++
 			if !ValidTokenName(q.Cookie) {
-				return fmt.Errorf("miniprogram: token_binding request cookie: %q is not a cookie name", q.Cookie)
+				return fieldErr("token_binding.request", "cookie: %q is not a cookie name", q.Cookie)
 			}
 		}
 		if n > 1 {
-			return errors.New("miniprogram: token_binding request takes one of bearer, header, cookie")
+			return fieldErr("token_binding.request", "takes one of bearer, header, cookie")
 		}
 	}
-	if c.MaxResponseSize < 0 {
-		return errors.New("miniprogram: token_binding max_response_size is negative")
+	if c.MaxResponseSize != 0 {
+		if err := CheckMaxResponseSize(c.MaxResponseSize); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -189,12 +192,6 @@ func (h *Handler) provisionTokenBinding(ctx caddy.Context) error {
 	c := h.TokenBinding
 	if c == nil {
 		return nil
-	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
-	if h.Login == "" {
-		return errors.New("miniprogram: token_binding needs the login route (login <path>)")
 	}
 	b := &tokenBinding{maxResponse: c.MaxResponseSize}
 	if b.maxResponse == 0 {

@@ -112,19 +112,18 @@ type compatServer struct {
 	logger      *zap.Logger
 }
 
-// validateCompat checks the compat prefix (called by Validate and at
-// provisioning).
+// validateCompat checks the compat prefix (part of validate).
 func (h *Handler) validateCompat() error {
 	if h.Compat == nil {
 		return nil
 	}
 	p := h.Compat.Prefix
 	if err := CheckCompatPrefix(p); err != nil {
-		return fmt.Errorf("miniprogram: %w", err)
+		return err
 	}
 	for _, r := range []struct{ name, pattern string }{{"login", h.Login}, {"phone", h.Phone}, {"decrypt", h.Decrypt}} {
 		if compatOverlaps(p, r.pattern) {
-			return fmt.Errorf("miniprogram: compat prefix %q overlaps the %s path %q", p, r.name, r.pattern)
+			return fieldErr("compat", "prefix %q overlaps the %s path %q", p, r.name, r.pattern)
 		}
 	}
 	return nil
@@ -136,17 +135,17 @@ func (h *Handler) validateCompat() error {
 func CheckCompatPrefix(p string) error {
 	switch {
 	case p == "":
-		return errors.New("compat needs a path prefix, e.g. /mp-compat")
+		return fieldErr("compat", "needs a path prefix, e.g. /mp-compat")
 	case p == "/":
-		return errors.New("compat prefix must not be / (it would take every request); use a path such as /mp-compat")
+		return fieldErr("compat", "prefix must not be / (it would take every request); use a path such as /mp-compat")
 	case !strings.HasPrefix(p, "/"):
-		return fmt.Errorf("compat prefix %q must start with /", p)
+		return fieldErr("compat", "prefix %q must start with /", p)
 	case strings.HasSuffix(p, "/"):
-		return fmt.Errorf("compat prefix %q must not end with / (write /mp-compat, not /mp-compat/)", p)
+		return fieldErr("compat", "prefix %q must not end with / (write /mp-compat, not /mp-compat/)", p)
 	case strings.ContainsAny(p, "*?#"):
-		return fmt.Errorf("compat prefix %q must be a plain path (no *, ? or #)", p)
+		return fieldErr("compat", "prefix %q must be a plain path (no *, ? or #)", p)
 	case path.Clean(p) != p:
-		return fmt.Errorf("compat prefix %q is not a clean path (want %q)", p, path.Clean(p))
+		return fieldErr("compat", "prefix %q is not a clean path (want %q)", p, path.Clean(p))
 	}
 	return nil
 }
@@ -167,9 +166,6 @@ func compatOverlaps(prefix, pattern string) bool {
 func (h *Handler) provisionCompat(ctx caddy.Context) error {
 	if h.Compat == nil {
 		return nil
-	}
-	if err := h.validateCompat(); err != nil {
-		return err
 	}
 	if err := h.checkCompatListeners(ctx); err != nil {
 		return err

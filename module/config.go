@@ -54,7 +54,7 @@ type StoreConfig struct {
 	TLS bool `json:"tls,omitempty"`
 	// CAFile is a PEM file of CAs to trust for TLS.
 	CAFile string `json:"ca_file,omitempty"`
-	// Timeout bounds each store operation (default 500ms).
+	// Timeout bounds each store operation (default 500ms; 10ms to 30s).
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// Prefix of every key (default "mp:"); platform and app id follow it.
 	Prefix string `json:"prefix,omitempty"`

@@ -18,7 +18,6 @@ package module
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -50,7 +49,7 @@ func parseFailureLimit(s string) (limit int, window time.Duration, off bool, err
 	}
 	limit, window, err = clientlimit.ParseRate(s)
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("miniprogram: max_failed_exchanges: %v (or off)", err)
+		return 0, 0, false, fieldErr("max_failed_exchanges", "%v (or off)", err)
 	}
 	return limit, window, false, nil
 }
@@ -59,8 +58,7 @@ func (h *Handler) validateFailureLimit() error {
 	return CheckMaxFailedExchanges(h.MaxFailedExchanges)
 }
 
-// CheckMaxFailedExchanges checks a max_failed_exchanges value (Validate
-// calls it; the Caddyfile parser too, to name the line).
+// CheckMaxFailedExchanges is the rule for max_failed_exchanges.
 func CheckMaxFailedExchanges(s string) error {
 	_, _, _, err := parseFailureLimit(s)
 	return err

@@ -8,11 +8,8 @@
 package module
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -52,7 +49,7 @@ type Handler struct {
 	// Store keeps sessions; default memory.
 	Store *StoreConfig `json:"store,omitempty"`
 	// SessionTTL is how long a session is kept after its last login
-	// (default 30m).
+	// (default 30m; 1m to 720h).
 	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
 
 	// Login, Phone and Decrypt are the routes' paths: exact, or a prefix
@@ -74,13 +71,14 @@ type Handler struct {
 	// MaxBodySize bounds the bodies the handler reads (default 64 KiB).
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 	// PlatformTimeout bounds one platform call, retries included
-	// (default 5s).
+	// (default 5s; 100ms to 1m).
 	PlatformTimeout caddy.Duration `json:"platform_timeout,omitempty"`
 	// PlatformRetries is how often a transient platform failure is
 	// retried (default 2; 0 = never).
 	PlatformRetries *int `json:"platform_retries,omitempty"`
 	// ExchangeWait bounds how long a request waits for another instance
-	// that is exchanging the same code (default PlatformTimeout + 1s).
+	// that is exchanging the same code (default PlatformTimeout + 1s;
+	// 100ms to 2m).
 	ExchangeWait caddy.Duration `json:"exchange_wait,omitempty"`
 
 	// Fields renames the request fields read.
@@ -129,6 +127,8 @@ type Handler struct {
 	payloadProtected []string
 	// routePrefixes: see routePrefixes (routeparam.go).
 	routePrefixes []string
+	// replaced: replacePlaceholders has run (see validate.go).
+	replaced bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -139,40 +139,32 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets the handler up: defaults, placeholders, the platform
-// client and the session store (shared across config reloads).
+// Provision sets the handler up: placeholders, defaults and the
+// configuration's rules (validate) first, then the platform client and the
+// session store (shared across config reloads).
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.accessLog = ctx.Logger(caddyhttp.App{}).Named("log.access")
+	if err := h.replacePlaceholders(); err != nil {
+		return err
+	}
+	h.applyDefaults()
+	// Every rule of the configuration, before anything is made.
+	if err := h.validate(); err != nil {
+		return err
+	}
+
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
 	for rt, name := range routeNames {
 		h.requestsOK[rt] = metrics.requests.WithLabelValues(h.Platform, name, "ok")
 	}
-	if err := h.replacePlaceholders(); err != nil {
-		return err
-	}
-	if h.SessionTTL <= 0 {
-		h.SessionTTL = DefaultSessionTTL
-	}
-	if h.MaxBodySize <= 0 {
-		h.MaxBodySize = DefaultMaxBodySize
-	}
-	if h.PlatformTimeout <= 0 {
-		h.PlatformTimeout = DefaultPlatformTimeout
-	}
-	if h.ExchangeWait <= 0 {
-		h.ExchangeWait = h.PlatformTimeout + caddy.Duration(time.Second)
-	}
 	h.f = h.fieldNames()
 	h.payloadProtected = append(append(append([]string(nil), identityFields...), resultFields...), h.f.EncryptedData, h.f.IV)
 	h.flight = new(singleflight.Group)
 	h.unsaved = newUnsavedSessions()
 
-	if err := h.Validate(); err != nil {
-		return err
-	}
 	routes, err := routepath.NewMatcher(h.Login, h.Phone, h.Decrypt)
 	if err != nil {
 		return fmt.Errorf("miniprogram: %w", err)
@@ -227,6 +219,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// applyDefaults sets the defaults of the durations and sizes left at
+// zero. A negative value is kept, for validate to refuse.
+func (h *Handler) applyDefaults() {
+	if h.SessionTTL == 0 {
+		h.SessionTTL = DefaultSessionTTL
+	}
+	if h.MaxBodySize == 0 {
+		h.MaxBodySize = DefaultMaxBodySize
+	}
+	if h.PlatformTimeout == 0 {
+		h.PlatformTimeout = DefaultPlatformTimeout
+	}
+	if h.ExchangeWait == 0 {
+		h.ExchangeWait = h.PlatformTimeout + caddy.Duration(time.Second)
+	}
+}
+
 // replacePlaceholders replaces the placeholders ({env.X}, {file.Y}) of the
 // fields that take them, naming the field whose placeholder is unknown or
 // empty (an unset environment variable). It also sets the store default.
@@ -277,6 +286,7 @@ func (h *Handler) replacePlaceholders() error {
 		}
 		h.Store.EncryptionKeys = keys
 	}
+	h.replaced = true
 	return nil
 }
 
@@ -322,99 +332,6 @@ func (h *Handler) openStore() (store.Store, error) {
 		}, h.logger.Named("store"))
 	}
 	return nil, fmt.Errorf("unknown store type %q", h.Store.Type)
-}
-
-// Validate checks the configuration.
-func (h *Handler) Validate() error {
-	switch h.Platform {
-	case platform.WeChat, platform.Douyin:
-	case "":
-		return errors.New("miniprogram: platform is required (wechat or douyin)")
-	default:
-		return fmt.Errorf("miniprogram: unknown platform %q (wechat or douyin)", h.Platform)
-	}
-	if h.AppID == "" {
-		return errors.New("miniprogram: app_id is required (is its environment variable set?)")
-	}
-	if h.AppSecret == "" {
-		return errors.New("miniprogram: app_secret is required (is its environment variable set?)")
-	}
-	if h.APIBase != "" {
-		u, err := url.Parse(h.APIBase)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("miniprogram: api_base %q is not an http(s) origin", h.APIBase)
-		}
-	}
-	if h.Login == "" && h.Phone == "" && h.Decrypt == "" && (h.Compat == nil || h.Compat.Prefix == "") {
-		return errors.New("miniprogram: no route configured: set login, phone, decrypt and/or compat")
-	}
-	for _, p := range []string{h.Login, h.Phone, h.Decrypt} {
-		if p == "" {
-			continue
-		}
-		if err := CheckRoutePath(p); err != nil {
-			return fmt.Errorf("miniprogram: %w", err)
-		}
-	}
-	if err := CheckRoutes(h.Login, h.Phone, h.Decrypt); err != nil {
-		return fmt.Errorf("miniprogram: %w", err)
-	}
-	if h.PlatformRetries != nil && *h.PlatformRetries < 0 {
-		return fmt.Errorf("miniprogram: platform_retries %d is negative (0 means no retries)", *h.PlatformRetries)
-	}
-	if err := h.validateRouteParams(); err != nil {
-		return err
-	}
-	if err := CheckDecryptWatermark(h.DecryptWatermark); err != nil {
-		return fmt.Errorf("miniprogram: %w", err)
-	}
-	if h.DecryptWatermark == WatermarkOptional && h.Decrypt == "" {
-		return errors.New("miniprogram: decrypt_watermark optional needs a decrypt route")
-	}
-	if err := h.validateAccessToken(); err != nil {
-		return err
-	}
-	if err := h.validateCompat(); err != nil {
-		return err
-	}
-	if err := h.validateFailureLimit(); err != nil {
-		return err
-	}
-	if h.Store != nil {
-		switch h.Store.Type {
-		case "", "memory":
-		case "redis":
-			if h.Store.URL == "" && len(h.Store.Addrs) == 0 {
-				return errors.New("miniprogram: store redis needs a URL or addrs")
-			}
-		default:
-			return fmt.Errorf("miniprogram: unknown store type %q (memory or redis)", h.Store.Type)
-		}
-		// Session key encryption at rest (keys are checked here unless
-		// they are still placeholders, before provisioning).
-		if len(h.Store.EncryptionKeys) > 0 && h.Store.Type != "redis" {
-			return errors.New("miniprogram: encryption_keys is for store redis only (the memory store never leaves the process)")
-		}
-		if h.Store.EncryptionAllowPlain && len(h.Store.EncryptionKeys) == 0 {
-			return errors.New("miniprogram: encryption_allow_plain needs encryption_keys")
-		}
-		n := len(h.Store.EncryptionKeys)
-		for i, k := range h.Store.EncryptionKeys {
-			if strings.Contains(k, "{") {
-				continue
-			}
-			ks := keyseal.SplitKeys(k)
-			if len(ks) == 0 {
-				return fmt.Errorf("miniprogram: encryption key %d of %d is empty (is its environment variable set?)", i+1, n)
-			}
-			for _, one := range ks {
-				if _, err := keyseal.ParseKey(one); err != nil {
-					return fmt.Errorf("miniprogram: encryption key %d of %d: %v", i+1, n, err)
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // Cleanup releases the handler's resources (its reference to the shared

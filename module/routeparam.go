@@ -1,8 +1,6 @@
 package module
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,11 +16,11 @@ import (
 // in the request's query as Caddy left it and as the client sent it, is
 // matched as a path too.
 
-// CheckRoutePath is the rule for a route path (login, phone, decrypt), for
-// Validate and the Caddyfile parser alike.
-func CheckRoutePath(p string) error {
+// CheckRoutePath is the rule for a route path (field login, phone or
+// decrypt).
+func CheckRoutePath(field, p string) error {
 	if err := routepath.CheckPattern(p); err != nil {
-		return fmt.Errorf("route path %q: %w", p, err)
+		return &FieldError{Field: field, Err: err} // err quotes the path
 	}
 	return nil
 }
@@ -30,18 +28,18 @@ func CheckRoutePath(p string) error {
 // CheckRouteParam is the rule for a route_param name.
 func CheckRouteParam(name string) error {
 	if name == "" || strings.ContainsAny(name, "&=;#?% \t") {
-		return fmt.Errorf("route_param %q: want a plain query parameter name (such as s)", name)
+		return fieldErr("route_param", "%q: want a plain query parameter name (such as s)", name)
 	}
 	return nil
 }
 
 func (h *Handler) validateRouteParams() error {
 	if len(h.RouteParams) > 0 && h.Login == "" && h.Phone == "" && h.Decrypt == "" {
-		return errors.New("miniprogram: route_param needs a login, phone or decrypt route")
+		return fieldErr("route_param", "needs a login, phone or decrypt route")
 	}
 	for _, p := range h.RouteParams {
 		if err := CheckRouteParam(p); err != nil {
-			return fmt.Errorf("miniprogram: %w", err)
+			return err
 		}
 	}
 	return nil
@@ -192,13 +190,14 @@ func CheckDecryptWatermark(v string) error {
 	case "", WatermarkRequired, WatermarkOptional:
 		return nil
 	}
-	return fmt.Errorf("decrypt_watermark %q: want required or optional", v)
+	return fieldErr("decrypt_watermark", "%q: want required or optional", v)
 }
 
 // CheckRoutes is the rule for the three routes together: no two on one
 // path, and none that an earlier one (the handler tries login, then phone,
 // then decrypt) makes unreachable. Paths are compared in the canonical
-// form routes are recognised in (case folded).
+// form routes are recognised in (case folded). The error names the later
+// route (the one that conflicts).
 func CheckRoutes(login, phone, decrypt string) error {
 	routes := []struct{ name, path string }{{"login", login}, {"phone", phone}, {"decrypt", decrypt}}
 	for i, a := range routes {
@@ -208,11 +207,11 @@ func CheckRoutes(login, phone, decrypt string) error {
 			}
 			ca, cb := canonicalPattern(a.path), canonicalPattern(b.path)
 			if ca == cb {
-				return fmt.Errorf("%s and %s have the same path '%s'", a.name, b.name, a.path)
+				return fieldErr(b.name, "path %q is the same as the %s path %q (paths are compared ignoring case)", b.path, a.name, a.path)
 			}
 			if prefix, ok := strings.CutSuffix(ca, "*"); ok && strings.HasPrefix(strings.TrimSuffix(cb, "*"), prefix) {
-				return fmt.Errorf("%s path '%s' is unreachable: %s path '%s', which is checked first, takes all its requests",
-					b.name, b.path, a.name, a.path)
+				return fieldErr(b.name, "path %q is unreachable: the %s path %q, which is checked first, takes all its requests",
+					b.path, a.name, a.path)
 			}
 		}
 	}

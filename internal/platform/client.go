@@ -77,8 +77,8 @@ type Config struct {
 // New returns the client of the named platform (WeChat or Douyin). It fails
 // on an unknown name or an unusable APIBase.
 func New(platformName string, cfg Config) (Client, error) {
-	if err := checkAPIBase(cfg.APIBase); err != nil {
-		return nil, err
+	if err := CheckAPIBase(cfg.APIBase); err != nil {
+		return nil, fmt.Errorf("platform: api_base: %w", err)
 	}
 	switch strings.ToLower(strings.TrimSpace(platformName)) {
 	case WeChat:
@@ -89,25 +89,46 @@ func New(platformName string, cfg Config) (Client, error) {
 	return nil, fmt.Errorf("platform: unknown platform %q (want %q or %q)", platformName, WeChat, Douyin)
 }
 
-// checkAPIBase validates a configured API origin ("" is fine).
-func checkAPIBase(base string) error {
+// CheckAPIBase is the rule for a configured API origin ("" is fine: the
+// platform's real one): an http(s) URL with a host, optionally a path
+// prefix, and no user info, query or fragment. The handler's configuration
+// check and New both apply it. The error quotes the value with any
+// password hidden.
+func CheckAPIBase(base string) error {
 	if base == "" {
 		return nil
 	}
 	u, err := url.Parse(base)
 	if err != nil {
-		return fmt.Errorf("platform: api_base %q is not a URL: %v", base, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the value, password included
+		}
+		return fmt.Errorf("%q is not a URL (%v); want an origin such as %s", redactUserInfo(base), err, DefaultWeChatAPIBase)
+	}
+	shown := base
+	if u.User != nil {
+		shown = u.Redacted()
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("platform: api_base %q must be an http:// or https:// URL", base)
+		return fmt.Errorf("%q must be an http:// or https:// URL, such as %s", shown, DefaultWeChatAPIBase)
 	}
 	if u.Host == "" {
-		return fmt.Errorf("platform: api_base %q has no host", base)
+		return fmt.Errorf("%q has no host", shown)
 	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("platform: api_base %q must be an origin (no user info, query or fragment)", base)
+	if u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return fmt.Errorf("%q must be an origin, optionally with a path prefix (no user info, query or fragment)", shown)
 	}
 	return nil
+}
+
+// redactUserInfo hides what precedes an "@" (user info) in a value that
+// did not parse as a URL.
+func redactUserInfo(s string) string {
+	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+		return "<redacted>" + s[i:]
+	}
+	return s
 }
 
 // newHTTPClient is the default client: its own transport (never

@@ -1,0 +1,452 @@
+package module
+
+// The configuration's rules, in one place.
+//
+// Every rule of meaning about the handler's configuration lives here (or
+// in the file of the part it configures, called from here): validate is
+// run at the top of Provision, once placeholders are replaced and defaults
+// applied and before any client, store or goroutine is made, and Validate
+// (which Caddy calls after Provision) runs it again. The Caddyfile adapter
+// runs the same Validate on the handler it parsed, before placeholders are
+// replaced: a value that holds a placeholder is then checked at
+// provisioning only. A rule's refusal is a *FieldError naming the field by
+// its Caddyfile/JSON name, which lets the adapter point at the line that
+// set it.
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/accesstoken"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/keyseal"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
+)
+
+// FieldError is a configuration rule's refusal of one field.
+type FieldError struct {
+	// Field is the field's Caddyfile/JSON name; a nested one is dotted:
+	// "platform_timeout", "store.url", "token_binding.from".
+	Field string
+	// Err is the reason.
+	Err error
+}
+
+func (e *FieldError) Error() string { return "miniprogram: " + e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate checks the configuration against every rule (see validate).
+// Caddy calls it after Provision; before provisioning (the Caddyfile
+// adapter, a test) a value still holding a placeholder is not checked.
+func (h *Handler) Validate() error {
+	return h.validate()
+}
+
+// validate is the configuration's check: pure (no I/O, no state kept).
+// Zero values are the defaults' (Provision applies them first).
+func (h *Handler) validate() error {
+	if h.Platform != "" {
+		if err := CheckPlatform(h.Platform); err != nil {
+			return err
+		}
+	}
+	var missing []string
+	for _, r := range []struct{ name, val string }{
+		{"platform", h.Platform}, {"app_id", h.AppID}, {"app_secret", h.AppSecret},
+	} {
+		if r.val == "" {
+			missing = append(missing, r.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("miniprogram: missing required field(s): %s", strings.Join(missing, ", "))
+	}
+	if !h.pending(h.APIBase) {
+		if err := platform.CheckAPIBase(h.APIBase); err != nil {
+			return &FieldError{Field: "api_base", Err: err}
+		}
+	}
+
+	if h.Login == "" && h.Phone == "" && h.Decrypt == "" && h.Compat == nil {
+		return errors.New("miniprogram: at least one route is needed: login, phone, decrypt or compat")
+	}
+	for _, r := range []struct{ name, path string }{{"login", h.Login}, {"phone", h.Phone}, {"decrypt", h.Decrypt}} {
+		if r.path == "" {
+			continue
+		}
+		if err := CheckRoutePath(r.name, r.path); err != nil {
+			return err
+		}
+	}
+	if err := CheckRoutes(h.Login, h.Phone, h.Decrypt); err != nil {
+		return err
+	}
+	if err := h.validateRouteParams(); err != nil {
+		return err
+	}
+	if err := CheckDecryptWatermark(h.DecryptWatermark); err != nil {
+		return err
+	}
+	if h.DecryptWatermark == WatermarkOptional && h.Decrypt == "" {
+		return fieldErr("decrypt_watermark", "optional needs a decrypt route")
+	}
+
+	for _, d := range []struct {
+		name string
+		v    caddy.Duration
+	}{{"session_ttl", h.SessionTTL}, {"platform_timeout", h.PlatformTimeout}, {"exchange_wait", h.ExchangeWait}} {
+		if d.v != 0 {
+			if err := CheckDuration(d.name, d.v); err != nil {
+				return err
+			}
+		}
+	}
+	if h.MaxBodySize != 0 {
+		if err := CheckMaxBodySize(h.MaxBodySize); err != nil {
+			return err
+		}
+	}
+	if h.PlatformRetries != nil {
+		if err := CheckPlatformRetries(*h.PlatformRetries); err != nil {
+			return err
+		}
+	}
+	if err := h.validateFailureLimit(); err != nil {
+		return err
+	}
+
+	if err := h.validateAccessTokenConfig(); err != nil {
+		return err
+	}
+	if err := h.validateCompat(); err != nil {
+		return err
+	}
+	if c := h.TokenBinding; c != nil {
+		if err := c.Validate(); err != nil {
+			return err
+		}
+		if h.Login == "" {
+			return fieldErr("token_binding", "needs the login route (login <path>)")
+		}
+	}
+	if h.Store != nil {
+		if err := h.Store.validate(h.pending); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pending reports whether v holds a placeholder not replaced yet (before
+// provisioning): such a value is checked once replaced.
+func (h *Handler) pending(v string) bool {
+	return !h.replaced && hasPlaceholder(v)
+}
+
+// hasPlaceholder reports whether s holds a {placeholder}.
+func hasPlaceholder(s string) bool {
+	i := strings.IndexByte(s, '{')
+	return i >= 0 && strings.IndexByte(s[i:], '}') > 0
+}
+
+// CheckPlatform is the rule for platform.
+func CheckPlatform(p string) error {
+	switch p {
+	case platform.WeChat, platform.Douyin:
+		return nil
+	}
+	return fieldErr("platform", "unknown platform %q (want wechat or douyin)", p)
+}
+
+// durationBounds are the durations' accepted ranges, inclusive.
+var durationBounds = map[string]struct{ min, max time.Duration }{
+	// Long enough for a login and the phone request after it; a month
+	// at most (each login renews it).
+	"session_ttl": {time.Minute, 30 * 24 * time.Hour},
+	// One platform call with its retries: a client (wx.request's default
+	// timeout is 60s) gives up before a minute.
+	"platform_timeout": {100 * time.Millisecond, time.Minute},
+	// Waiting for another instance's exchange (one platform call).
+	"exchange_wait": {100 * time.Millisecond, 2 * time.Minute},
+	// One store operation.
+	"store.timeout": {10 * time.Millisecond, 30 * time.Second},
+}
+
+// DurationBounds returns the accepted range of a duration field
+// (session_ttl, platform_timeout, exchange_wait, store.timeout).
+func DurationBounds(field string) (min, max time.Duration, ok bool) {
+	b, ok := durationBounds[field]
+	return b.min, b.max, ok
+}
+
+// CheckDuration is the rule for a given duration field: greater than zero
+// and within the field's bounds.
+func CheckDuration(field string, d caddy.Duration) error {
+	b, ok := durationBounds[field]
+	if !ok {
+		return fieldErr(field, "not a duration field") // a programming error
+	}
+	v := time.Duration(d)
+	if v <= 0 {
+		return fieldErr(field, "%v: want a duration greater than zero, from %v to %v", v, b.min, b.max)
+	}
+	if v < b.min || v > b.max {
+		return fieldErr(field, "%v is out of range: want %v to %v", v, b.min, b.max)
+	}
+	return nil
+}
+
+// CheckMaxBodySize is the rule for a given max_body_size.
+func CheckMaxBodySize(n int64) error {
+	if n <= 0 {
+		return fieldErr("max_body_size", "%d: want a size greater than zero, such as 64KiB", n)
+	}
+	return nil
+}
+
+// CheckPlatformRetries is the rule for platform_retries.
+func CheckPlatformRetries(n int) error {
+	if n < 0 {
+		return fieldErr("platform_retries", "%d is negative (0 means no retries)", n)
+	}
+	return nil
+}
+
+// validateAccessTokenConfig checks access_token: its mode and refresh,
+// and the platform (validateAccessToken).
+func (h *Handler) validateAccessTokenConfig() error {
+	c := h.AccessToken
+	if c == nil {
+		return nil
+	}
+	if err := CheckAccessTokenMode(c.Mode); err != nil {
+		return err
+	}
+	if c.Refresh != 0 {
+		if err := CheckAccessTokenRefresh(c.Refresh); err != nil {
+			return err
+		}
+	}
+	if err := h.validateAccessToken(); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "miniprogram: access_token")
+		return &FieldError{Field: "access_token", Err: errors.New(strings.TrimSpace(strings.TrimPrefix(msg, ":")))}
+	}
+	return nil
+}
+
+// CheckAccessTokenMode is the rule for access_token's mode ("" is the
+// default, stable); the modes are internal/accesstoken's.
+func CheckAccessTokenMode(m string) error {
+	if err := (accesstoken.Options{Mode: m}).Validate(); err != nil {
+		return fieldErr("access_token.mode", "unknown mode %q (want %s or %s)", m, accesstoken.ModeStable, accesstoken.ModeClassic)
+	}
+	return nil
+}
+
+// CheckAccessTokenRefresh is the rule for a given access_token refresh
+// (internal/accesstoken's, where 0 is its default).
+func CheckAccessTokenRefresh(f float64) error {
+	if f == 0 || (accesstoken.Options{Refresh: f}).Validate() != nil {
+		return fieldErr("access_token.refresh", "%v must be between 0 and 1, exclusive (a fraction of the token's lifetime, such as 0.8)", f)
+	}
+	return nil
+}
+
+// MaxMaxResponseSize bounds token_binding's max_response_size.
+const MaxMaxResponseSize = 1 << 40
+
+// CheckMaxResponseSize is the rule for a given token_binding
+// max_response_size.
+func CheckMaxResponseSize(n int64) error {
+	if n <= 0 || n > MaxMaxResponseSize {
+		return fieldErr("token_binding.max_response_size", "%d: want a size from 1 byte to 1TiB, such as 1MiB", n)
+	}
+	return nil
+}
+
+// CheckMaxSessions is the rule for a given store max_sessions.
+func CheckMaxSessions(n int) error {
+	if n <= 0 {
+		return fieldErr("store.max_sessions", "%d: want a number greater than zero", n)
+	}
+	return nil
+}
+
+// CheckStoreType is the rule for store type ("" is the default, memory).
+func CheckStoreType(t string) error {
+	switch t {
+	case "", "memory", "redis":
+		return nil
+	}
+	return fieldErr("store.type", "unknown store type %q (want memory or redis)", t)
+}
+
+// validate checks the store's configuration; pending(v) tells a value
+// whose placeholder is not replaced yet (not checked).
+func (c *StoreConfig) validate(pending func(string) bool) error {
+	switch c.Type {
+	case "", "memory":
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"url", c.URL != ""}, {"addrs", len(c.Addrs) > 0}, {"master_name", c.MasterName != ""},
+			{"username", c.Username != ""}, {"password", c.Password != ""}, {"db", c.DB != 0},
+			{"tls", c.TLS}, {"ca_file", c.CAFile != ""}, {"timeout", c.Timeout != 0}, {"prefix", c.Prefix != ""},
+			{"encryption_keys", len(c.EncryptionKeys) > 0}, {"encryption_allow_plain", c.EncryptionAllowPlain},
+		} {
+			if f.set {
+				return fieldErr("store."+f.name, "is for store redis only (the memory store keeps sessions inside the process)")
+			}
+		}
+		if c.MaxSessions != 0 {
+			return CheckMaxSessions(c.MaxSessions)
+		}
+		return nil
+	case "redis":
+	default:
+		return CheckStoreType(c.Type)
+	}
+
+	if c.MaxSessions != 0 {
+		return fieldErr("store.max_sessions", "is for store memory only (Redis keeps sessions for session_ttl)")
+	}
+	if c.MasterName != "" {
+		switch {
+		case c.URL != "":
+			return fieldErr("store.master_name", "cannot be combined with a url; give the sentinels with addrs")
+		case len(c.Addrs) == 0:
+			return fieldErr("store.master_name", "needs the sentinels' addrs")
+		}
+	}
+	switch {
+	case c.URL == "" && len(c.Addrs) == 0:
+		return fieldErr("store", "redis needs a url (redis://host:port/db) or addrs")
+	case c.URL != "" && len(c.Addrs) > 0:
+		return fieldErr("store.addrs", "cannot be combined with a url; use one or the other")
+	}
+	if c.URL != "" && !pending(c.URL) {
+		if err := CheckRedisURL(c.URL); err != nil {
+			return err
+		}
+	}
+	for _, a := range c.Addrs {
+		if !pending(a) {
+			if err := CheckRedisAddr(a); err != nil {
+				return err
+			}
+		}
+	}
+	if c.TLS && c.URL != "" {
+		return fieldErr("store.tls", "cannot be combined with a url; use a rediss:// url for TLS")
+	}
+	if c.DB < 0 {
+		return fieldErr("store.db", "%d is negative", c.DB)
+	}
+	if c.DB != 0 && len(c.Addrs) > 1 && c.MasterName == "" {
+		return fieldErr("store.db", "a Cluster has only db 0, not db %d (one address is a single server; add master_name for Sentinel)", c.DB)
+	}
+	if c.Timeout != 0 {
+		if err := CheckDuration("store.timeout", c.Timeout); err != nil {
+			return err
+		}
+	}
+	return c.validateEncryption(pending)
+}
+
+// validateEncryption checks encryption_keys and encryption_allow_plain.
+// Errors name a key by its position, never its text.
+func (c *StoreConfig) validateEncryption(pending func(string) bool) error {
+	if c.EncryptionAllowPlain && len(c.EncryptionKeys) == 0 {
+		return fieldErr("store.encryption_allow_plain", "needs encryption_keys")
+	}
+	n := len(c.EncryptionKeys)
+	var keys []string
+	complete := true
+	for i, k := range c.EncryptionKeys {
+		if pending(k) {
+			complete = false
+			continue
+		}
+		ks := keyseal.SplitKeys(k)
+		if len(ks) == 0 {
+			return fieldErr("store.encryption_keys", "encryption key %d of %d is empty (is its environment variable set?)", i+1, n)
+		}
+		for _, one := range ks {
+			if _, err := keyseal.ParseKey(one); err != nil {
+				return fieldErr("store.encryption_keys", "encryption key %d of %d: %v", i+1, n, err)
+			}
+		}
+		keys = append(keys, ks...)
+	}
+	if complete && len(keys) > 0 {
+		// Keys given twice (keyseal numbers the keys once split).
+		if _, err := keyseal.New(keys); err != nil {
+			return fieldErr("store.encryption_keys", "%v", strings.TrimPrefix(err.Error(), "keyseal: "))
+		}
+	}
+	return nil
+}
+
+// redisURLHelp is what a Redis URL looks like.
+const redisURLHelp = "expected redis://host:port[/db] or rediss://host:port[/db] (TLS), e.g. redis://127.0.0.1:6379/0"
+
+// CheckRedisURL is the rule for store url: redis://[user:pass@]host[:port][/db]
+// or rediss://. The error never shows a password.
+func CheckRedisURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		return fieldErr("store.url", "%q is not a Redis URL: %s", redactURL(s), redisURLHelp)
+	}
+	if u.Hostname() == "" {
+		return fieldErr("store.url", "%q has no host: %s", redactURL(s), redisURLHelp)
+	}
+	if p := u.Port(); p != "" {
+		if n, perr := strconv.Atoi(p); perr != nil || n < 1 || n > 65535 {
+			return fieldErr("store.url", "%q has a bad port: %s", redactURL(s), redisURLHelp)
+		}
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		if n, perr := strconv.Atoi(db); perr != nil || n < 0 {
+			return fieldErr("store.url", "%q: the path must be a database number, like /0", redactURL(s))
+		}
+	}
+	if u.Fragment != "" {
+		return fieldErr("store.url", "%q must not have a fragment", redactURL(s))
+	}
+	return nil
+}
+
+// CheckRedisAddr is the rule for one of store addrs: host:port.
+func CheckRedisAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" || port == "" {
+		return fieldErr("store.addrs", "address %q is not host:port (such as 10.0.0.1:6379)", a)
+	}
+	if p, perr := strconv.Atoi(port); perr != nil || p < 1 || p > 65535 {
+		return fieldErr("store.addrs", "address %q has a bad port", a)
+	}
+	return nil
+}
+
+// redactURL hides a password in an error message.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		if i := strings.LastIndexByte(s, '@'); i >= 0 {
+			return "<redacted>" + s[i:]
+		}
+		return s
+	}
+	return u.Redacted()
+}
