@@ -125,9 +125,7 @@ func (h *Handler) exchange(ctx context.Context, code, anon string) (store.Sessio
 	if s, ok := h.unsaved.get(ref); ok {
 		return h.saveUnsaved(ctx, ref, s)
 	}
-	start := time.Now()
 	s, err := h.store.Lookup(ctx, ref)
-	h.observeStore("lookup", start, err)
 	if err == nil {
 		metrics.dedup.WithLabelValues(h.Platform, "store").Inc()
 		return s, nil
@@ -157,9 +155,7 @@ func (h *Handler) exchangeOnce(ctx context.Context, ref, code, anon string) (sto
 	claimTTL := time.Duration(h.PlatformTimeout) + time.Second
 	waitUntil := time.Now().Add(time.Duration(h.ExchangeWait))
 	for {
-		start := time.Now()
 		won, failure, err := h.store.Claim(ctx, ref, claimTTL)
-		h.observeStore("claim", start, err)
 		if err != nil {
 			return store.Session{}, storeErr(err)
 		}
@@ -202,14 +198,12 @@ func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (
 		h.countFailure(ctx, e)
 		return store.Session{}, e
 	}
-	saveStart := time.Now()
 	s, err := h.store.Save(ctx, ref, store.Session{
 		OpenID:          ps.OpenID,
 		UnionID:         ps.UnionID,
 		AnonymousOpenID: ps.AnonymousOpenID,
 		SessionKey:      ps.SessionKey,
 	}, time.Duration(h.SessionTTL))
-	h.observeStore("save", saveStart, err)
 	if err != nil {
 		// The code is spent: keep the result for a retry on this instance.
 		h.unsaved.put(ref, store.Session{
@@ -226,9 +220,7 @@ func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (
 
 // saveUnsaved retries saving a session exchanged earlier whose save failed.
 func (h *Handler) saveUnsaved(ctx context.Context, ref string, s store.Session) (store.Session, error) {
-	start := time.Now()
 	saved, err := h.store.Save(ctx, ref, s, time.Duration(h.SessionTTL))
-	h.observeStore("save", start, err)
 	if err != nil {
 		return store.Session{}, storeErr(err)
 	}

@@ -227,9 +227,7 @@ func (h *Handler) exchangePhoneOnce(ctx context.Context, ref, code, openid strin
 	// that claim lapses; a retry after that exchanges the code itself.
 	claimTTL := h.phoneBudget() + time.Second
 	for {
-		start := time.Now()
 		won, failure, err := h.store.Claim(ctx, ref, claimTTL)
-		h.observeStore("claim", start, err)
 		if err != nil {
 			return platform.Phone{}, storeErr(err)
 		}
@@ -386,9 +384,7 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 // cachedPhone reads the kept result of a phone code; ok is false when
 // there is none.
 func (h *Handler) cachedPhone(ctx context.Context, ref, code string) (ph platform.Phone, ok bool, err error) {
-	start := time.Now()
 	sealed, err := h.store.Get(ctx, phoneCacheName(ref))
-	h.observeStore("get", start, err)
 	if errors.Is(err, store.ErrNotFound) {
 		return ph, false, nil
 	}
