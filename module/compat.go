@@ -51,7 +51,17 @@ package module
 // the login code in its query string; compat requests are therefore left out
 // of the access log (log_skip) and the handler logs one line of its own per
 // request (method, path, status, platform error number, duration), never the
-// code, secret, session key or token.
+// code, secret, session key or token: at DEBUG, or at ERROR when the
+// request failed on the handler's side (store, platform, internal: errcode
+// -1), like Caddy's own request lines; refusals also go to the refusal
+// summary (refusals.go).
+//
+// Metrics: each request counts in requests_total under its own route label
+// (compat_code2session, compat_token, compat_other) with the result "ok",
+// the README code of the failure's cause, "bad_request" for a request the
+// endpoint refuses by its parameters, credentials, method or path, or
+// "forbidden" (connection check). That result, when not ok, is also
+// {vars.mp.error}.
 
 import (
 	"context"
@@ -280,8 +290,9 @@ func loopbackConn(r *http.Request) (string, bool) {
 // provisioning makes this the case only for handlers provisioned outside a
 // server, or a listener that is not what its address said).
 func (h *Handler) refuseCompatConn(w http.ResponseWriter, r *http.Request, local string) {
-	h.compat.logger.Warn("compat request refused: it came in on an address other than loopback or a unix socket, and allow_public is not set",
-		zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("local_addr", local))
+	if c := h.compat.logger.Check(zap.DebugLevel, "compat request refused: it came in on an address other than loopback or a unix socket, and allow_public is not set"); c != nil {
+		c.Write(zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("local_addr", local))
+	}
 	const body = `{"error":"forbidden","message":"the compat endpoints answer on loopback listeners only"}` + "\n"
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json; charset=utf-8")
@@ -307,18 +318,62 @@ type compatAnswer struct {
 	err     error // the cause of a failure, for the log (no secrets)
 }
 
-func (h *Handler) serveCompat(w http.ResponseWriter, r *http.Request) error {
+// compatResultForbidden is the result (and {vars.mp.error}) of a compat
+// request refused for its connection.
+const compatResultForbidden = "forbidden"
+
+// compatLabel is the route label of a compat request by its path under the
+// prefix.
+func (h *Handler) compatLabel(rest string) routeLabel {
+	switch rest {
+	case "/sns/jscode2session":
+		if h.Platform == platform.WeChat {
+			return labelCompatCode2Session
+		}
+	case "/cgi-bin/token", "/cgi-bin/stable_token":
+		if h.Platform == platform.WeChat {
+			return labelCompatToken
+		}
+	case "/api/apps/v2/jscode2session", "/api/apps/jscode2session":
+		if h.Platform == platform.Douyin {
+			return labelCompatCode2Session
+		}
+	}
+	return labelCompatOther
+}
+
+// result is the requests_total result of an answer ("" for ok), and
+// whether it is a failure on the handler's side (logged at ERROR).
+func (a compatAnswer) result() (result string, failed bool) {
+	switch {
+	case a.errcode == 0:
+		return "", false
+	case a.err != nil:
+		e := mperr.From(a.err)
+		return string(e.Code), e.Status() >= 500 || a.errcode == -1
+	case a.errcode == -1:
+		return string(mperr.Internal), true
+	}
+	return string(mperr.BadRequest), false
+}
+
+// serveCompat answers a request under the compat prefix and sets res.
+func (h *Handler) serveCompat(w http.ResponseWriter, r *http.Request, res *requestResult) {
 	start := time.Now()
 	// The query string carries the secret and the code: keep this
 	// request out of Caddy's access log (logged below instead).
 	caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true)
+	rest := strings.TrimPrefix(r.URL.Path, h.compat.prefix)
+	res.route = h.compatLabel(rest)
 	if !h.compat.allowPublic {
 		if local, ok := loopbackConn(r); !ok {
+			res.result = compatResultForbidden
+			setErrorVar(r, res.result)
+			h.refusals.note(res.result, routeLabels[res.route])
 			h.refuseCompatConn(w, r, local)
-			return nil
+			return
 		}
 	}
-	rest := strings.TrimPrefix(r.URL.Path, h.compat.prefix)
 	var a compatAnswer
 	if h.Platform == platform.Douyin {
 		a = h.compatDouyin(r, rest)
@@ -340,9 +395,29 @@ func (h *Handler) serveCompat(w http.ResponseWriter, r *http.Request) error {
 	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("X-Content-Type-Options", "nosniff")
+	result, failed := a.result()
+	res.result = result
+	if result != "" {
+		setErrorVar(r, result)
+		if !failed {
+			h.refusals.note(result, routeLabels[res.route])
+		}
+	}
 	w.WriteHeader(a.status)
 	_, _ = io.WriteString(w, buf.String())
 
+	level, msg := zap.DebugLevel, "compat request"
+	switch {
+	case failed:
+		// Ours or the platform's failure: the backend will retry.
+		level, msg = zap.ErrorLevel, "compat request failed"
+	case result != "":
+		msg = "compat request refused"
+	}
+	c := h.compat.logger.Check(level, msg)
+	if c == nil {
+		return
+	}
 	fields := []zap.Field{
 		zap.String("method", r.Method),
 		zap.String("path", r.URL.Path),
@@ -360,16 +435,7 @@ func (h *Handler) serveCompat(w http.ResponseWriter, r *http.Request) error {
 			fields = append(fields, zap.NamedError("cause", e.Err))
 		}
 	}
-	switch a.errcode {
-	case 0:
-		h.compat.logger.Info("compat request", fields...)
-	case -1:
-		// Ours or the platform's failure: the backend will retry.
-		h.compat.logger.Warn("compat request failed", fields...)
-	default:
-		h.compat.logger.Info("compat request refused", fields...)
-	}
-	return nil
+	c.Write(fields...)
 }
 
 // sameSecret compares got with a configured value in constant time

@@ -113,9 +113,11 @@ type Handler struct {
 	client platform.Client
 	store  store.Store
 	flight *singleflight.Group
-	// requestsOK are the "ok" request counters of each route, resolved
-	// once (see metrics.go).
-	requestsOK [len(routeNames)]prometheus.Counter
+	// requestsOK are the "ok" request counters of each route label,
+	// resolved once (see metrics.go).
+	requestsOK [numRouteLabels]prometheus.Counter
+	// refusals summarises the refusals logged at DEBUG (see refusals.go).
+	refusals *refusalSummary
 	// unsaved holds exchanged sessions whose save failed (see unsaved.go).
 	unsaved *unsavedSessions
 	f       Fields // Fields with defaults
@@ -157,9 +159,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
-	for rt, name := range routeNames {
-		h.requestsOK[rt] = metrics.requests.WithLabelValues(h.Platform, name, "ok")
+	for l, name := range routeLabels {
+		h.requestsOK[l] = metrics.requests.WithLabelValues(h.Platform, name, "ok")
 	}
+	h.refusals = newRefusalSummary(h.logger)
 	h.f = h.fieldNames()
 	h.payloadProtected = append(append(append([]string(nil), identityFields...), resultFields...), h.f.EncryptedData, h.f.IV)
 	h.flight = new(singleflight.Group)
@@ -198,7 +201,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.store = st
+	// Every store operation, the access-token manager's too, goes
+	// through the timed store (see storemetrics.go).
+	h.store = newTimedStore(st, h.Store.Type)
 	if err := h.provisionAccessToken(ctx); err != nil {
 		return err
 	}
@@ -429,11 +434,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	stripTrailers(r)
 	rt := h.route(r)
 	stripConnectionTokens(r.Header, rt != routeNone)
-	switch rt {
-	case routeNone:
+	if rt == routeNone {
 		return next.ServeHTTP(w, r)
-	case routeCompat:
-		return h.serveCompat(w, r)
+	}
+	// Every request on a route or a compat endpoint is counted here, and
+	// only here, whichever way it leaves.
+	res := requestResult{route: labelOf(rt)}
+	defer h.countRequest(&res)
+	if rt == routeCompat {
+		h.serveCompat(w, r, &res)
+		return nil
 	}
 	// The rewritten body goes into a shallow copy of the request; the
 	// header map is shared. (Caddy clones the request for its access log
@@ -443,17 +453,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if uriHasQuery(r) {
 		var p *privateURI
 		p, w = h.beginPrivateURI(w, r)
-		return p.end(h.serveRouteRequest(w, r, next, rt))
+		return p.end(h.serveRouteRequest(w, r, next, rt, &res))
 	}
-	return h.serveRouteRequest(w, r, next, rt)
+	return h.serveRouteRequest(w, r, next, rt, &res)
 }
 
 // serveRouteRequest handles a request the handler recognised as one of its
-// routes (or could not tell: routeUnclear).
-func (h *Handler) serveRouteRequest(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rt route) error {
+// routes (or could not tell: routeUnclear). It sets res.result when the
+// request is not a success of the route.
+func (h *Handler) serveRouteRequest(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rt route, res *requestResult) error {
 	if rt == routeUnclear {
-		metrics.requests.WithLabelValues(h.Platform, routeNames[rt], string(mperr.BadRequest)).Inc()
-		h.fail(w, r, mperr.New(mperr.BadRequest, "the request path or its route parameters do not tell one route, or name a protected field as a path parameter"))
+		res.result = h.fail(w, r, res.route, mperr.New(mperr.BadRequest, "the request path or its route parameters do not tell one route, or name a protected field as a path parameter"))
 		return nil
 	}
 	query := r.URL.RawQuery // the fields the handler reads may be there
@@ -467,14 +477,15 @@ func (h *Handler) serveRouteRequest(w http.ResponseWriter, r *http.Request, next
 	stripCookies(r.Header, names)
 	if r.Method == http.MethodOptions && (r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0) {
 		// A CORS preflight: nothing to exchange, nothing to inject.
+		res.result = resultPreflight
 		return next.ServeHTTP(w, r)
 	}
-	return h.serveRoute(w, r, next, rt, query)
+	return h.serveRoute(w, r, next, rt, query, res)
 }
 
 // serveRoute does a route's work and hands the request on, or answers an
 // error itself.
-func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rt route, query string) error {
+func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rt route, query string, res *requestResult) error {
 	var s store.Session
 	in, err := h.readInput(r, query)
 	if err == nil {
@@ -488,11 +499,8 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 			err = h.serveDecrypt(r, in)
 		}
 	}
-	if err == nil {
-		h.requestsOK[rt].Inc()
-	} else {
-		metrics.requests.WithLabelValues(h.Platform, routeNames[rt], outcome(err)).Inc()
-		h.fail(w, r, err)
+	if err != nil {
+		res.result = h.fail(w, r, res.route, err)
 		return nil
 	}
 	// An anonymous login has no user to bind a token to.
@@ -502,28 +510,50 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 	return next.ServeHTTP(w, r)
 }
 
+// errorVar is the Caddy variable holding the error code of a request the
+// handler answered itself (see setErrorVar).
+const errorVar = "mp.error"
+
+// setErrorVar exposes the error code the handler answers r with: as the
+// variable mp.error ({http.vars.mp.error}, the vars matcher's mp.error),
+// and as the placeholder {vars.mp.error} itself, which Caddy's Caddyfile
+// shorthand {vars.*} does not turn into the variable (the shorthand's name
+// stops at a dot).
+func setErrorVar(r *http.Request, code string) {
+	caddyhttp.SetVar(r.Context(), errorVar, code)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("vars."+errorVar, code)
+	}
+}
+
 // fail answers the request with the README's JSON error; the upstream is not
-// called.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+// called. It sets {vars.mp.error}, logs as Caddy's server does (a refusal,
+// 4xx, at DEBUG and in the refusal summary; a failure, 5xx, at ERROR) and
+// returns the error code.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, rl routeLabel, err error) string {
 	e := mperr.From(err)
-	fields := []zap.Field{
-		zap.String("path", r.URL.Path),
-		zap.String("error", string(e.Code)),
-		zap.String("message", e.Message),
+	code := string(e.Code)
+	setErrorVar(r, code)
+	level, msg := zap.DebugLevel, "request refused"
+	if e.Status() >= 500 {
+		level, msg = zap.ErrorLevel, "request failed"
+	} else {
+		h.refusals.note(code, routeLabels[rl])
 	}
-	if e.HasErrcode {
-		fields = append(fields, zap.Int("platform_errcode", e.Errcode))
-	}
-	if e.Err != nil {
-		fields = append(fields, zap.NamedError("cause", e.Err))
-	}
-	switch {
-	case e.Status() >= 500:
-		h.logger.Error("request failed", fields...)
-	case e.Status() == http.StatusTooManyRequests:
-		h.logger.Warn("request failed", fields...)
-	default:
-		h.logger.Info("request refused", fields...)
+	if c := h.logger.Check(level, msg); c != nil {
+		fields := []zap.Field{
+			zap.String("path", r.URL.Path),
+			zap.String("error", code),
+			zap.String("message", e.Message),
+		}
+		if e.HasErrcode {
+			fields = append(fields, zap.Int("platform_errcode", e.Errcode))
+		}
+		if e.Err != nil {
+			fields = append(fields, zap.NamedError("cause", e.Err))
+		}
+		c.Write(fields...)
 	}
 	mperr.Write(w, e)
+	return code
 }

@@ -152,9 +152,7 @@ func (h *Handler) exchangeAnonymous(ctx context.Context, anon string) (string, e
 	ref := h.ref('a', anon)
 	name := "anon:" + ref
 	result := func(ctx context.Context) (string, bool, error) {
-		start := time.Now()
 		b, err := h.store.Get(ctx, name)
-		h.observeStore("get", start, err)
 		switch {
 		case err == nil:
 			return string(b), true, nil
@@ -182,9 +180,7 @@ func (h *Handler) exchangeAnonymous(ctx context.Context, anon string) (string, e
 				if ps.AnonymousOpenID == "" { // the client checks it; never inject ""
 					return "", mperr.New(mperr.PlatformError, "the platform's answer has no anonymous_openid")
 				}
-				sstart := time.Now()
 				err = h.store.Set(ctx, name, []byte(ps.AnonymousOpenID), deadCodeTTL)
-				h.observeStore("set", sstart, err)
 				if err != nil {
 					// This request still gets its answer; a retry with the
 					// same code on another instance waits, then fails.
@@ -214,9 +210,7 @@ func (h *Handler) exchange(ctx context.Context, code, anon string) (store.Sessio
 	if s, ok := h.unsaved.get(ref); ok {
 		return h.saveUnsaved(ctx, ref, s)
 	}
-	start := time.Now()
 	s, err := h.store.Lookup(ctx, ref)
-	h.observeStore("lookup", start, err)
 	if err == nil {
 		metrics.dedup.WithLabelValues(h.Platform, "store").Inc()
 		return s, nil
@@ -268,9 +262,7 @@ func (h *Handler) exchangeOnce(ctx context.Context, ref, code, anon string) (sto
 // failure the claim holder recorded is every waiter's error.
 func (h *Handler) claimer(ref string, ttl time.Duration) func(context.Context) (bool, error) {
 	return func(ctx context.Context) (bool, error) {
-		start := time.Now()
 		won, failure, err := h.store.Claim(ctx, ref, ttl)
-		h.observeStore("claim", start, err)
 		switch {
 		case err != nil:
 			return false, storeErr(err)
@@ -315,14 +307,12 @@ func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (
 	if err != nil {
 		return store.Session{}, err
 	}
-	saveStart := time.Now()
 	s, err := h.store.Save(ctx, ref, store.Session{
 		OpenID:          ps.OpenID,
 		UnionID:         ps.UnionID,
 		AnonymousOpenID: ps.AnonymousOpenID,
 		SessionKey:      ps.SessionKey,
 	}, time.Duration(h.SessionTTL))
-	h.observeStore("save", saveStart, err)
 	if err != nil {
 		// The code is spent: keep the result for a retry on this instance.
 		h.unsaved.put(ref, store.Session{
@@ -339,9 +329,7 @@ func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (
 
 // saveUnsaved retries saving a session exchanged earlier whose save failed.
 func (h *Handler) saveUnsaved(ctx context.Context, ref string, s store.Session) (store.Session, error) {
-	start := time.Now()
 	saved, err := h.store.Save(ctx, ref, s, time.Duration(h.SessionTTL))
-	h.observeStore("save", start, err)
 	if err != nil {
 		return store.Session{}, storeErr(err)
 	}

@@ -2,7 +2,6 @@ package module
 
 import (
 	"errors"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -11,8 +10,10 @@ import (
 
 // Metrics, created once and registered into each config's registry (Caddy
 // serves it on the admin endpoint's /metrics). Label values are bounded:
-// platforms, routes, README error codes, store operations; never openids
-// or codes.
+// platforms, route labels, README error codes, store kinds and operations;
+// never openids or codes. Requests are counted in one place (countRequest,
+// deferred by ServeHTTP), store operations in one place (timedStore, the
+// handler's store).
 var metrics = struct {
 	code2session     *prometheus.CounterVec
 	code2sessionTime *prometheus.HistogramVec
@@ -34,7 +35,7 @@ var metrics = struct {
 	}, []string{"platform"}),
 	requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "requests_total",
-		Help: "Requests on the handler's routes, by route and result (ok or README error code).",
+		Help: "Requests on the handler's routes and compat endpoints, by route and result (ok, preflight, or the error code answered).",
 	}, []string{"platform", "route", "result"}),
 	dedup: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "exchange_dedup_total",
@@ -42,7 +43,7 @@ var metrics = struct {
 	}, []string{"platform", "kind"}),
 	storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "store_errors_total",
-		Help: "Session store operations that failed (store unreachable).",
+		Help: "Session store operations that failed (store unreachable; a plain not-found is no failure).",
 	}, []string{"store", "op"}),
 	storeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "store_duration_seconds",
@@ -85,12 +86,64 @@ func outcome(err error) string {
 	return string(mperr.From(err).Code)
 }
 
-// observeStore records one store operation.
-func (h *Handler) observeStore(op string, start time.Time, err error) {
-	metrics.storeTime.WithLabelValues(h.Store.Type, op).Observe(time.Since(start).Seconds())
-	if err != nil && storeFailed(err) {
-		metrics.storeErrors.WithLabelValues(h.Store.Type, op).Inc()
-	}
+// routeLabel is the route label of requests_total: the handler's routes,
+// a request whose route could not be told, and the compat endpoints by
+// kind. A fixed set: the labels stay bounded whatever the paths.
+type routeLabel uint8
+
+const (
+	labelLogin routeLabel = iota
+	labelPhone
+	labelDecrypt
+	labelUnclear
+	labelCompatCode2Session
+	labelCompatToken
+	labelCompatOther
+	numRouteLabels
+)
+
+var routeLabels = [numRouteLabels]string{
+	labelLogin:              "login",
+	labelPhone:              "phone",
+	labelDecrypt:            "decrypt",
+	labelUnclear:            "unclear",
+	labelCompatCode2Session: "compat_code2session",
+	labelCompatToken:        "compat_token",
+	labelCompatOther:        "compat_other",
 }
 
-var routeNames = [...]string{routeNone: "none", routeLogin: "login", routePhone: "phone", routeDecrypt: "decrypt", routeCompat: "compat", routeUnclear: "unclear"}
+// labelOf is the route label of a request on one of the handler's routes
+// (serveCompat sets a compat request's own).
+func labelOf(rt route) routeLabel {
+	switch rt {
+	case routeLogin:
+		return labelLogin
+	case routePhone:
+		return labelPhone
+	case routeDecrypt:
+		return labelDecrypt
+	}
+	return labelUnclear
+}
+
+// resultPreflight is the result of a CORS preflight on a route: passed on
+// untouched, neither a success of the route nor a failure.
+const resultPreflight = "preflight"
+
+// requestResult is what requests_total counts for one request: its route
+// label and its result ("" for ok, else the error code answered).
+type requestResult struct {
+	route  routeLabel
+	result string
+}
+
+// countRequest counts one request. ServeHTTP defers it for every request
+// on a route or compat endpoint, so that each is counted exactly once,
+// whichever way it leaves.
+func (h *Handler) countRequest(res *requestResult) {
+	if res.result == "" {
+		h.requestsOK[res.route].Inc()
+		return
+	}
+	metrics.requests.WithLabelValues(h.Platform, routeLabels[res.route], res.result).Inc()
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -57,9 +56,7 @@ func (h *Handler) findSession(ctx context.Context, r *http.Request, code string)
 	if code == "" {
 		return store.Session{}, false, mperr.Newf(mperr.BadRequest, "the request carries no %q to find the session", h.f.Code)
 	}
-	start := time.Now()
 	s, err = h.store.Lookup(ctx, h.codeRef(code))
-	h.observeStore("lookup", start, err)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return s, false, mperr.New(mperr.SessionNotFound, "no session for this login: log in again")

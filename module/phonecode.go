@@ -340,9 +340,7 @@ func openPhone(key []byte, ref string, sealed []byte) (phone.Number, error) {
 // cachedPhone reads the kept result of a phone code; ok is false when
 // there is none.
 func (h *Handler) cachedPhone(ctx context.Context, ref, code string) (ph phone.Number, ok bool, err error) {
-	start := time.Now()
 	sealed, err := h.store.Get(ctx, phoneCacheName(ref))
-	h.observeStore("get", start, err)
 	if errors.Is(err, store.ErrNotFound) {
 		return ph, false, nil
 	}
