@@ -11,39 +11,43 @@ FUZZTIMEOUT    ?= 5m
 # Fuzz targets (func FuzzXxx in *_test.go) are looked for under these directories.
 FUZZ_DIRS      ?= internal
 XCADDY_VERSION ?= v0.4.5
+XCADDY_JSON    ?= xcaddy.json
 
 .PHONY: all help deps build demo test test-scale fuzz bench xcaddy lint clean
 
 all: build
 
 help:
-	@echo "make build   build $(BIN)/caddy (Caddy + plugin) and $(BIN)/mpsim (platform simulator)"
+	@echo "make build   build $(BIN)/caddy (Caddy + plugin), $(BIN)/mpsim (platform simulator) and $(BIN)/mpecho (echo backend)"
 	@echo "make demo    play the login → phone story end to end (go run ./examples/demo)"
-	@echo "make deps    install redis-server/redis-tools, php-cli/php-fpm with apt-get when missing"
+	@echo "make deps    install redis-server/redis-tools, php-cli/php-fpm, curl with apt-get when missing"
 	@echo "make test    make deps, then go test -race -count=1 ./..."
 	@echo "make test-scale  10,000 concurrent logins on two instances sharing Redis"
 	@echo "make fuzz    run every Fuzz* target under $(FUZZ_DIRS)/ for $(FUZZTIME) executions each (at most $(FUZZTIMEOUT))"
 	@echo "make bench   Go benchmarks, SDK comparison, then the wrk load test (bench/README.md)"
-	@echo "make xcaddy  build $(BIN)/caddy-xcaddy with xcaddy $(XCADDY_VERSION) from xcaddy.json"
+	@echo "make xcaddy  build $(BIN)/caddy-xcaddy with xcaddy $(XCADDY_VERSION) from $(XCADDY_JSON)"
 	@echo "make lint    go vet ./... and a gofmt check"
 	@echo "make clean   remove $(BIN)/"
 
 build:
 	$(GO) build -o $(BIN)/caddy ./cmd/caddy
 	$(GO) build -o $(BIN)/mpsim ./cmd/mpsim
+	$(GO) build -o $(BIN)/mpecho ./cmd/mpecho
 
 demo: build
 	$(GO) run ./examples/demo -caddy $(BIN)/caddy -mpsim $(BIN)/mpsim
 
 # Installs what the tests need and a fresh machine may lack (redis-server
 # and redis-cli; php and php-fpm, the lenient upstreams of the trust-boundary
-# tests), from Debian's packages. Debian names the FastCGI server
-# php-fpm<version> (in /usr/sbin), hence the glob.
+# tests; curl, for the README's walk-through), from Debian's packages.
+# Debian names the FastCGI server php-fpm<version> (in /usr/sbin), hence the
+# glob.
 deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc libc6-dev"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	command -v php >/dev/null 2>&1 || missing="$$missing php-cli"; \
 	{ command -v php-fpm >/dev/null 2>&1 || ls /usr/sbin/php-fpm* >/dev/null 2>&1; } || missing="$$missing php-fpm"; \
 	if [ -n "$$missing" ]; then \
@@ -85,19 +89,37 @@ bench:
 	cd bench/sdkcompare && $(GO) test -run=. -bench=. -benchmem -count=1 .
 	bash bench/load.sh
 
-# Installs xcaddy if it is neither in PATH nor in GOBIN (GOPATH/bin), then
-# runs the build xcaddy.json describes and checks the module is in the binary.
+# The build xcaddy.json records (a serialized xcaddy Builder), run with
+# xcaddy's own flags: caddy_version is the version argument, each plugin
+# `--with module_path@version`, each replacement `--replace old=new` (a
+# relative new is relative to this directory, where xcaddy.json is). Only
+# those keys, one per line, values without spaces: anything else is refused
+# rather than ignored. Installs xcaddy first if it is neither in PATH nor in
+# GOBIN (GOPATH/bin), then checks the module is in the binary.
 xcaddy:
-	@if ! command -v xcaddy >/dev/null 2>&1; then \
-		gobin=$$($(GO) env GOBIN); \
-		[ -n "$$gobin" ] || gobin=$$($(GO) env GOPATH | cut -d: -f1)/bin; \
-		if [ ! -x "$$gobin/xcaddy" ]; then \
-			echo "installing xcaddy $(XCADDY_VERSION) into $$gobin"; \
-			$(GO) install github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION); \
-		fi; \
-	fi
-	$(GO) run ./internal/tools/xcaddybuild -config xcaddy.json -o $(BIN)/caddy-xcaddy
-	./$(BIN)/caddy-xcaddy list-modules | grep -x 'http.handlers.miniprogram'
+	@set -e; j=$(XCADDY_JSON); \
+	fail() { echo "$$j: $$*" >&2; exit 1; }; \
+	for k in $$(grep -o '"[^"]*"[[:space:]]*:' $$j | sed 's/[":[:space:]]//g'); do case $$k in \
+		caddy_version|plugins|module_path|version|replacements|old|new) ;; \
+		*) fail "key '$$k': make xcaddy reads caddy_version, plugins (module_path, version) and replacements (old, new) only";; \
+	esac; done; \
+	val() { sed -n 's/^[[:space:]]*"'"$$1"'"[[:space:]]*:[[:space:]]*"\([^"]*\)"[[:space:]]*,\{0,1\}[[:space:]]*$$/\1/p' $$j; }; \
+	count() { echo $$#; }; \
+	[ "$$(count $$(val caddy_version))" = 1 ] || fail "want one caddy_version, one key per line"; \
+	[ "$$(count $$(val module_path))" = "$$(count $$(val version))" ] || fail "every plugin needs a module_path and a version, without spaces"; \
+	[ "$$(count $$(val old))" = "$$(count $$(val new))" ] || fail "every replacement needs an old and a new, without spaces"; \
+	args="build $$(val caddy_version)"; \
+	set -- $$(val version); for m in $$(val module_path); do args="$$args --with $$m@$$1"; shift; done; \
+	set -- $$(val new); for o in $$(val old); do args="$$args --replace $$o=$$1"; shift; done; \
+	gobin=$$($(GO) env GOBIN); [ -n "$$gobin" ] || gobin=$$($(GO) env GOPATH | cut -d: -f1)/bin; \
+	PATH="$$PATH:$$gobin"; \
+	if ! command -v xcaddy >/dev/null 2>&1; then \
+		echo "installing xcaddy $(XCADDY_VERSION) into $$gobin"; \
+		$(GO) install github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION); \
+	fi; \
+	echo "xcaddy $$args --output $(BIN)/caddy-xcaddy"; \
+	xcaddy $$args --output $(BIN)/caddy-xcaddy
+	$(BIN)/caddy-xcaddy list-modules | grep -x 'http.handlers.miniprogram'
 
 lint:
 	$(GO) vet ./...

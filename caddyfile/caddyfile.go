@@ -24,22 +24,32 @@
 //			ca_file      <path>
 //			timeout      <duration>
 //			prefix       <prefix>
+//			encryption_keys        <key> [<older key>...]
+//			encryption_allow_plain
 //		}
 //		session_ttl      <duration>
 //		login            <path>
 //		phone            <path>
 //		decrypt          <path>
+//		decrypt_watermark required|optional
+//		route_param      <query parameter>...
 //		max_body_size    <size>
 //		platform_timeout <duration>
 //		platform_retries <n>
 //		exchange_wait    <duration>
 //		field            code|anonymous_code|encrypted_data|iv|phone_code <name>
 //		max_failed_exchanges <n>/<window>|off
-//		access_token     [stable|classic] [{ refresh <fraction> }]
+//		access_token     [stable|classic] [{
+//			refresh <fraction>
+//		}]
 //		compat           <prefix> [{
 //			allow_public
 //		}]
-//		token_binding    { ... }
+//		token_binding    {
+//			from              json <dotted.path>|header <name>|cookie <name>
+//			request           bearer|header <name>|cookie <name>
+//			max_response_size <size>
+//		}
 //	}
 //
 // platform, app_id and app_secret are required, and so is at least one of

@@ -59,8 +59,9 @@ const (
 	phone = "13800138000"
 
 	// The addresses examples/Caddyfile uses; the demo replaces them with
-	// free ports in its own copy.
-	fileSiteAddr     = "127.0.0.1:8080"
+	// free ports in its own copy. The site, ":8080", matches any host
+	// name; default_bind keeps it on loopback.
+	fileSiteAddr     = "http://:8080"
 	fileUpstreamAddr = "127.0.0.1:9000"
 	fileAdminAddr    = "127.0.0.1:2999"
 )
@@ -292,8 +293,10 @@ func (d *demo) story(ctx context.Context, template []byte) error {
 		return fmt.Errorf("finding free loopback ports: %w", err)
 	}
 	site, admin := addrs[0], addrs[1]
+	_, sitePort, _ := net.SplitHostPort(site)
+	siteAddr := "http://:" + sitePort
 	conf, err := substitute(string(template), map[string]string{
-		fileSiteAddr:     site,
+		fileSiteAddr:     siteAddr,
 		fileUpstreamAddr: d.backend.addr,
 		fileAdminAddr:    admin,
 	})
@@ -309,7 +312,7 @@ func (d *demo) story(ctx context.Context, template []byte) error {
 	}
 	caddyURL := "http://" + site
 	fmt.Printf("caddy on %s with %s\n  (%s with ports %s→%s, %s→%s, admin %s→%s;\n   MP_APP_ID=%s MP_APP_SECRET=%s MP_API_BASE=%s)\n",
-		caddyURL, confPath, d.caddyfileName, fileSiteAddr, site, fileUpstreamAddr, d.backend.addr, fileAdminAddr, admin, pf.appID, pf.secret, simURL)
+		caddyURL, confPath, d.caddyfileName, fileSiteAddr, siteAddr, fileUpstreamAddr, d.backend.addr, fileAdminAddr, admin, pf.appID, pf.secret, simURL)
 
 	c := &client{ctx: ctx}
 

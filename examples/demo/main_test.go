@@ -20,7 +20,7 @@ func TestExampleCaddyfilesFitTheDemo(t *testing.T) {
 			t.Fatal(err)
 		}
 		out, err := substitute(string(b), map[string]string{
-			fileSiteAddr:     "127.0.0.1:1",
+			fileSiteAddr:     "http://:1",
 			fileUpstreamAddr: "127.0.0.1:2",
 			fileAdminAddr:    "127.0.0.1:3",
 		})
