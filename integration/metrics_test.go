@@ -138,16 +138,15 @@ func TestMetricsEveryRequestCounted(t *testing.T) {
 	}
 }
 
-// The error code of a request the handler answered is {vars.mp.error} in
-// log_append (Caddy's access log), and {http.vars.mp.error} in both
-// log_append and a deferred response header (where an unset {vars.…}
-// would stay as text). Caddy's Caddyfile shorthand {vars.X} stops at a
-// dot: the handler sets the placeholder vars.mp.error itself.
+// The error code of a request the handler answered is {vars.mp_error} in
+// log_append (Caddy's access log) and in a deferred response header, as is
+// its long form {http.vars.mp_error}. Caddy's Caddyfile shorthand {vars.X}
+// stops at a dot, hence the variable's name without one.
 func TestErrorVarInLogAndHeader(t *testing.T) {
 	sim, up := newSim(t), newUpstream(t)
 	c := startCaddy(t, mpBlock("wechat", wxApp, wxSecret, sim.URL)+
-		"\n\tlog_append mp_error {vars.mp.error}\n\tlog_append mp_error_long {http.vars.mp.error}"+
-		"\n\theader >X-Error-Code {http.vars.mp.error}\n\treverse_proxy "+strings.TrimPrefix(up.URL, "http://"))
+		"\n\tlog_append mp_error {vars.mp_error}\n\tlog_append mp_error_long {http.vars.mp_error}"+
+		"\n\theader >X-Error-Code {vars.mp_error}\n\treverse_proxy "+strings.TrimPrefix(up.URL, "http://"))
 
 	lr := login(t, sim, wxApp, "vera")
 	ok := postJSON(t, c.URL+"/api/login", map[string]any{"code": lr.Code}, "X-Req", "ok-1")

@@ -61,7 +61,7 @@ package module
 // the README code of the failure's cause, "bad_request" for a request the
 // endpoint refuses by its parameters, credentials, method or path, or
 // "forbidden" (connection check). That result, when not ok, is also
-// {vars.mp.error}.
+// {vars.mp_error}.
 
 import (
 	"context"
@@ -318,7 +318,7 @@ type compatAnswer struct {
 	err     error // the cause of a failure, for the log (no secrets)
 }
 
-// compatResultForbidden is the result (and {vars.mp.error}) of a compat
+// compatResultForbidden is the result (and {vars.mp_error}) of a compat
 // request refused for its connection.
 const compatResultForbidden = "forbidden"
 

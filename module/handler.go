@@ -510,24 +510,24 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 	return next.ServeHTTP(w, r)
 }
 
-// errorVar is the Caddy variable holding the error code of a request the
-// handler answered itself (see setErrorVar).
-const errorVar = "mp.error"
+// The Caddy variables the handler sets; their names have no dot, so that
+// the Caddyfile's shorthand {vars.NAME} reaches them (its NAME stops at a
+// dot).
+const (
+	// errorVar: the error code of a request the handler answered itself.
+	errorVar = "mp_error"
+	// openidVar: the openid of the request's session, once known.
+	openidVar = "mp_openid"
+)
 
-// setErrorVar exposes the error code the handler answers r with: as the
-// variable mp.error ({http.vars.mp.error}, the vars matcher's mp.error),
-// and as the placeholder {vars.mp.error} itself, which Caddy's Caddyfile
-// shorthand {vars.*} does not turn into the variable (the shorthand's name
-// stops at a dot).
+// setErrorVar exposes the error code the handler answers r with:
+// {vars.mp_error} ({http.vars.mp_error}), the vars matcher's mp_error.
 func setErrorVar(r *http.Request, code string) {
 	caddyhttp.SetVar(r.Context(), errorVar, code)
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("vars."+errorVar, code)
-	}
 }
 
 // fail answers the request with the README's JSON error; the upstream is not
-// called. It sets {vars.mp.error}, logs as Caddy's server does (a refusal,
+// called. It sets {vars.mp_error}, logs as Caddy's server does (a refusal,
 // 4xx, at DEBUG and in the refusal summary; a failure, 5xx, at ERROR) and
 // returns the error code.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, rl routeLabel, err error) string {

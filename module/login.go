@@ -113,7 +113,7 @@ func (h *Handler) serveLogin(r *http.Request, in *input) (store.Session, error) 
 		body.Del(FieldAnonymousOpenID)
 	}
 	body.Apply(r)
-	caddyhttp.SetVar(r.Context(), "mp.openid", s.OpenID)
+	caddyhttp.SetVar(r.Context(), openidVar, s.OpenID)
 	if c := h.logger.Check(zap.DebugLevel, "login"); c != nil {
 		c.Write(zap.String("openid", s.OpenID), zap.Bool("unionid", s.UnionID != ""))
 	}

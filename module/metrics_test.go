@@ -209,7 +209,7 @@ func metricsHandler(t *testing.T, sim *mpsim.Sim) *Handler {
 
 // serveOnLoopback runs one request through h as a server on 127.0.0.1
 // would (compat requests check the connection), and returns the answer
-// and the request's mp.error variable (nil when unset).
+// and the request's mp_error variable (nil when unset).
 func serveOnLoopback(t *testing.T, h *Handler, req *http.Request, next caddyhttp.Handler) (*httptest.ResponseRecorder, any) {
 	t.Helper()
 	req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9001}))
@@ -242,7 +242,7 @@ func requestCounts(t *testing.T, series [][2]string) map[[2]string]float64 {
 
 // Every request on a route or compat endpoint counts once in
 // requests_total, under a bounded route label and its result; the error
-// code the handler answered is {vars.mp.error}; every store operation,
+// code the handler answered is {vars.mp_error}; every store operation,
 // the access-token manager's too, is timed.
 func TestRequestsAndStoreOpsCounted(t *testing.T) {
 	sim := mpsim.New(mpsim.Options{})
@@ -276,7 +276,7 @@ func TestRequestsAndStoreOpsCounted(t *testing.T) {
 	// A login with token binding: forwarded, the answer's token bound.
 	w, mpErr := serveOnLoopback(t, h, jsonRequest("POST", "/login", `{"code":"`+lr.Code+`"}`), upstream)
 	if w.Code != 200 || !strings.Contains(w.Body.String(), tok) || mpErr != nil {
-		t.Fatalf("login: %d %s, mp.error %v", w.Code, w.Body, mpErr)
+		t.Fatalf("login: %d %s, mp_error %v", w.Code, w.Body, mpErr)
 	}
 	// A phone request by the bound token: exactly one store operation,
 	// one lookup.
@@ -287,7 +287,7 @@ func TestRequestsAndStoreOpsCounted(t *testing.T) {
 	ops := storeOps(t, metrics.storeTime, "memory")
 	w, mpErr = serveOnLoopback(t, h, jsonRequest("POST", "/phone", `{"encryptedData":"`+ed+`","iv":"`+iv+`"}`, "Authorization", "Bearer "+tok), upstream)
 	if w.Code != 200 || mpErr != nil {
-		t.Fatalf("phone by token: %d %s, mp.error %v", w.Code, w.Body, mpErr)
+		t.Fatalf("phone by token: %d %s, mp_error %v", w.Code, w.Body, mpErr)
 	}
 	if got := diff(storeOps(t, metrics.storeTime, "memory"), ops); !reflect.DeepEqual(got, map[string]float64{"lookup": 1}) {
 		t.Errorf("store operations of a phone request by token: %v, want one lookup", got)
@@ -296,7 +296,7 @@ func TestRequestsAndStoreOpsCounted(t *testing.T) {
 	ops = storeOps(t, metrics.storeTime, "memory")
 	w, mpErr = serveOnLoopback(t, h, httptest.NewRequest("GET", "/mp-compat/cgi-bin/token?grant_type=client_credential&appid=wxdemoapp0000001&secret=demo-wechat-secret", nil), upstream)
 	if w.Code != 200 || !strings.Contains(w.Body.String(), `"access_token"`) || mpErr != nil {
-		t.Fatalf("compat token: %d %s, mp.error %v", w.Code, w.Body, mpErr)
+		t.Fatalf("compat token: %d %s, mp_error %v", w.Code, w.Body, mpErr)
 	}
 	// The manager fetched the first token (before any phone-code
 	// exchange needed one): it read the store, took the
@@ -307,38 +307,38 @@ func TestRequestsAndStoreOpsCounted(t *testing.T) {
 			t.Errorf("the access-token manager's %s is not timed (ops of the token request: %v)", op, tokenOps)
 		}
 	}
-	// Refusals: mp.error is the code answered.
+	// Refusals: mp_error is the code answered.
 	w, mpErr = serveOnLoopback(t, h, jsonRequest("POST", "/phone", `{"code":"unknown","encryptedData":"`+ed+`","iv":"`+iv+`"}`), upstream)
 	if w.Code != 401 || mpErr != "session_not_found" {
-		t.Fatalf("unknown code: %d %s, mp.error %v", w.Code, w.Body, mpErr)
+		t.Fatalf("unknown code: %d %s, mp_error %v", w.Code, w.Body, mpErr)
 	}
 	w, mpErr = serveOnLoopback(t, h, jsonRequest("POST", "/login", `{"code":"never-issued"}`), upstream)
 	if w.Code != 401 || mpErr != "invalid_code" {
-		t.Fatalf("invalid code: %d %s, mp.error %v", w.Code, w.Body, mpErr)
+		t.Fatalf("invalid code: %d %s, mp_error %v", w.Code, w.Body, mpErr)
 	}
 	w, mpErr = serveOnLoopback(t, h, jsonRequest("POST", "/login?s=/phone", `{"code":"x"}`), upstream)
 	if w.Code != 400 || mpErr != "bad_request" {
-		t.Fatalf("unclear route: %d %s, mp.error %v", w.Code, w.Body, mpErr)
+		t.Fatalf("unclear route: %d %s, mp_error %v", w.Code, w.Body, mpErr)
 	}
 	w, mpErr = serveOnLoopback(t, h, httptest.NewRequest("OPTIONS", "/login", nil), upstream)
 	if w.Code != 200 || mpErr != nil {
-		t.Fatalf("preflight: %d, mp.error %v", w.Code, mpErr)
+		t.Fatalf("preflight: %d, mp_error %v", w.Code, mpErr)
 	}
 
 	// Compat: the backend's code2session, refusals.
 	q := url.Values{"appid": {"wxdemoapp0000001"}, "secret": {"demo-wechat-secret"}, "js_code": {lr.Code}, "grant_type": {"authorization_code"}}
 	w, mpErr = serveOnLoopback(t, h, httptest.NewRequest("GET", "/mp-compat/sns/jscode2session?"+q.Encode(), nil), upstream)
 	if w.Code != 200 || !strings.Contains(w.Body.String(), `"session_key"`) || mpErr != nil {
-		t.Fatalf("compat code2session: %d %s, mp.error %v", w.Code, w.Body, mpErr)
+		t.Fatalf("compat code2session: %d %s, mp_error %v", w.Code, w.Body, mpErr)
 	}
 	q.Set("secret", "wrong")
 	w, mpErr = serveOnLoopback(t, h, httptest.NewRequest("GET", "/mp-compat/sns/jscode2session?"+q.Encode(), nil), upstream)
 	if !strings.Contains(w.Body.String(), `"errcode":40125`) || mpErr != "bad_request" {
-		t.Fatalf("compat wrong secret: %d %s, mp.error %v", w.Code, w.Body, mpErr)
+		t.Fatalf("compat wrong secret: %d %s, mp_error %v", w.Code, w.Body, mpErr)
 	}
 	w, mpErr = serveOnLoopback(t, h, httptest.NewRequest("GET", "/mp-compat/no/such/endpoint", nil), upstream)
 	if !strings.Contains(w.Body.String(), `"errcode":40066`) || mpErr != "bad_request" {
-		t.Fatalf("compat unknown path: %d %s, mp.error %v", w.Code, w.Body, mpErr)
+		t.Fatalf("compat unknown path: %d %s, mp_error %v", w.Code, w.Body, mpErr)
 	}
 	// A compat request that did not come in on loopback.
 	req := httptest.NewRequest("GET", "/mp-compat/sns/jscode2session", nil)
@@ -346,7 +346,7 @@ func TestRequestsAndStoreOpsCounted(t *testing.T) {
 	rw := httptest.NewRecorder()
 	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), rw, nil)
 	if err := h.ServeHTTP(rw, req, upstream); err != nil || rw.Code != 403 || caddyhttp.GetVar(req.Context(), errorVar) != "forbidden" {
-		t.Fatalf("compat from outside: %v %d, mp.error %v", err, rw.Code, caddyhttp.GetVar(req.Context(), errorVar))
+		t.Fatalf("compat from outside: %v %d, mp_error %v", err, rw.Code, caddyhttp.GetVar(req.Context(), errorVar))
 	}
 
 	want := map[[2]string]float64{
@@ -433,7 +433,7 @@ func TestLogLevelsAndRefusalSummary(t *testing.T) {
 	h.store = brokenStore{}
 	w, mpErr := serveOnLoopback(t, h, jsonRequest("POST", "/phone", `{"code":"any","encryptedData":"AAAAAAAAAAAAAAAAAAAAAA==","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}`), next)
 	if w.Code != 503 || mpErr != "store_unavailable" {
-		t.Fatalf("broken store: %d %s, mp.error %v", w.Code, w.Body, mpErr)
+		t.Fatalf("broken store: %d %s, mp_error %v", w.Code, w.Body, mpErr)
 	}
 	if n := logs.FilterMessage("request failed").FilterLevelExact(zapcore.ErrorLevel).Len(); n != 1 {
 		t.Errorf("%d store failures at ERROR, want 1", n)
@@ -453,9 +453,9 @@ func TestLogLevelsAndRefusalSummary(t *testing.T) {
 	}
 }
 
-// The error code answered is the variable mp.error, and the placeholders
-// {vars.mp.error} and {http.vars.mp.error}, as Caddy's vars matcher reads
-// them after the handler ran; a success sets none of them.
+// The error code answered is the variable mp_error, and the placeholder
+// {http.vars.mp_error} (the Caddyfile's {vars.mp_error}), as Caddy's vars
+// matcher reads them after the handler ran; a success sets none of them.
 func TestErrorVarInMatchers(t *testing.T) {
 	sim := mpsim.New(mpsim.Options{})
 	h := metricsHandler(t, sim)
@@ -483,7 +483,7 @@ func TestErrorVarInMatchers(t *testing.T) {
 		t.Fatal(err)
 	}
 	passed := serve(`{"code":"` + lr.Code + `"}`)
-	for _, key := range []string{"mp.error", "{vars.mp.error}", "{http.vars.mp.error}"} {
+	for _, key := range []string{"mp_error", "{http.vars.mp_error}"} {
 		if !matches(refused, key, "invalid_code") {
 			t.Errorf("vars %s invalid_code does not match the refused request", key)
 		}

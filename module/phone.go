@@ -239,7 +239,7 @@ func (h *Handler) injectPhone(r *http.Request, body *reqbody.Body, openid string
 	if openid != "" {
 		body.Set(FieldOpenID, openid)
 		hdr.Set(HeaderOpenID, openid)
-		caddyhttp.SetVar(r.Context(), "mp.openid", openid)
+		caddyhttp.SetVar(r.Context(), openidVar, openid)
 	}
 	hdr.Set(HeaderPlatform, h.Platform)
 	hdr.Set(HeaderAppID, h.AppID)
@@ -267,7 +267,7 @@ func (h *Handler) serveDecrypt(r *http.Request, in *input) error {
 	hdr.Set(HeaderPlatform, h.Platform)
 	hdr.Set(HeaderAppID, h.AppID)
 	body.Apply(r)
-	caddyhttp.SetVar(r.Context(), "mp.openid", s.OpenID)
+	caddyhttp.SetVar(r.Context(), openidVar, s.OpenID)
 	if c := h.logger.Check(zap.DebugLevel, "decrypt"); c != nil {
 		c.Write(zap.String("openid", s.OpenID), zap.Int("bytes", len(plain)))
 	}

@@ -3,7 +3,7 @@ package reqbody
 import (
 	"strings"
 
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/jsonobj"
 )
 
 // Copies of a field the handler reads. Count and QueryValue's count match

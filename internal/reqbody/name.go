@@ -5,7 +5,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/jsonobj"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/ascii"
 )

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"unicode"
 
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/jsonobj"
 )
 
 // spellings of openid that some lenient binder equates with it.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/jsonobj"
 )
 
 var protected = []string{"openid", "unionid", "anonymous_openid", "phoneNumber", "purePhoneNumber", "countryCode", "decryptedData"}

@@ -87,8 +87,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/jsonobj"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/multipart"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/ascii"

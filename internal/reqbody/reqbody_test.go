@@ -14,8 +14,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/jsonobj"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
 )
 
 const (

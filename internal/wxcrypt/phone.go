@@ -1,9 +1,9 @@
 package wxcrypt
 
 import (
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/jsonobj"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/phone"
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
 )
 
 // ParsePhone extracts phoneNumber, purePhoneNumber and countryCode from a

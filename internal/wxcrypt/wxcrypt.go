@@ -23,8 +23,8 @@ import (
 	"encoding/base64"
 	"sync"
 
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/jsonobj"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody/jsonobj"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/ascii"
 )
