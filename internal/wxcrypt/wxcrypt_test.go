@@ -104,7 +104,7 @@ func TestOpenVectors(t *testing.T) {
 		{"official wrong app", secondAppID, []string{officialKey}, officialData, officialIV, "", -1, mperr.WatermarkMismatch},
 		{"empty app id never matches", "", []string{officialKey}, officialData, officialIV, "", -1, mperr.WatermarkMismatch},
 		{"wrong key", officialAppID, []string{secondKey}, officialData, officialIV, "", -1, mperr.DecryptFailed},
-		{"wrong keys", officialAppID, []string{secondKey, NewSessionKey()}, officialData, officialIV, "", -1, mperr.DecryptFailed},
+		{"wrong keys", officialAppID, []string{secondKey, newSessionKey()}, officialData, officialIV, "", -1, mperr.DecryptFailed},
 		{"no keys", officialAppID, nil, officialData, officialIV, "", -1, mperr.DecryptFailed},
 		{"only empty keys", officialAppID, []string{"", ""}, officialData, officialIV, "", -1, mperr.DecryptFailed},
 		{"only corrupt key", officialAppID, []string{"tiihtNczf5v6AKRyjwEUhQ"}, officialData, officialIV, "", -1, mperr.DecryptFailed},
@@ -160,12 +160,12 @@ func TestOfficialVectorExact(t *testing.T) {
 	}
 	// Encrypt is Decrypt's inverse: re-encrypting gives the published ciphertext.
 	ivRaw, _ := base64.StdEncoding.DecodeString(officialIV)
-	data, ivText, err := Encrypt(officialKey, pt, ivRaw)
+	data, ivText, err := encrypt(officialKey, pt, ivRaw)
 	if err != nil || data != officialData || ivText != officialIV {
 		t.Fatalf("Encrypt: err %v, data equal %v, iv %q", err, data == officialData, ivText)
 	}
 	// The phone vector too.
-	data, _, err = Encrypt(officialKey, []byte(phonePlain), ivRaw)
+	data, _, err = encrypt(officialKey, []byte(phonePlain), ivRaw)
 	if err != nil || data != phoneData {
 		t.Fatalf("Encrypt phone: err %v, equal %v", err, data == phoneData)
 	}
@@ -338,7 +338,7 @@ func TestNoOracle(t *testing.T) {
 	}
 	var first *mperr.Error
 	for name, pt := range cases {
-		data, _, err := Encrypt(officialKey, pt, iv)
+		data, _, err := encrypt(officialKey, pt, iv)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -378,7 +378,7 @@ func TestWatermark(t *testing.T) {
 		{`{}`, false},
 	}
 	for _, tt := range tests {
-		data, _, err := Encrypt(officialKey, []byte(tt.plain), iv)
+		data, _, err := encrypt(officialKey, []byte(tt.plain), iv)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -392,16 +392,16 @@ func TestWatermark(t *testing.T) {
 		wantCode(t, err, mperr.WatermarkMismatch)
 	}
 	// A mismatch on the current key is final: the previous key is not tried.
-	data, _, _ := Encrypt(officialKey, []byte(`{"watermark":{"appid":"other"}}`), iv)
+	data, _, _ := encrypt(officialKey, []byte(`{"watermark":{"appid":"other"}}`), iv)
 	_, _, err := Open(officialAppID, []string{officialKey, officialKey}, data, ivText)
 	wantCode(t, err, mperr.WatermarkMismatch)
 }
 
 func TestRoundTrip(t *testing.T) {
-	key := NewSessionKey()
+	key := newSessionKey()
 	for n := 0; n <= 48; n++ {
 		pt := bytes.Repeat([]byte{byte('a' + n%26)}, n)
-		data, ivText, err := Encrypt(key, pt, nil)
+		data, ivText, err := encrypt(key, pt, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -415,19 +415,19 @@ func TestRoundTrip(t *testing.T) {
 		}
 	}
 	// Random ivs differ; a given iv is used.
-	_, iv1, _ := Encrypt(key, []byte("x"), nil)
-	_, iv2, _ := Encrypt(key, []byte("x"), nil)
+	_, iv1, _ := encrypt(key, []byte("x"), nil)
+	_, iv2, _ := encrypt(key, []byte("x"), nil)
 	if iv1 == iv2 {
 		t.Fatal("two random ivs are equal")
 	}
-	_, iv3, _ := Encrypt(key, []byte("x"), make([]byte, 16))
+	_, iv3, _ := encrypt(key, []byte("x"), make([]byte, 16))
 	if iv3 != "AAAAAAAAAAAAAAAAAAAAAA==" {
 		t.Fatalf("iv %q", iv3)
 	}
 	// A JSON round trip through Open.
 	obj := `{"phoneNumber":"+1 2025550123","purePhoneNumber":"2025550123","countryCode":1,"watermark":{"appid":"tt07e3715e98c9aac0"}}`
-	data, ivText, _ := Encrypt(key, []byte(obj), nil)
-	pt, idx, err := Open("tt07e3715e98c9aac0", []string{NewSessionKey(), key}, data, ivText)
+	data, ivText, _ := encrypt(key, []byte(obj), nil)
+	pt, idx, err := Open("tt07e3715e98c9aac0", []string{newSessionKey(), key}, data, ivText)
 	if err != nil || idx != 1 || string(pt) != obj {
 		t.Fatalf("Open: %v %d %q", err, idx, pt)
 	}
@@ -435,10 +435,10 @@ func TestRoundTrip(t *testing.T) {
 
 func TestEncryptErrors(t *testing.T) {
 	for _, key := range []string{"", "abc", "tiihtNczf5v6AKRyjwEUhQ", base64.StdEncoding.EncodeToString(make([]byte, 24))} {
-		_, _, err := Encrypt(key, []byte("{}"), nil)
+		_, _, err := encrypt(key, []byte("{}"), nil)
 		wantCode(t, err, mperr.MalformedPayload)
 	}
-	_, _, err := Encrypt(officialKey, []byte("{}"), make([]byte, 12))
+	_, _, err := encrypt(officialKey, []byte("{}"), make([]byte, 12))
 	wantCode(t, err, mperr.MalformedPayload)
 	// Decrypt with a bad stored key is a key failure, not malformed input.
 	wantCode(t, mustErr(Decrypt("abc", officialData, officialIV)), mperr.DecryptFailed)
@@ -446,7 +446,7 @@ func TestEncryptErrors(t *testing.T) {
 }
 
 func TestNewSessionKey(t *testing.T) {
-	a, b := NewSessionKey(), NewSessionKey()
+	a, b := newSessionKey(), newSessionKey()
 	if a == b {
 		t.Fatal("two keys are equal")
 	}
@@ -658,9 +658,9 @@ func wrap(s string, n int, sep string) string {
 }
 
 func TestOpenWatermarkOptional(t *testing.T) {
-	key := NewSessionKey()
+	key := newSessionKey()
 	enc := func(plain string) (string, string) {
-		ed, iv, err := Encrypt(key, []byte(plain), nil)
+		ed, iv, err := encrypt(key, []byte(plain), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
