@@ -202,7 +202,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.client = client
 
-	st, err := h.openStore()
+	st, err := h.openStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -252,6 +252,7 @@ func (h *Handler) replacePlaceholders() error {
 	}{
 		{"app_id", &h.AppID}, {"app_secret", &h.AppSecret}, {"api_base", &h.APIBase},
 		{"store url", &h.Store.URL}, {"store username", &h.Store.Username}, {"store password", &h.Store.Password},
+		{"store sentinel_username", &h.Store.SentinelUsername}, {"store sentinel_password", &h.Store.SentinelPassword},
 	} {
 		if err := replace(f.name, f.v); err != nil {
 			return err
@@ -280,7 +281,7 @@ func (h *Handler) replacePlaceholders() error {
 	return nil
 }
 
-func (h *Handler) openStore() (store.Store, error) {
+func (h *Handler) openStore(ctx caddy.Context) (store.Store, error) {
 	prefix := h.Store.Prefix
 	if prefix == "" {
 		prefix = "mp:"
@@ -307,19 +308,34 @@ func (h *Handler) openStore() (store.Store, error) {
 				zap.Strings("key_ids", c.KeyIDs()),
 				zap.Bool("allow_plain", h.Store.EncryptionAllowPlain))
 		}
-		return store.OpenRedis(store.RedisOptions{
-			URL:        h.Store.URL,
-			Addrs:      h.Store.Addrs,
-			MasterName: h.Store.MasterName,
-			Username:   h.Store.Username,
-			Password:   h.Store.Password,
-			DB:         h.Store.DB,
-			TLS:        h.Store.TLS,
-			CAFile:     h.Store.CAFile,
-			Timeout:    time.Duration(h.Store.Timeout),
-			Prefix:     prefix + scope + ":",
-			KeyCodec:   codec,
+		r, err := store.OpenRedis(store.RedisOptions{
+			URL:              h.Store.URL,
+			Addrs:            h.Store.Addrs,
+			MasterName:       h.Store.MasterName,
+			Username:         h.Store.Username,
+			Password:         h.Store.Password,
+			SentinelUsername: h.Store.SentinelUsername,
+			SentinelPassword: h.Store.SentinelPassword,
+			DB:               h.Store.DB,
+			TLS:              h.Store.TLS,
+			CAFile:           h.Store.CAFile,
+			CertFile:         h.Store.CertFile,
+			KeyFile:          h.Store.KeyFile,
+			Timeout:          time.Duration(h.Store.Timeout),
+			Prefix:           prefix + scope + ":",
+			KeyCodec:         codec,
 		}, h.logger.Named("store"))
+		if err != nil {
+			return nil, err
+		}
+		// Only a TLS certificate that does not verify fails the load;
+		// Redis down or starting is a warning (store_unavailable until
+		// it answers).
+		if err := r.Probe(ctx); err != nil {
+			r.Close()
+			return nil, err
+		}
+		return r, nil
 	}
 	return nil, fmt.Errorf("unknown store type %q", h.Store.Type)
 }
@@ -386,6 +402,12 @@ func (h *Handler) Validate() error {
 		case "redis":
 			if h.Store.URL == "" && len(h.Store.Addrs) == 0 {
 				return errors.New("miniprogram: store redis needs a URL or addrs")
+			}
+			if err := h.Store.validateRedisClientCert(); err != nil {
+				return err
+			}
+			if err := h.Store.validateRedisSentinelAuth(); err != nil {
+				return err
 			}
 		default:
 			return fmt.Errorf("miniprogram: unknown store type %q (memory or redis)", h.Store.Type)
