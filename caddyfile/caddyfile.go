@@ -19,9 +19,13 @@
 //			master_name  <name>
 //			username     <user>
 //			password     <password>
+//			sentinel_username <user>
+//			sentinel_password <password>
 //			db           <n>
 //			tls
 //			ca_file      <path>
+//			cert_file    <path>
+//			key_file     <path>
 //			timeout      <duration>
 //			prefix       <prefix>
 //			encryption_keys        <key> [<older key>...]
@@ -306,8 +310,16 @@ func (p *parser) parseRedisBlock(sc *module.StoreConfig) error {
 			sc.Username, err = oneArg(d)
 		case "password":
 			sc.Password, err = oneArg(d)
+		case "sentinel_username":
+			sc.SentinelUsername, err = oneArg(d)
+		case "sentinel_password":
+			sc.SentinelPassword, err = oneArg(d)
 		case "ca_file":
 			sc.CAFile, err = oneArg(d)
+		case "cert_file":
+			sc.CertFile, err = oneArg(d)
+		case "key_file":
+			sc.KeyFile, err = oneArg(d)
 		case "prefix":
 			sc.Prefix, err = oneArg(d)
 		case "db":

@@ -47,13 +47,24 @@ type StoreConfig struct {
 	// Cluster's.
 	Addrs      []string `json:"addrs,omitempty"`
 	MasterName string   `json:"master_name,omitempty"`
-	Username   string   `json:"username,omitempty"`
-	Password   string   `json:"password,omitempty"`
-	DB         int      `json:"db,omitempty"`
+	// Username and Password are the data nodes' (an ACL user, or the
+	// default user's requirepass).
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	DB       int    `json:"db,omitempty"`
+	// SentinelUsername and SentinelPassword authenticate to the sentinels
+	// themselves (their requirepass or an ACL user); with MasterName.
+	SentinelUsername string `json:"sentinel_username,omitempty"`
+	SentinelPassword string `json:"sentinel_password,omitempty"`
 	// TLS turns TLS on for Addrs (a rediss:// URL implies it).
 	TLS bool `json:"tls,omitempty"`
 	// CAFile is a PEM file of CAs to trust for TLS.
 	CAFile string `json:"ca_file,omitempty"`
+	// CertFile and KeyFile are a PEM client certificate and its key, for a
+	// Redis that requires client certificates (tls-auth-clients); both or
+	// neither. Like CAFile, they turn TLS on.
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
 	// Timeout bounds each store operation (default 500ms; 10ms to 30s).
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// Prefix of every key (default "mp:"); platform and app id follow it.

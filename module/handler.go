@@ -197,7 +197,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.client = client
 
-	st, err := h.openStore()
+	st, err := h.openStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -266,6 +266,7 @@ func (h *Handler) replacePlaceholders() error {
 	}{
 		{"app_id", &h.AppID}, {"app_secret", &h.AppSecret}, {"api_base", &h.APIBase},
 		{"store url", &h.Store.URL}, {"store username", &h.Store.Username}, {"store password", &h.Store.Password},
+		{"store sentinel_username", &h.Store.SentinelUsername}, {"store sentinel_password", &h.Store.SentinelPassword},
 	} {
 		if err := replace(f.name, f.v); err != nil {
 			return err
@@ -295,7 +296,7 @@ func (h *Handler) replacePlaceholders() error {
 	return nil
 }
 
-func (h *Handler) openStore() (store.Store, error) {
+func (h *Handler) openStore(ctx caddy.Context) (store.Store, error) {
 	prefix := h.Store.Prefix
 	if prefix == "" {
 		prefix = "mp:"
@@ -322,19 +323,34 @@ func (h *Handler) openStore() (store.Store, error) {
 				zap.Strings("key_ids", c.KeyIDs()),
 				zap.Bool("allow_plain", h.Store.EncryptionAllowPlain))
 		}
-		return store.OpenRedis(store.RedisOptions{
-			URL:        h.Store.URL,
-			Addrs:      h.Store.Addrs,
-			MasterName: h.Store.MasterName,
-			Username:   h.Store.Username,
-			Password:   h.Store.Password,
-			DB:         h.Store.DB,
-			TLS:        h.Store.TLS,
-			CAFile:     h.Store.CAFile,
-			Timeout:    time.Duration(h.Store.Timeout),
-			Prefix:     prefix + scope + ":",
-			KeyCodec:   codec,
+		r, err := store.OpenRedis(store.RedisOptions{
+			URL:              h.Store.URL,
+			Addrs:            h.Store.Addrs,
+			MasterName:       h.Store.MasterName,
+			Username:         h.Store.Username,
+			Password:         h.Store.Password,
+			SentinelUsername: h.Store.SentinelUsername,
+			SentinelPassword: h.Store.SentinelPassword,
+			DB:               h.Store.DB,
+			TLS:              h.Store.TLS,
+			CAFile:           h.Store.CAFile,
+			CertFile:         h.Store.CertFile,
+			KeyFile:          h.Store.KeyFile,
+			Timeout:          time.Duration(h.Store.Timeout),
+			Prefix:           prefix + scope + ":",
+			KeyCodec:         codec,
 		}, h.logger.Named("store"))
+		if err != nil {
+			return nil, err
+		}
+		// Only a TLS certificate that does not verify fails the load;
+		// Redis down or starting is a warning (store_unavailable until
+		// it answers).
+		if err := r.Probe(ctx); err != nil {
+			r.Close()
+			return nil, err
+		}
+		return r, nil
 	}
 	return nil, fmt.Errorf("unknown store type %q", h.Store.Type)
 }

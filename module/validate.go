@@ -302,7 +302,9 @@ func (c *StoreConfig) validate(pending func(string) bool) error {
 		}{
 			{"url", c.URL != ""}, {"addrs", len(c.Addrs) > 0}, {"master_name", c.MasterName != ""},
 			{"username", c.Username != ""}, {"password", c.Password != ""}, {"db", c.DB != 0},
-			{"tls", c.TLS}, {"ca_file", c.CAFile != ""}, {"timeout", c.Timeout != 0}, {"prefix", c.Prefix != ""},
+			{"sentinel_username", c.SentinelUsername != ""}, {"sentinel_password", c.SentinelPassword != ""},
+			{"tls", c.TLS}, {"ca_file", c.CAFile != ""}, {"cert_file", c.CertFile != ""}, {"key_file", c.KeyFile != ""},
+			{"timeout", c.Timeout != 0}, {"prefix", c.Prefix != ""},
 			{"encryption_keys", len(c.EncryptionKeys) > 0}, {"encryption_allow_plain", c.EncryptionAllowPlain},
 		} {
 			if f.set {
@@ -328,6 +330,12 @@ func (c *StoreConfig) validate(pending func(string) bool) error {
 		case len(c.Addrs) == 0:
 			return fieldErr("store.master_name", "needs the sentinels' addrs")
 		}
+	}
+	if (c.SentinelUsername != "" || c.SentinelPassword != "") && c.MasterName == "" {
+		return fieldErr("store.sentinel_password", "sentinel_username and sentinel_password need master_name (they are the sentinels' own credentials)")
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return fieldErr("store.cert_file", "cert_file and key_file go together (a client certificate and its key)")
 	}
 	switch {
 	case c.URL == "" && len(c.Addrs) == 0:

@@ -43,6 +43,13 @@ type SentinelOptions struct {
 	Quorum          int
 	DownAfter       time.Duration
 	FailoverTimeout time.Duration
+	// Conf are more sentinel.conf lines, after the monitor line (e.g.
+	// "sentinel auth-user mymaster mon", "sentinel auth-pass mymaster pw").
+	Conf []string
+	// Args go to the sentinel's command line after "--sentinel" (e.g.
+	// "--requirepass", "pw", "--user", ...). The helpers authenticate to
+	// the sentinel with the --requirepass given here.
+	Args []string
 }
 
 func (o SentinelOptions) conf(masterName string, master *Server) string {
@@ -58,6 +65,9 @@ func (o SentinelOptions) conf(masterName string, master *Server) string {
 	if o.FailoverTimeout > 0 {
 		fmt.Fprintf(&b, "sentinel failover-timeout %s %d\n", masterName, o.FailoverTimeout.Milliseconds())
 	}
+	for _, l := range o.Conf {
+		b.WriteString(l + "\n")
+	}
 	return b.String()
 }
 
@@ -69,7 +79,7 @@ func StartSentinelWith(t testing.TB, masterName string, master *Server, o Sentin
 	if err := os.WriteFile(conf, []byte(o.conf(masterName, master)), 0o600); err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
-	s := start(t, conf, []string{"--sentinel"})
+	s := start(t, conf, append([]string{"--sentinel"}, o.Args...))
 	sc := s.SentinelClient()
 	defer sc.Close()
 	deadline := time.Now().Add(startTimeout)
@@ -89,6 +99,7 @@ func StartSentinelWith(t testing.TB, masterName string, master *Server, o Sentin
 func (s *Server) SentinelClient() *redis.SentinelClient {
 	return redis.NewSentinelClient(&redis.Options{
 		Addr:            s.Addr(),
+		Password:        requirePass(s.extra),
 		DialTimeout:     time.Second,
 		ReadTimeout:     time.Second,
 		WriteTimeout:    time.Second,
@@ -101,6 +112,7 @@ func (s *Server) SentinelClient() *redis.SentinelClient {
 type Sentinels struct {
 	MasterName string
 	Nodes      []*Server
+	dataPass   string // the data nodes' --requirepass, for WaitNewMaster
 }
 
 // StartSentinels runs n sentinels on master and waits (bounded, ~15s)
@@ -109,7 +121,7 @@ type Sentinels struct {
 // failover can be agreed on at once.
 func StartSentinels(t testing.TB, masterName string, master *Server, n int, o SentinelOptions) *Sentinels {
 	t.Helper()
-	ss := &Sentinels{MasterName: masterName}
+	ss := &Sentinels{MasterName: masterName, dataPass: requirePass(master.extra)}
 	for range n {
 		ss.Nodes = append(ss.Nodes, StartSentinelWith(t, masterName, master, o))
 	}
@@ -184,7 +196,7 @@ func (ss *Sentinels) WaitNewMaster(t testing.TB, old string, d time.Duration) st
 	var addrs []string
 	for {
 		addrs = ss.MasterAddrs(ctx)
-		if a := addrs[0]; a != "" && a != old && allSame(addrs) && isMaster(ctx, a) {
+		if a := addrs[0]; a != "" && a != old && allSame(addrs) && isMaster(ctx, a, ss.dataPass) {
 			return a
 		}
 		if time.Now().After(deadline) {
@@ -203,8 +215,8 @@ func allSame(a []string) bool {
 	return true
 }
 
-func isMaster(ctx context.Context, addr string) bool {
-	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1, DisableIdentity: true})
+func isMaster(ctx context.Context, addr, password string) bool {
+	c := redis.NewClient(&redis.Options{Addr: addr, Password: password, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1, DisableIdentity: true})
 	defer c.Close()
 	info, err := c.Info(ctx, "replication").Result()
 	return err == nil && strings.Contains(info, "role:master")

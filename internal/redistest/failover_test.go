@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -34,5 +35,42 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	if err := fc.Set(ctx, "k2", "v", 0).Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestClusterReplicaPromoted(t *testing.T) {
+	c := StartClusterWith(t, ClusterOptions{Masters: 3, ReplicasPerMaster: 1, NodeTimeout: time.Second})
+	if len(c.Nodes) != 6 || len(c.Replicas[0]) != 1 {
+		t.Fatalf("%d nodes, replicas %v", len(c.Nodes), c.Replicas)
+	}
+	ctx := context.Background()
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	defer cc.Close()
+	for i := range 30 {
+		if err := cc.Set(ctx, fmt.Sprint("key", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitReplicated(t, 5*time.Second)
+	for _, rs := range c.Replicas {
+		if n := rs[0].Client().DBSize(ctx).Val(); n == 0 {
+			t.Fatalf("replica %s holds no key", rs[0].Addr())
+		}
+	}
+	c.Masters[0].Kill()
+	start := time.Now()
+	nm := c.WaitPromoted(t, 0, 20*time.Second)
+	t.Logf("replica %s promoted after %v", nm.Addr(), time.Since(start))
+	if nm != c.Replicas[0][0] {
+		t.Fatalf("promoted %s", nm.Addr())
+	}
+	// A new client reads the new slot map (an old one keeps its map until
+	// it reloads it).
+	cc2 := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	defer cc2.Close()
+	for i := range 30 {
+		if got, err := cc2.Get(ctx, fmt.Sprint("key", i)).Int(); err != nil || got != i {
+			t.Fatalf("key%d after failover: %d %v", i, got, err)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -36,6 +37,7 @@ type Server struct {
 	port  int
 	extra []string
 	conf  string // config file written by the caller ("" for none)
+	certs *Certs // TLS only (StartTLS), nil for plain TCP
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -56,6 +58,12 @@ func Start(t testing.TB, args ...string) *Server {
 // on the command line (sentinels need one).
 func start(t testing.TB, conf string, args []string) *Server {
 	t.Helper()
+	return startWith(t, conf, nil, args)
+}
+
+// startWith is start, over TLS when certs is set.
+func startWith(t testing.TB, conf string, certs *Certs, args []string) *Server {
+	t.Helper()
 	bin, err := findBinary()
 	if err != nil {
 		if os.Getenv("MP_REQUIRE_REDIS") == "1" {
@@ -63,7 +71,7 @@ func start(t testing.TB, conf string, args []string) *Server {
 		}
 		t.Skipf("redistest: %v; skipping (set MP_REQUIRE_REDIS=1 to fail instead)", err)
 	}
-	s := &Server{bin: bin, dir: t.TempDir(), extra: append([]string(nil), args...), conf: conf}
+	s := &Server{bin: bin, dir: t.TempDir(), extra: append([]string(nil), args...), conf: conf, certs: certs}
 	t.Cleanup(s.cleanup)
 
 	// A free port may be taken between picking it and redis binding it:
@@ -86,8 +94,13 @@ func start(t testing.TB, conf string, args []string) *Server {
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
-// URL is redis://addr/0.
-func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
+// URL is redis://addr/0 (rediss:// for a TLS server).
+func (s *Server) URL() string {
+	if s.certs != nil {
+		return "rediss://" + s.Addr() + "/0"
+	}
+	return "redis://" + s.Addr() + "/0"
+}
 
 // Port is the TCP port.
 func (s *Server) Port() int { return s.port }
@@ -145,21 +158,39 @@ func (s *Server) Restart(t testing.TB) {
 
 // Client is a go-redis client on the server for assertions, closed when the
 // test ends. It reconnects by itself after Restart, though a pool that saw
-// the server dead may take up to a second: see WaitReady.
+// the server dead may take up to a second: see WaitReady. It authenticates
+// as the default user with the --requirepass of the server's args, and
+// speaks TLS (with the client certificate) to a StartTLS server.
 func (s *Server) Client() *redis.Client {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.client == nil {
-		s.client = redis.NewClient(&redis.Options{
+		o := &redis.Options{
 			Addr:            s.Addr(),
+			Password:        requirePass(s.extra),
 			DialTimeout:     time.Second,
 			ReadTimeout:     2 * time.Second,
 			WriteTimeout:    2 * time.Second,
 			MaxRetries:      2,
 			DisableIdentity: true,
-		})
+		}
+		if s.certs != nil {
+			o.TLSConfig = s.certs.ClientTLS()
+		}
+		s.client = redis.NewClient(o)
 	}
 	return s.client
+}
+
+// requirePass is the value of the last --requirepass in args ("" if none).
+func requirePass(args []string) string {
+	pw := ""
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "--requirepass" {
+			pw = args[i+1]
+		}
+	}
+	return pw
 }
 
 func (s *Server) cleanup() {
@@ -184,8 +215,18 @@ func (s *Server) start() error {
 	if s.conf != "" {
 		args = append(args, s.conf)
 	}
+	if s.certs != nil {
+		args = append(args,
+			"--port", "0",
+			"--tls-port", strconv.Itoa(s.port),
+			"--tls-cert-file", s.certs.ServerCert,
+			"--tls-key-file", s.certs.ServerKey,
+			"--tls-ca-cert-file", s.certs.CAFile,
+		)
+	} else {
+		args = append(args, "--port", strconv.Itoa(s.port))
+	}
 	args = append(args,
-		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
 		"--daemonize", "no",
@@ -214,7 +255,7 @@ func (s *Server) start() error {
 			return fmt.Errorf("redis-server on port %d exited at start: %s", s.port, tail(logPath))
 		default:
 		}
-		if ping(s.Addr(), s.extra) == nil {
+		if s.ping() == nil {
 			s.mu.Lock()
 			s.cmd, s.done = cmd, done
 			s.mu.Unlock()
@@ -229,25 +270,40 @@ func (s *Server) start() error {
 	}
 }
 
-// ping sends PING (after AUTH when the args set --requirepass) and expects
-// +PONG.
-func ping(addr string, extra []string) error {
+// ping is the server's PING, over TLS for a StartTLS server.
+func (s *Server) ping() error {
+	var tc *tls.Config
+	if s.certs != nil {
+		tc = s.certs.ClientTLS()
+	}
+	return pingWith(s.Addr(), s.extra, tc)
+}
+
+// ping sends PING over plain TCP (after AUTH when the args set
+// --requirepass) and expects +PONG.
+func ping(addr string, extra []string) error { return pingWith(addr, extra, nil) }
+
+func pingWith(addr string, extra []string, tc *tls.Config) error {
 	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if tc != nil {
+		tconn := tls.Client(conn, tc)
+		if err := tconn.Handshake(); err != nil {
+			return err
+		}
+		conn = tconn
+	}
 	r := bufio.NewReader(conn)
-	for i := 0; i+1 < len(extra); i++ {
-		if extra[i] == "--requirepass" {
-			pw := extra[i+1]
-			if _, err := fmt.Fprintf(conn, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(pw), pw); err != nil {
-				return err
-			}
-			if _, err := r.ReadString('\n'); err != nil {
-				return err
-			}
+	if pw := requirePass(extra); pw != "" {
+		if _, err := fmt.Fprintf(conn, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(pw), pw); err != nil {
+			return err
+		}
+		if _, err := r.ReadString('\n'); err != nil {
+			return err
 		}
 	}
 	if _, err := conn.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {

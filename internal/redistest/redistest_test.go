@@ -45,8 +45,14 @@ func TestStartKillRestart(t *testing.T) {
 
 func TestStartWithArgs(t *testing.T) {
 	s := Start(t, "--requirepass", "pw")
-	if err := s.Client().Ping(context.Background()).Err(); err == nil {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DisableIdentity: true})
+	defer c.Close()
+	if err := c.Ping(context.Background()).Err(); err == nil {
 		t.Fatal("ping without password succeeded")
+	}
+	// The helper's own client authenticates with --requirepass.
+	if err := s.Client().Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -115,5 +121,39 @@ func TestMissingBinaryFailsWhenRequired(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "MP_REQUIRE_REDIS=1") {
 		t.Fatalf("child: err=%v\n%s", err, out)
+	}
+}
+
+// A TLS server answers over TLS with the client certificate, and refuses a
+// client without one and a plain-TCP client.
+func TestStartTLS(t *testing.T) {
+	certs := NewCerts(t)
+	s := StartTLS(t, certs)
+	ctx := context.Background()
+	if err := s.Client().Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(s.URL(), "rediss://") {
+		t.Fatalf("url %s", s.URL())
+	}
+	noCert := certs.ClientTLS()
+	noCert.Certificates = nil
+	for name, o := range map[string]*redis.Options{
+		"no client certificate": {Addr: s.Addr(), TLSConfig: noCert},
+		"plain TCP":             {Addr: s.Addr()},
+	} {
+		o.MaxRetries, o.DisableIdentity = -1, true
+		c := redis.NewClient(o)
+		err := c.Ping(ctx).Err()
+		c.Close()
+		if err == nil {
+			t.Fatalf("%s: PING answered", name)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+	s.Kill()
+	s.Restart(t)
+	if err := WaitReady(ctx, s.Client(), 3*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -36,10 +36,19 @@ type RedisOptions struct {
 	// Username, Password and DB override the URL's when set.
 	Username, Password string
 	DB                 int
+	// SentinelUsername and SentinelPassword authenticate to the sentinels
+	// themselves (their requirepass, or an ACL user); Username and
+	// Password are the data nodes'. With MasterName only.
+	SentinelUsername, SentinelPassword string
 	// TLS turns TLS on (rediss:// does too); CAFile is a PEM bundle to
-	// verify the server with instead of the system roots.
-	TLS    bool
-	CAFile string
+	// verify the server with instead of the system roots. CertFile and
+	// KeyFile are a PEM client certificate and its key, for servers that
+	// require one (tls-auth-clients); both or neither. Setting any of the
+	// three files turns TLS on. The files are read when the store is
+	// opened: a config reload picks up renewed ones.
+	TLS               bool
+	CAFile            string
+	CertFile, KeyFile string
 	// Timeout bounds each store operation (default 500ms). Dialing is
 	// bounded to 1s and waiting for a pooled connection to 1s, and a
 	// failed command is retried once, so a dead Redis answers within
@@ -87,6 +96,7 @@ type Redis struct {
 	prefix  string
 	codec   KeyCodec
 	timeout time.Duration
+	caFile  string // for Probe's message
 	log     *zap.Logger
 	once    sync.Once
 }
@@ -119,8 +129,17 @@ func OpenRedis(o RedisOptions, logger *zap.Logger) (*Redis, error) {
 		return nil, err
 	}
 	key := o.fingerprint()
+	if uo.TLSConfig != nil {
+		// Renewed certificate files under the same names make a new
+		// client (the old one keeps the old certificates).
+		key += ":" + o.tlsFilesDigest()
+	}
 	v, loaded, err := redisPool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return &redisConn{client: redis.NewUniversalClient(uo)}, nil
+		c := redis.NewUniversalClient(uo)
+		if cc, ok := c.(*redis.ClusterClient); ok {
+			cc.AddHook(clusterReloadHook{cc})
+		}
+		return &redisConn{client: c}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -134,6 +153,7 @@ func OpenRedis(o RedisOptions, logger *zap.Logger) (*Redis, error) {
 		prefix:  o.Prefix,
 		codec:   o.KeyCodec,
 		timeout: o.Timeout,
+		caFile:  o.CAFile,
 		log:     logger,
 	}, nil
 }
@@ -159,18 +179,38 @@ func (r *Redis) Close() error {
 // the codec) by a hash; the password is part of it but never shown.
 func (o RedisOptions) fingerprint() string {
 	b, _ := json.Marshal(struct {
-		URL        string
-		Addrs      []string
-		MasterName string
-		Username   string
-		Password   string
-		DB         int
-		TLS        bool
-		CAFile     string
-		Timeout    time.Duration
-	}{o.URL, o.Addrs, o.MasterName, o.Username, o.Password, o.DB, o.TLS, o.CAFile, o.Timeout})
+		URL              string
+		Addrs            []string
+		MasterName       string
+		Username         string
+		Password         string
+		DB               int
+		SentinelUsername string
+		SentinelPassword string
+		TLS              bool
+		CAFile           string
+		CertFile         string
+		KeyFile          string
+		Timeout          time.Duration
+	}{o.URL, o.Addrs, o.MasterName, o.Username, o.Password, o.DB, o.SentinelUsername, o.SentinelPassword,
+		o.TLS, o.CAFile, o.CertFile, o.KeyFile, o.Timeout})
 	h := sha256.Sum256(b)
 	return "redis:" + hex.EncodeToString(h[:])
+}
+
+// tlsFilesDigest hashes the contents of the TLS files (a file that cannot
+// be read counts as empty: universalOptions has reported it).
+func (o RedisOptions) tlsFilesDigest() string {
+	h := sha256.New()
+	for _, f := range []string{o.CAFile, o.CertFile, o.KeyFile} {
+		var b []byte
+		if f != "" {
+			b, _ = os.ReadFile(f)
+		}
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // universalOptions turns RedisOptions into go-redis options, and a
@@ -240,7 +280,14 @@ func universalOptions(o RedisOptions) (*redis.UniversalOptions, string, error) {
 	if o.MasterName != "" && len(uo.Addrs) == 0 {
 		return nil, "", errors.New("store: redis: a master name needs sentinel addresses")
 	}
-	if useTLS || o.CAFile != "" {
+	if (o.SentinelUsername != "" || o.SentinelPassword != "") && o.MasterName == "" {
+		return nil, "", errors.New("store: redis: a sentinel username or password needs a master name (Sentinel)")
+	}
+	uo.SentinelUsername, uo.SentinelPassword = o.SentinelUsername, o.SentinelPassword
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return nil, "", errors.New("store: redis: a client certificate needs both its certificate file and its key file")
+	}
+	if useTLS || o.CAFile != "" || o.CertFile != "" {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
 		if o.CAFile != "" {
 			pem, err := os.ReadFile(o.CAFile)
@@ -252,6 +299,15 @@ func universalOptions(o RedisOptions) (*redis.UniversalOptions, string, error) {
 				return nil, "", fmt.Errorf("store: redis CA file %s holds no PEM certificate", o.CAFile)
 			}
 			tc.RootCAs = pool
+		}
+		if o.CertFile != "" {
+			// LoadX509KeyPair's errors name what is wrong, never the
+			// key's bytes.
+			pair, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+			if err != nil {
+				return nil, "", fmt.Errorf("store: redis client certificate %s / key %s: %w", o.CertFile, o.KeyFile, err)
+			}
+			tc.Certificates = []tls.Certificate{pair}
 		}
 		uo.TLSConfig = tc
 	}
@@ -266,7 +322,8 @@ func universalOptions(o RedisOptions) (*redis.UniversalOptions, string, error) {
 		// go-redis's ClusterClient has no DB: it would use db 0 silently.
 		return nil, "", fmt.Errorf("store: redis: a Cluster has only db 0, not db %d (one address is a single server; add master_name for Sentinel)", uo.DB)
 	}
-	desc := fmt.Sprintf("%s %s db=%d tls=%t", kind, strings.Join(uo.Addrs, ","), uo.DB, uo.TLSConfig != nil)
+	desc := fmt.Sprintf("%s %s db=%d tls=%t client_cert=%t", kind, strings.Join(uo.Addrs, ","), uo.DB,
+		uo.TLSConfig != nil, uo.TLSConfig != nil && len(uo.TLSConfig.Certificates) > 0)
 	return uo, desc, nil
 }
 
