@@ -85,10 +85,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/accesstoken"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
 // CompatConfig serves platform-compatible endpoints (zero-change mode).
@@ -635,7 +633,7 @@ func (h *Handler) wxCompatTokenAnswer(ctx context.Context, grantType, appID, sec
 	if h.tokens == nil {
 		return wxCompatErr(-1).because(errors.New("no access token manager"))
 	}
-	tok, err := h.tokens.Token(ctx)
+	tok, keepUntil, err := h.tokens.TokenInfo(ctx)
 	if err != nil {
 		n := -1
 		if e, ok := mperr.As(err); ok && e.HasErrcode && e.Errcode != 0 {
@@ -643,43 +641,17 @@ func (h *Handler) wxCompatTokenAnswer(ctx context.Context, grantType, appID, sec
 		}
 		return wxCompatErr(n).because(err)
 	}
-	return compatAnswer{status: http.StatusOK, body: wxCompatToken{AccessToken: tok, ExpiresIn: h.tokenExpiresIn(ctx, tok)}}
+	return compatAnswer{status: http.StatusOK, body: wxCompatToken{AccessToken: tok, ExpiresIn: compatExpiresIn(keepUntil)}}
 }
 
-// tokenExpiresIn is how long a backend may keep tok: until the token
-// manager's refresh is due (access_token refresh, default 0.8, of the
-// token's lifetime, and at least 30 s before it expires), read from the shared
-// record in the store. After that refresh the old token stays valid for a
-// while (classic tokens 5 minutes, stable tokens until they expire), so a
-// backend keeping it that long never holds a dead token. When the record
-// cannot be read or holds another token, compatFallbackExpiresIn.
-func (h *Handler) tokenExpiresIn(ctx context.Context, tok string) int {
-	b, err := h.store.Get(ctx, accesstoken.StoreName)
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			h.compat.logger.Debug("compat: cannot read the access token record", zap.Error(err))
-		}
+// compatExpiresIn is the expires_in answered for a token the backend may
+// keep until keepUntil (accesstoken.Manager.TokenInfo), or
+// compatFallbackExpiresIn when the manager cannot tell.
+func compatExpiresIn(keepUntil time.Time) int {
+	if keepUntil.IsZero() {
 		return compatFallbackExpiresIn
 	}
-	var rec struct {
-		Token     string    `json:"token"`
-		ExpiresAt time.Time `json:"expires_at"`
-		FetchedAt time.Time `json:"fetched_at"`
-	}
-	if json.Unmarshal(b, &rec) != nil || subtle.ConstantTimeCompare([]byte(rec.Token), []byte(tok)) != 1 ||
-		!rec.ExpiresAt.After(rec.FetchedAt) {
-		return compatFallbackExpiresIn
-	}
-	refresh := accesstoken.DefaultRefresh
-	if h.AccessToken != nil && h.AccessToken.Refresh > 0 && h.AccessToken.Refresh < 1 {
-		refresh = h.AccessToken.Refresh
-	}
-	life := rec.ExpiresAt.Sub(rec.FetchedAt)
-	until := rec.FetchedAt.Add(time.Duration(float64(life) * refresh))
-	if last := rec.ExpiresAt.Add(-30 * time.Second); last.Before(until) {
-		until = last
-	}
-	return max(1, int(time.Until(until)/time.Second))
+	return max(1, int(time.Until(keepUntil)/time.Second))
 }
 
 // because records the cause of a failure for the request's log line.

@@ -358,8 +358,8 @@ func (h *Handler) openStore(ctx caddy.Context) (store.Store, error) {
 // Cleanup releases the handler's resources (its reference to the shared
 // store).
 func (h *Handler) Cleanup() error {
-	if c, ok := h.client.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
+	if h.client != nil {
+		_ = h.client.Close() // idle connections only: nothing to report
 	}
 	if h.store != nil {
 		return h.store.Close()

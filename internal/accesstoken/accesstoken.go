@@ -158,14 +158,19 @@ type record struct {
 	FetchedAt time.Time `json:"fetched_at"`
 }
 
+// due is when the token's refresh is due: the refresh fraction of its
+// lifetime after it was fetched.
+func (r record) due(refresh float64) time.Time {
+	life := r.ExpiresAt.Sub(r.FetchedAt)
+	return r.FetchedAt.Add(time.Duration(float64(life) * refresh))
+}
+
 // fresh: not yet due for a refresh.
 func (r record) fresh(now time.Time, refresh float64) bool {
 	if r.Token == "" {
 		return false
 	}
-	life := r.ExpiresAt.Sub(r.FetchedAt)
-	due := r.FetchedAt.Add(time.Duration(float64(life) * refresh))
-	return now.Before(due) && r.usable(now)
+	return now.Before(r.due(refresh)) && r.usable(now)
 }
 
 // usable: not expired (with a small safety margin, smaller for short-lived
@@ -321,6 +326,36 @@ func (m *Manager) Token(ctx context.Context) (string, error) {
 		}
 		return f.token, nil
 	}
+}
+
+// KeepMargin is how long before its expiry TokenInfo tells a holder to
+// let a token go at the latest.
+const KeepMargin = 30 * time.Second
+
+// TokenInfo is Token, and until when a holder that caches the token (a
+// backend served by the compat endpoints) may keep it: until the manager's
+// own refresh of it is due (Options.Refresh of its lifetime), and at the
+// latest KeepMargin before it expires. After that refresh the old token
+// stays valid for a while (classic tokens 5 minutes, stable tokens until
+// they expire), so such a holder never keeps a dead token. keepUntil is
+// zero when the manager cannot tell (a token fetched while the store was
+// down).
+func (m *Manager) TokenInfo(ctx context.Context) (tok string, keepUntil time.Time, err error) {
+	tok, err = m.Token(ctx)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	m.mu.Lock()
+	rec := m.cur
+	m.mu.Unlock()
+	if rec.Token != tok || !rec.ExpiresAt.After(rec.FetchedAt) {
+		return tok, time.Time{}, nil
+	}
+	keepUntil = rec.due(m.refresh)
+	if last := rec.ExpiresAt.Add(-KeepMargin); last.Before(keepUntil) {
+		keepUntil = last
+	}
+	return tok, keepUntil, nil
 }
 
 // Invalidate records that a business API rejected the token bad, so that

@@ -861,3 +861,34 @@ func TestLateRejectionKeepsNewerMark(t *testing.T) {
 	}
 	e.calls(0, 3)
 }
+
+// TokenInfo tells a holder to keep the token until the manager's own
+// refresh is due, and never closer to its expiry than KeepMargin; a second
+// instance reading the shared record tells the same.
+func TestTokenInfo(t *testing.T) {
+	e := newEnv(t)
+	st := memStore(e)
+	m := e.manager(st, Options{Refresh: 0.5})
+	start := e.sim.Now()
+	tok, until, err := m.TokenInfo(context.Background())
+	if err != nil || tok == "" {
+		t.Fatal(tok, err)
+	}
+	want := start.Add(ttl / 2)
+	if d := until.Sub(want); d < -time.Second || d > time.Second {
+		t.Fatalf("keep until %v, want about %v", until, want)
+	}
+	m2 := e.manager(st, Options{Refresh: 0.5})
+	if tok2, until2, err := m2.TokenInfo(context.Background()); err != nil || tok2 != tok || !until2.Equal(until) {
+		t.Fatalf("second instance: %v %v %v", tok2 == tok, until2, err)
+	}
+	// Refresh 0.999: due after the expiry margin; the margin wins.
+	m3 := e.manager(memStore(e), Options{Refresh: 0.999})
+	start = e.sim.Now()
+	if _, until, err = m3.TokenInfo(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if want := start.Add(ttl - KeepMargin); until.After(want.Add(time.Second)) {
+		t.Fatalf("keep until %v, after expiry - margin %v", until, want)
+	}
+}

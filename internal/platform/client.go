@@ -208,13 +208,14 @@ func newCore(platform, defaultBase string, cfg Config) core {
 	return c
 }
 
-// CloseIdleConnections closes the idle connections of the client's own
-// HTTP client (not of a Config.HTTPClient given by the caller). Call it when
-// the client is no longer used.
-func (c *core) CloseIdleConnections() {
+// Close releases the client's resources: the idle connections of its own
+// HTTP client (not of a Config.HTTPClient given by the caller). The client
+// must not be used afterwards.
+func (c *core) Close() error {
 	if c.ownsHTTP {
 		c.http.CloseIdleConnections()
 	}
+	return nil
 }
 
 // endpointURL joins the base and a path with an already encoded query.

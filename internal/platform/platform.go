@@ -38,6 +38,9 @@ type Client interface {
 	// Code2Session exchanges a login code (and, on Douyin, an optional
 	// anonymous code) once. Errors are *mperr.Error.
 	Code2Session(ctx context.Context, code, anonymousCode string) (Session, error)
+	// Close releases the client's resources (idle connections) when the
+	// handler that made it is cleaned up.
+	Close() error
 }
 
 // TokenClient fetches access tokens (WeChat).

@@ -809,7 +809,9 @@ func TestDefaults(t *testing.T) {
 	if wx.http == tt.http {
 		t.Errorf("two clients share one default HTTP client")
 	}
-	wx.CloseIdleConnections()
+	if err := wx.Close(); err != nil {
+		t.Error(err)
+	}
 }
 
 // A caller's HTTPClient is used, and not modified.
@@ -832,7 +834,9 @@ func TestCustomHTTPClient(t *testing.T) {
 	if hc.CheckRedirect != nil {
 		t.Errorf("the given HTTP client was modified")
 	}
-	c.CloseIdleConnections()
+	if err := c.Close(); err != nil {
+		t.Error(err)
+	}
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
