@@ -12,6 +12,7 @@ FUZZTIMEOUT    ?= 5m
 FUZZ_DIRS      ?= internal
 XCADDY_VERSION ?= v0.4.5
 XCADDY_JSON    ?= xcaddy.json
+STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: all help deps build demo test test-scale fuzz bench xcaddy lint clean
 
@@ -26,7 +27,7 @@ help:
 	@echo "make fuzz    run every Fuzz* target under $(FUZZ_DIRS)/ for $(FUZZTIME) executions each (at most $(FUZZTIMEOUT))"
 	@echo "make bench   Go benchmarks, SDK comparison, then the wrk load test (bench/README.md)"
 	@echo "make xcaddy  build $(BIN)/caddy-xcaddy with xcaddy $(XCADDY_VERSION) from $(XCADDY_JSON)"
-	@echo "make lint    go vet ./... and a gofmt check"
+	@echo "make lint    go vet, a gofmt check and staticcheck $(STATICCHECK_VERSION) (installed into GOBIN when missing)"
 	@echo "make clean   remove $(BIN)/"
 
 build:
@@ -121,10 +122,25 @@ xcaddy:
 	xcaddy $$args --output $(BIN)/caddy-xcaddy
 	$(BIN)/caddy-xcaddy list-modules | grep -x 'http.handlers.miniprogram'
 
+# go vet, gofmt and staticcheck on the module and on bench/sdkcompare (a
+# module of its own). staticcheck is pinned: it is installed into GOBIN
+# (GOPATH/bin) when that copy is missing, another version, or built by
+# another Go (it must read this Go's standard library), and run by that path.
 lint:
 	$(GO) vet ./...
+	cd bench/sdkcompare && $(GO) vet ./...
 	@unformatted=$$(gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
+	@set -e; \
+	gobin=$$($(GO) env GOBIN); [ -n "$$gobin" ] || gobin=$$($(GO) env GOPATH | cut -d: -f1)/bin; \
+	sc=$$gobin/staticcheck; goversion=$$($(GO) env GOVERSION); \
+	v=$$("$$sc" -debug.version 2>/dev/null || true); \
+	if ! echo "$$v" | grep -qF '($(STATICCHECK_VERSION:v%=%))' || ! echo "$$v" | grep -qx "Compiled with Go version: $$goversion"; then \
+		echo "installing staticcheck $(STATICCHECK_VERSION) ($$goversion) into $$gobin"; \
+		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
+	fi; \
+	echo "$$sc ./..."; "$$sc" ./...; \
+	echo "cd bench/sdkcompare && $$sc ./..."; cd bench/sdkcompare && "$$sc" ./...
 
 clean:
 	rm -rf $(BIN)

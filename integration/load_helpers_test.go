@@ -179,12 +179,6 @@ func (t *tally) add(kind, label string) {
 	t.m[kind+" "+label]++
 }
 
-func (t *tally) get(kind, label string) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.m[kind+" "+label]
-}
-
 // String lists the counts, sorted.
 func (t *tally) String() string {
 	t.mu.Lock()

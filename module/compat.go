@@ -770,7 +770,7 @@ func (h *Handler) compatDouyin(r *http.Request, rest string) compatAnswer {
 		if n != 0 {
 			return ttCompatV1Err(n).because(err)
 		}
-		return compatAnswer{status: http.StatusOK, body: ttCompatV1{SessionKey: d.SessionKey, OpenID: d.OpenID, AnonymousOpenID: d.AnonymousOpenID, UnionID: d.UnionID}}
+		return compatAnswer{status: http.StatusOK, body: ttCompatV1(d)}
 	}
 	return compatAnswer{status: http.StatusNotFound, errcode: 404, body: map[string]any{"err_no": 404, "err_tips": "invalid url", "data": nil}}
 }

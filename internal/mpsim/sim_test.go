@@ -210,7 +210,7 @@ func TestControlAPI(t *testing.T) {
 	if num(stats["calls"].(map[string]any), "jscode2session") != 0 {
 		t.Fatal(stats)
 	}
-	if e.sim.Now().Sub(time.Now()) > time.Minute {
+	if time.Until(e.sim.Now()) > time.Minute {
 		t.Fatal("reset keeps the clock offset")
 	}
 	wantErrcode(t, e.wxExchange("wxctl", "ctl-secret", str(lr, "code")), 40029) // state cleared, app kept
