@@ -390,8 +390,7 @@ func (h *Handler) proxyAndBind(w http.ResponseWriter, r *http.Request, next cadd
 			if token := b.responseToken(hdr); token != "" {
 				h.bind(r, token, s)
 			} else {
-				h.logger.Info("the login answer carries no token; not bound",
-					zap.String("path", r.URL.Path), zap.String("from", b.sourceKind), zap.Int("status", code))
+				h.notBound(r, "no token in the answer", code)
 			}
 			return false
 		}
@@ -438,8 +437,7 @@ func (h *Handler) proxyAndBind(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	if !isJSON || !rec.Buffered() || cw.spilled {
 		if isJSON && status >= 200 && status <= 299 {
-			h.logger.Warn("the login answer cannot be read for a token; not bound",
-				zap.String("path", r.URL.Path), zap.String("reason", skip), zap.Int("status", status))
+			h.notBound(r, skip, status)
 		}
 		return nil
 	}
@@ -447,8 +445,7 @@ func (h *Handler) proxyAndBind(w http.ResponseWriter, r *http.Request, next cadd
 	if token := b.jsonToken(buf.Bytes()); token != "" {
 		h.bind(r, token, s)
 	} else {
-		h.logger.Info("the login answer carries no token at the configured path; not bound",
-			zap.String("path", r.URL.Path), zap.Int("status", status))
+		h.notBound(r, "no token at the configured path", status)
 	}
 
 	// Out unchanged. The header map is the client's; the body is whole, so
@@ -504,3 +501,13 @@ func (c *cappedRecorder) FlushError() error {
 
 // Unwrap lets http.ResponseController reach the recorder (Hijack etc.).
 func (c *cappedRecorder) Unwrap() http.ResponseWriter { return c.ResponseRecorder }
+
+// notBound notes a successful login answer that token_binding could not
+// bind (the backend's answer and the configuration disagree): at DEBUG per
+// request, and in a once-a-minute WARN summary by reason.
+func (h *Handler) notBound(r *http.Request, reason string, status int) {
+	if c := h.logger.Check(zap.DebugLevel, "login answer not bound to a token"); c != nil {
+		c.Write(zap.String("path", r.URL.Path), zap.String("reason", reason), zap.Int("status", status))
+	}
+	h.unbound.note(reason, "login")
+}

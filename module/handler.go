@@ -118,6 +118,8 @@ type Handler struct {
 	requestsOK [numRouteLabels]prometheus.Counter
 	// refusals summarises the refusals logged at DEBUG (see refusals.go).
 	refusals *refusalSummary
+	// unbound summarises login answers token_binding could not bind.
+	unbound *refusalSummary
 	// unsaved holds exchanged sessions whose save failed (see unsaved.go).
 	unsaved *unsavedSessions
 	f       Fields // Fields with defaults
@@ -163,6 +165,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.requestsOK[l] = metrics.requests.WithLabelValues(h.Platform, name, "ok")
 	}
 	h.refusals = newRefusalSummary(h.logger)
+	h.unbound = newSummary(h.logger, "login answers not bound to a token (at most one line per minute per reason; each is logged at DEBUG)", "reason")
 	h.f = h.fieldNames()
 	h.payloadProtected = append(append(append([]string(nil), identityFields...), resultFields...), h.f.EncryptedData, h.f.IV)
 	h.flight = new(singleflight.Group)

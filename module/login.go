@@ -350,7 +350,14 @@ func (h *Handler) recordFailure(ctx context.Context, call, ref string, e *mperr.
 	if ferr := h.store.Fail(ctx, ref, buf, ttl); ferr != nil {
 		h.logger.Warn("could not record a failed exchange", zap.String("call", call), zap.Error(ferr))
 	}
-	h.logger.Info(call+" failed", zap.String("error", string(e.Code)),
+	// The request's own refusal line (DEBUG) or failure line (ERROR) and
+	// the refusal summary tell the rest; a code spent by a lost attempt is
+	// the platform's doing, worth a line at INFO.
+	level := zap.DebugLevel
+	if errors.Is(e, platform.ErrConsumedByRetry) {
+		level = zap.InfoLevel
+	}
+	h.logger.Check(level, call+" failed").Write(zap.String("error", string(e.Code)),
 		zap.Bool("has_errcode", e.HasErrcode), zap.Int("errcode", e.Errcode),
 		zap.Bool("consumed_by_lost_attempt", errors.Is(e, platform.ErrConsumedByRetry)),
 		zap.Duration("took", took))

@@ -495,3 +495,39 @@ func TestErrorVarInMatchers(t *testing.T) {
 		}
 	}
 }
+
+// A login answer token_binding cannot bind (the backend's answer and the
+// configuration disagree) is a DEBUG line per request and a WARN summary
+// at most once a minute per reason, not an INFO line per login.
+func TestNotBoundSummary(t *testing.T) {
+	sim := mpsim.New(mpsim.Options{})
+	h := metricsHandler(t, sim)
+	core, logs := observer.New(zapcore.DebugLevel)
+	h.logger = zap.New(core)
+	h.unbound = newSummary(h.logger, "login answers not bound", "reason")
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Type", "application/json")
+		_, err := w.Write([]byte(`{"data":{"user":"no token here"}}`))
+		return err
+	})
+	for i := range 3 {
+		lr, err := sim.Login("wxdemoapp0000001", fmt.Sprintf("unbound-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, _ := serveOnLoopback(t, h, jsonRequest("POST", "/login", `{"code":"`+lr.Code+`"}`), next)
+		if w.Code != 200 || !strings.Contains(w.Body.String(), "no token here") {
+			t.Fatalf("login: %d %s", w.Code, w.Body)
+		}
+	}
+	if n := logs.FilterMessage("login answer not bound to a token").FilterLevelExact(zapcore.DebugLevel).Len(); n != 3 {
+		t.Errorf("%d DEBUG lines, want 3", n)
+	}
+	s := logs.FilterMessage("login answers not bound").AllUntimed()
+	if len(s) != 1 || s[0].Level != zapcore.WarnLevel || s[0].ContextMap()["reason"] != "no token at the configured path" {
+		t.Fatalf("summary: %v", s)
+	}
+	if n := logs.FilterLevelExact(zapcore.InfoLevel).Len(); n != 0 {
+		t.Errorf("%d INFO lines for three logins: %v", n, logs.FilterLevelExact(zapcore.InfoLevel).AllUntimed())
+	}
+}

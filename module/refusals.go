@@ -21,6 +21,8 @@ const refusalEvery = time.Minute
 
 type refusalSummary struct {
 	logger *zap.Logger
+	msg    string // the summary line's message
+	key    string // the field naming what is counted
 	now    func() time.Time
 	mu     sync.Mutex
 	// codes is bounded by the error codes the handler answers.
@@ -33,7 +35,13 @@ type refusalCount struct {
 }
 
 func newRefusalSummary(logger *zap.Logger) *refusalSummary {
-	return &refusalSummary{logger: logger, now: time.Now, codes: make(map[string]*refusalCount)}
+	return newSummary(logger, "requests refused (at most one line per minute per error code; each is logged at DEBUG)", "error")
+}
+
+// newSummary is a once-a-minute WARN summary of other per-request events
+// worth seeing at INFO (msg, with the event's kind as field key).
+func newSummary(logger *zap.Logger, msg, key string) *refusalSummary {
+	return &refusalSummary{logger: logger, msg: msg, key: key, now: time.Now, codes: make(map[string]*refusalCount)}
 }
 
 // note counts one refusal with code (on route, the route label) and writes
@@ -57,12 +65,12 @@ func (s *refusalSummary) note(code, route string) {
 	s.mu.Unlock()
 
 	fields := []zap.Field{
-		zap.String("error", code),
+		zap.String(s.key, code),
 		zap.Int("count", n),
 		zap.String("route", route),
 	}
 	if !last.IsZero() {
 		fields = append(fields, zap.Duration("since", now.Sub(last)))
 	}
-	s.logger.Warn("requests refused (at most one line per minute per error code; each is logged at DEBUG)", fields...)
+	s.logger.Warn(s.msg, fields...)
 }
