@@ -53,7 +53,10 @@
 //			from              json <dotted.path>|header <name>|cookie <name>
 //			request           bearer|header <name>|cookie <name>
 //			max_response_size <size>
+//			identity          all|routes
+//			rebind            <path>...
 //		}
+//		header_names     mp|cloudrun|both
 //	}
 //
 // platform, app_id and app_secret are required, and so is at least one of
@@ -185,6 +188,8 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 			h.Decrypt, err = oneArg(d)
 		case "decrypt_watermark":
 			h.DecryptWatermark, err = oneArg(d)
+		case "header_names":
+			h.HeaderNames, err = oneArg(d)
 
 		case "route_param":
 			h.RouteParams, err = someArgs(d)

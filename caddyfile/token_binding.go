@@ -11,6 +11,8 @@ import (
 //		from              json <dotted.path> | header <name> | cookie <name>
 //		request           bearer | header <name> | cookie <name>
 //		max_response_size <size>
+//		identity          all | routes
+//		rebind            <path>...
 //	}
 //
 // from is required (exactly once); request defaults to bearer for json and
@@ -86,8 +88,20 @@ func (p *parser) parseTokenBinding(h *module.Handler) error {
 			}
 			c.MaxResponseSize = n
 			continue // sizeArg has checked that no block follows
+		case "identity":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			c.Identity = v
+		case "rebind":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return missingValue(d, "token_binding rebind", "one or more paths, e.g. /api/token/refresh")
+			}
+			c.Rebind = args
 		default:
-			return d.Errf("unrecognized token_binding option '%s' (want from, request or max_response_size)", opt)
+			return d.Errf("unrecognized token_binding option '%s' (want from, request, max_response_size, identity or rebind)", opt)
 		}
 		if err := noBlock(d, "token_binding "+opt); err != nil {
 			return err

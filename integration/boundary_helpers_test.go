@@ -217,7 +217,7 @@ func gzipBytes(b []byte) []byte {
 // plugin's (X-Mp-*, any case, '_' for '-').
 func isMpName(name string) bool {
 	n := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(name), "_", "-"))
-	return strings.HasPrefix(n, "x-mp-")
+	return strings.HasPrefix(n, "x-mp-") || strings.HasPrefix(n, "x-wx-")
 }
 
 // spoofFoundIn lists where the spoof marker appears in what a backend

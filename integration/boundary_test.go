@@ -379,6 +379,10 @@ func boundaryCases() []bcase {
 			{{"X-Mp-Openid", spoofMark + "1"}, {"X-Mp-Openid", spoofMark + "2"}},
 			{{"X-Mp-Unionid", spoofMark}, {"X-Mp-Platform", spoofMark}, {"X-Mp-App-Id", spoofMark}, {"X-Mp-Anonymous-Openid", spoofMark}},
 			{{"X-Mp-Phone", spoofMark}, {"x_mp_pure_phone", spoofMark}, {"X-MP-Country-Code", spoofMark}},
+			// WeChat CloudRun's identity headers, which a backend moved from
+			// there trusts (header_names cloudrun injects them).
+			{{"X-WX-OPENID", spoofMark}, {"x_wx_unionid", spoofMark}, {"X-Wx-Appid", spoofMark}},
+			{{"X-WX-SOURCE", spoofMark}, {"X-WX-FROM-OPENID", spoofMark}, {"X_WX_ENV", spoofMark}},
 		}
 		for _, h := range hs {
 			names := make([]string, len(h))
@@ -391,6 +395,7 @@ func boundaryCases() []bcase {
 		jsonCase(r, "Connection: X-Mp-Openid, X-Mp-Platform", "", wantProcessed, [2]string{"Connection", "X-Mp-Openid, X-Mp-Platform"})
 		jsonCase(r, "Connection: keep-alive, x-mp-app-id, X-Mp-Phone", "", wantProcessed, [2]string{"Connection", "keep-alive, x-mp-app-id, X-Mp-Phone"})
 		jsonCase(r, "two Connection headers", "", wantProcessed, [2]string{"Connection", "keep-alive"}, [2]string{"Connection", "X-Mp-Openid"})
+		jsonCase(r, "Connection: X-WX-OPENID", "", wantProcessed, [2]string{"Connection", "X-WX-OPENID"})
 		jsonCase(r, "Connection: Content-Length", spoofJSON(r), wantProcessed, [2]string{"Connection", "Content-Length"})
 		formCase(r, "Connection: Content-Type", spoofForm(r), wantProcessed, [2]string{"Connection", "Content-Type"})
 	}
@@ -401,6 +406,7 @@ func boundaryCases() []bcase {
 			{{"X-Mp-Openid", spoofMark}},
 			{{"X_Mp_Openid", spoofMark}, {"x-mp-unionid", spoofMark}},
 			{{"X-Mp-Phone", spoofMark}},
+			{{"X-WX-OPENID", spoofMark}},
 		}
 		for _, tr := range trs {
 			for _, declared := range []bool{true, false} {
@@ -423,7 +429,8 @@ func boundaryCases() []bcase {
 
 	// Pass-through paths: X-Mp-* headers and trailers never arrive; the
 	// body and query are the backend's own (not searched).
-	passHdr := [][2]string{{"X-Mp-Openid", spoofMark}, {"x-mp-phone", spoofMark}, {"X-MP-UNIONID", spoofMark}, {"X_Mp_Openid", spoofMark}, {"X-Mp-Platform", spoofMark}}
+	passHdr := [][2]string{{"X-Mp-Openid", spoofMark}, {"x-mp-phone", spoofMark}, {"X-MP-UNIONID", spoofMark}, {"X_Mp_Openid", spoofMark}, {"X-Mp-Platform", spoofMark},
+		{"X-WX-OPENID", spoofMark}, {"x_wx_openid", spoofMark}, {"X-WX-SOURCE", spoofMark}}
 	for _, p := range []string{"/plain", "/api/other", "/api/loginx", "/api/login.json/x", "/apix/login"} {
 		add(bcase{name: "pass/GET " + p, method: "GET", path: p, query: "openid=" + spoofMark, hdr: passHdr, want: wantPassed})
 	}
@@ -435,11 +442,11 @@ func boundaryCases() []bcase {
 		hdr := [][2]string{ctJSONh}
 		name := "pass/chunked, undeclared trailers"
 		if declared {
-			hdr = append(hdr, [2]string{"Trailer", "X-Mp-Openid, X_Mp_Phone"})
+			hdr = append(hdr, [2]string{"Trailer", "X-Mp-Openid, X_Mp_Phone, X-WX-OPENID"})
 			name = "pass/chunked, declared trailers"
 		}
 		add(bcase{name: name, path: "/plain", hdr: hdr, body: `{"a":1}`, chunked: true,
-			trailers: [][2]string{{"X-Mp-Openid", spoofMark}, {"X_Mp_Phone", spoofMark}}, want: wantPassed})
+			trailers: [][2]string{{"X-Mp-Openid", spoofMark}, {"X_Mp_Phone", spoofMark}, {"X-WX-OPENID", spoofMark}}, want: wantPassed})
 	}
 	add(bcase{name: "pass/h2c trailers", path: "/plain", hdr: [][2]string{ctJSONh, {"x-mp-openid", spoofMark}}, body: `{"a":1}`,
 		trailers: [][2]string{{"X-Mp-Openid", spoofMark}}, h2c: true, want: wantPassed})

@@ -323,6 +323,7 @@ func phpCases() []phpCase {
 	add(loginWith("hdr/underscore", "X_Mp_Openid", phpMarker))
 	add(loginWith("hdr/underscore-lower", "x_mp_openid", phpMarker, "x_mp_unionid", phpMarker))
 	add(loginWith("hdr/mixed-separators", "X-Mp_Openid", phpMarker, "X_MP-UNIONID", phpMarker))
+	add(loginWith("hdr/cloudrun", "X-WX-OPENID", phpMarker, "X_WX_UNIONID", phpMarker, "x-wx-appid", phpMarker, "X_Wx_Source", phpMarker))
 	add(loginWith("hdr/duplicated", "X-Mp-Openid", phpMarker, "X-Mp-Openid", phpMarker+"2", "X_Mp_Openid", phpMarker+"3"))
 	add(loginWith("hdr/every-name", "X-Mp-Phone", phpMarker, "X-Mp-Pure-Phone", phpMarker, "X-Mp-Country-Code", phpMarker,
 		"X-Mp-Platform", phpMarker, "X-Mp-App-Id", phpMarker, "X-Mp-Anonymous-Openid", phpMarker, "X-Mp-Whatever", phpMarker))
@@ -335,7 +336,7 @@ func phpCases() []phpCase {
 	add(phpCase{name: "hdr/get-login", method: "GET", target: "/api/login?code={code}",
 		hdr: []string{"X_Mp_Openid", phpMarker, "X-Mp-Unionid", phpMarker}})
 	add(phpCase{name: "hdr/passthrough", route: toOther, method: "GET", target: "/api/other?x=1",
-		hdr: []string{"X-Mp-Openid", phpMarker, "x_mp_openid", phpMarker, "X-MP-PHONE", phpMarker}})
+		hdr: []string{"X-Mp-Openid", phpMarker, "x_mp_openid", phpMarker, "X-MP-PHONE", phpMarker, "X_WX_OPENID", phpMarker}})
 	add(phpCase{name: "hdr/passthrough-connection", route: toOther, method: "GET", target: "/somewhere",
 		hdr: []string{"Connection", "X-Mp-Openid", "X-Mp-Openid", phpMarker}})
 

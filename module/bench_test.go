@@ -31,6 +31,7 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -74,7 +75,11 @@ type benchEnv struct {
 	code string // the user's login code, stored
 }
 
-func newBenchEnv(b *testing.B) *benchEnv {
+func newBenchEnv(b *testing.B) *benchEnv { return newBenchEnvWith(b, nil) }
+
+// newBenchEnvWith is newBenchEnv with the handler's configuration changed
+// by opt before it is provisioned.
+func newBenchEnvWith(b *testing.B, opt func(*Handler)) *benchEnv {
 	b.Helper()
 	sim := mpsim.New(mpsim.Options{})
 	srv := httptest.NewServer(sim)
@@ -88,6 +93,9 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		Login:     "/api/login",
 		Phone:     "/api/phone",
 		Decrypt:   "/api/decrypt",
+	}
+	if opt != nil {
+		opt(h)
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	b.Cleanup(cancel)
@@ -277,6 +285,30 @@ func BenchmarkPassThrough(b *testing.B) {
 		}
 		if reached == 0 {
 			b.Fatal("the spoofed header reached the upstream")
+		}
+	})
+}
+
+// A request off the routes carrying a bound token (the bench requests'
+// Authorization: Bearer): one store lookup, the identity headers set.
+// Against BenchmarkPassThrough/plain, the cost of identity on every
+// request on the memory store.
+func BenchmarkBoundRequest(b *testing.B) {
+	e := newBenchEnvWith(b, func(h *Handler) {
+		h.TokenBinding = &TokenBindingConfig{From: TokenSource{JSON: "data.token"}}
+	})
+	ctx := context.Background()
+	s, err := e.h.store.Lookup(ctx, e.h.codeRef(e.code))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.h.store.Bind(ctx, e.h.tokenRef("0123456789abcdef0123456789abcdef"), s.OpenID, time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	p, w := e.request(b, "/api/orders", "")
+	serveLoop(b, e.h, p, w, func(r *http.Request, _ []byte) {
+		if r.Header.Get(HeaderOpenID) != s.OpenID {
+			b.Fatalf("no identity: %v", r.Header)
 		}
 	})
 }

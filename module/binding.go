@@ -62,7 +62,24 @@ type TokenBindingConfig struct {
 	// token (default 1 MiB). A larger answer streams through to the client
 	// unchanged and is not bound (a warning is logged).
 	MaxResponseSize int64 `json:"max_response_size,omitempty"`
+	// Identity is where a bound token gives its session's identity:
+	// "all" (default) on every request the handler sees, any path (the
+	// identity headers, see identity.go); "routes" only on the phone and
+	// decrypt routes, to find the session.
+	Identity string `json:"identity,omitempty"`
+	// Rebind lists paths (Caddy path matcher patterns, e.g.
+	// "/api/token/refresh") where the backend hands out a new token for
+	// the session of the bound token the request carries: the new token,
+	// read from the 2xx answer as at login (From), is bound to the same
+	// session, so identity survives the backend's own token rotation.
+	Rebind []string `json:"rebind,omitempty"`
 }
+
+// Token binding's identity modes.
+const (
+	IdentityAll    = "all"
+	IdentityRoutes = "routes"
+)
 
 // TokenSource is where the upstream's login answer carries the token.
 // Exactly one field is set.
@@ -143,6 +160,25 @@ func (c *TokenBindingConfig) Validate() error {
 			return err
 		}
 	}
+	switch c.Identity {
+	case "", IdentityAll, IdentityRoutes:
+	default:
+		return fieldErr("token_binding.identity", "%q is not all or routes", c.Identity)
+	}
+	for _, p := range c.Rebind {
+		if err := CheckRebindPath(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckRebindPath checks one token_binding rebind path: a Caddy path
+// pattern starting with "/".
+func CheckRebindPath(p string) error {
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, " \t\r\n") {
+		return fieldErr("token_binding.rebind", "%q is not a path (want e.g. /api/token/refresh or /api/auth/*)", p)
+	}
 	return nil
 }
 
@@ -186,6 +222,10 @@ type tokenBinding struct {
 	reqCookie    string
 	sourceKind   string // "json", "header" or "cookie", for logs
 	carrierLabel string // for logs
+	// everywhere: a bound token gives identity on any path (Identity all).
+	everywhere bool
+	// rebind matches the paths whose answers rebind (nil: none).
+	rebind caddyhttp.MatchPath
 }
 
 func (h *Handler) provisionTokenBinding(ctx caddy.Context) error {
@@ -222,6 +262,13 @@ func (h *Handler) provisionTokenBinding(ctx caddy.Context) error {
 	default:
 		b.reqCookie = b.fromCookie
 		b.carrierLabel = "cookie " + b.reqCookie
+	}
+	b.everywhere = c.Identity != IdentityRoutes
+	if len(c.Rebind) > 0 {
+		b.rebind = caddyhttp.MatchPath(append([]string(nil), c.Rebind...))
+		if err := b.rebind.Provision(ctx); err != nil {
+			return fmt.Errorf("miniprogram: token_binding rebind: %w", err)
+		}
 	}
 	h.binding = b
 	h.logger.Debug("token binding", zap.String("from", b.sourceKind), zap.String("request", b.carrierLabel),

@@ -17,11 +17,18 @@ import (
 // rewrote as well as on the one the client sent.
 
 // isProtectedHeader reports whether a header name is one the handler owns:
-// X-Mp-..., in any case, with '_' for '-' (PHP, CGI and nginx's
-// underscores_in_headers map both spellings to one variable).
+// X-Mp-..., and X-WX-... (the identity headers of WeChat's hosted
+// containers, which header_names cloudrun injects and a backend moved from
+// there trusts, X-WX-SOURCE and X-WX-FROM-* included), in any case, with
+// '_' for '-' (PHP, CGI and nginx's underscores_in_headers map both
+// spellings to one variable).
 func isProtectedHeader(k string) bool {
 	k = strings.TrimSpace(k)
-	return len(k) >= 5 && strings.EqualFold(strings.ReplaceAll(k[:5], "_", "-"), "x-mp-")
+	if len(k) < 5 {
+		return false
+	}
+	p := strings.ReplaceAll(k[:5], "_", "-")
+	return strings.EqualFold(p, "x-mp-") || strings.EqualFold(p, "x-wx-")
 }
 
 // stripIdentityHeaders removes every header a client may have sent that

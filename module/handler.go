@@ -96,6 +96,11 @@ type Handler struct {
 	Compat *CompatConfig `json:"compat,omitempty"`
 	// TokenBinding binds the upstream's login token to the session.
 	TokenBinding *TokenBindingConfig `json:"token_binding,omitempty"`
+	// HeaderNames names the identity headers: "mp" (default: X-Mp-Openid,
+	// X-Mp-Unionid, X-Mp-Platform, X-Mp-App-Id), "cloudrun" (X-WX-OPENID,
+	// X-WX-UNIONID, X-WX-APPID, as WeChat's hosted containers give them) or
+	// "both". Client-sent headers of both families are always removed.
+	HeaderNames string `json:"header_names,omitempty"`
 
 	logger *zap.Logger
 	// accessLog is Caddy's http.log.access logger, for the access lines
@@ -120,6 +125,9 @@ type Handler struct {
 	refusals *refusalSummary
 	// unbound summarises login answers token_binding could not bind.
 	unbound *refusalSummary
+	// unreachable summarises requests that passed without identity because
+	// the store could not be reached.
+	unreachable *refusalSummary
 	// unsaved holds exchanged sessions whose save failed (see unsaved.go).
 	unsaved *unsavedSessions
 	f       Fields // Fields with defaults
@@ -166,6 +174,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.refusals = newRefusalSummary(h.logger)
 	h.unbound = newSummary(h.logger, "login answers not bound to a token (at most one line per minute per reason; each is logged at DEBUG)", "reason")
+	h.unreachable = newSummary(h.logger, "requests passed without identity: the session store cannot be reached (at most one line per minute)", "error")
 	h.f = h.fieldNames()
 	h.payloadProtected = append(append(append([]string(nil), identityFields...), resultFields...), h.f.EncryptedData, h.f.IV)
 	h.flight = new(singleflight.Group)
@@ -454,7 +463,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	rt := h.route(r)
 	stripConnectionTokens(r.Header, rt != routeNone)
 	if rt == routeNone {
-		return next.ServeHTTP(w, r)
+		return h.serveOffRoute(w, r, next)
 	}
 	// Every request on a route or a compat endpoint is counted here, and
 	// only here, whichever way it leaves.

@@ -91,15 +91,10 @@ func (h *Handler) serveLogin(r *http.Request, in *input) (store.Session, error) 
 	}
 
 	hdr := r.Header
-	hdr.Set(HeaderOpenID, s.OpenID)
-	if s.UnionID != "" {
-		hdr.Set(HeaderUnionID, s.UnionID)
-	}
+	h.setIdentity(hdr, s.OpenID, s.UnionID)
 	if s.AnonymousOpenID != "" {
 		hdr.Set(HeaderAnonymousOpenID, s.AnonymousOpenID)
 	}
-	hdr.Set(HeaderPlatform, h.Platform)
-	hdr.Set(HeaderAppID, h.AppID)
 	body.Del(identityFields...)
 	body.Set(FieldOpenID, s.OpenID)
 	if s.UnionID != "" {
@@ -136,8 +131,7 @@ func (h *Handler) serveAnonymousLogin(ctx context.Context, r *http.Request, body
 	}
 	hdr := r.Header
 	hdr.Set(HeaderAnonymousOpenID, aoid)
-	hdr.Set(HeaderPlatform, h.Platform)
-	hdr.Set(HeaderAppID, h.AppID)
+	h.setIdentity(hdr, "", "")
 	body.Del(identityFields...)
 	body.Set(FieldAnonymousOpenID, aoid)
 	body.Apply(r)

@@ -99,6 +99,7 @@ const (
 	labelCompatCode2Session
 	labelCompatToken
 	labelCompatOther
+	labelBound
 	numRouteLabels
 )
 
@@ -110,6 +111,7 @@ var routeLabels = [numRouteLabels]string{
 	labelCompatCode2Session: "compat_code2session",
 	labelCompatToken:        "compat_token",
 	labelCompatOther:        "compat_other",
+	labelBound:              "bound",
 }
 
 // labelOf is the route label of a request on one of the handler's routes
@@ -129,6 +131,14 @@ func labelOf(rt route) routeLabel {
 // resultPreflight is the result of a CORS preflight on a route: passed on
 // untouched, neither a success of the route nor a failure.
 const resultPreflight = "preflight"
+
+// Results of a request off the routes carrying a token (route "bound"):
+// ok (identity given), or the token has no session, or the store could
+// not be reached (both pass without identity).
+const (
+	resultNoSession        = "no_session"
+	resultStoreUnavailable = "store_unavailable"
+)
 
 // requestResult is what requests_total counts for one request: its route
 // label and its result ("" for ok, else the error code answered).

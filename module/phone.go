@@ -238,11 +238,9 @@ func (h *Handler) injectPhone(r *http.Request, body *reqbody.Body, openid string
 	hdr.Set(HeaderCountryCode, ph.CountryCode)
 	if openid != "" {
 		body.Set(FieldOpenID, openid)
-		hdr.Set(HeaderOpenID, openid)
 		caddyhttp.SetVar(r.Context(), openidVar, openid)
 	}
-	hdr.Set(HeaderPlatform, h.Platform)
-	hdr.Set(HeaderAppID, h.AppID)
+	h.setIdentity(hdr, openid, "")
 	body.Apply(r)
 	if c := h.logger.Check(zap.DebugLevel, "phone"); c != nil {
 		c.Write(zap.String("openid", openid), zap.String("phone", phone.Mask(ph.PhoneNumber)))
@@ -259,13 +257,7 @@ func (h *Handler) serveDecrypt(r *http.Request, in *input) error {
 	body.Del(h.payloadProtected...)
 	body.SetRaw(FieldDecryptedData, plain)
 	body.Set(FieldOpenID, s.OpenID)
-	hdr := r.Header
-	hdr.Set(HeaderOpenID, s.OpenID)
-	if s.UnionID != "" {
-		hdr.Set(HeaderUnionID, s.UnionID)
-	}
-	hdr.Set(HeaderPlatform, h.Platform)
-	hdr.Set(HeaderAppID, h.AppID)
+	h.setIdentity(r.Header, s.OpenID, s.UnionID)
 	body.Apply(r)
 	caddyhttp.SetVar(r.Context(), openidVar, s.OpenID)
 	if c := h.logger.Check(zap.DebugLevel, "decrypt"); c != nil {

@@ -125,6 +125,9 @@ func (h *Handler) validate() error {
 		return err
 	}
 
+	if err := CheckHeaderNames(h.HeaderNames); err != nil {
+		return err
+	}
 	if err := h.validateAccessTokenConfig(); err != nil {
 		return err
 	}
@@ -457,4 +460,13 @@ func redactURL(s string) string {
 		return s
 	}
 	return u.Redacted()
+}
+
+// CheckHeaderNames checks header_names.
+func CheckHeaderNames(v string) error {
+	switch v {
+	case "", HeaderNamesMP, HeaderNamesCloudRun, HeaderNamesBoth:
+		return nil
+	}
+	return fieldErr("header_names", "%q is not mp, cloudrun or both", v)
 }

@@ -9,11 +9,12 @@ error_reporting(0);
 
 file_put_contents(__DIR__ . '/calls.log', rawurlencode($_SERVER['REQUEST_URI'] ?? '') . "\n", FILE_APPEND | LOCK_EX);
 
-// Every header PHP exposes whose name starts with X-Mp (PHP turns X-Mp-Openid
-// and X_Mp_Openid alike into HTTP_X_MP_OPENID).
+// Every header PHP exposes whose name starts with X-Mp or X-WX (PHP turns
+// X-Mp-Openid and X_Mp_Openid alike into HTTP_X_MP_OPENID).
 $mp = [];
 foreach ($_SERVER as $k => $v) {
-    if (is_string($k) && strncasecmp(preg_replace('/[^A-Za-z0-9]/', '', $k), 'HTTPXMP', 7) === 0) {
+    $squashed = is_string($k) ? preg_replace('/[^A-Za-z0-9]/', '', $k) : '';
+    if (strncasecmp($squashed, 'HTTPXMP', 7) === 0 || strncasecmp($squashed, 'HTTPXWX', 7) === 0) {
         $mp[$k] = $v;
     }
 }
