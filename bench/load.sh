@@ -13,6 +13,9 @@
 #
 #   bare-get        GET  /api/orders  reverse_proxy alone (no plugin)
 #   passthrough     GET  /api/orders  plugin in front, no route: header strip only
+#   bound-memory    GET  /api/orders  with a bound token (Authorization: Bearer):
+#                                     identity on every request, memory store
+#   bound-redis     GET  /api/orders  the same, Redis store
 #   bare-post       POST /api/phone   the phone bodies, reverse_proxy alone
 #   phone-memory    POST /api/phone   phone route, memory store
 #   phone-redis     POST /api/phone   phone route, Redis store
@@ -27,7 +30,8 @@
 # (REDIS_SESSIONS sessions through store.Redis on a redis-server of their
 # own).
 #
-# Environment: DURATION (10s, per scenario and round), ROUNDS (3),
+# Environment: SCENARIOS (a space-separated subset of the names above;
+# default all), DURATION (10s, per scenario and round), ROUNDS (3),
 # WARMUP (2s before each measured run, 0 for none), THREADS (2),
 # CONNECTIONS (32), PHONE_USERS (1000), LOGIN_RATE (15000: login codes are
 # minted for LOGIN_RATE × DURATION requests), REDIS_SESSIONS (100000; 0
@@ -105,9 +109,10 @@ log "building caddy, mpsim and the load helper into $WORK"
 LOAD=$WORK/load
 
 # --- processes -----------------------------------------------------------
-mapfile -t P < <("$LOAD" ports 10)
+mapfile -t P < <("$LOAD" ports 12)
 SIM_PORT=${P[0]} UP_PORT=${P[1]} REDIS_PORT=${P[2]} MEMREDIS_PORT=${P[3]}
 BARE=${P[4]} PASS=${P[5]} PHONE_MEM=${P[6]} PHONE_REDIS=${P[7]} LOGIN=${P[8]} ADMIN_PORT=${P[9]}
+BOUND_MEM=${P[10]} BOUND_REDIS=${P[11]}
 PROFILE=${PROFILE:-0}
 PROFILE_RUNS=${PROFILE_RUNS:-bare-post#1 phone-memory#1 phone-redis#1}
 PROFILE_DIR=${PROFILE_DIR:-${TMPDIR:-/tmp}/mp-bench-profiles}
@@ -153,7 +158,7 @@ if [[ "$REDIS_SESSIONS" != 0 ]]; then
 	kill "${PIDS[-1]}" 2>/dev/null || true
 fi
 
-mp_block() { # store-line [app-id secret]
+mp_block() { # store-line [app-id secret [extra]]
 	cat <<EOF
 	miniprogram {
 		platform wechat
@@ -163,9 +168,13 @@ mp_block() { # store-line [app-id secret]
 		$1
 		login /api/login
 		phone /api/phone
+		${4:-}
 	}
 EOF
 }
+BINDING="token_binding {
+			from json data.token
+		}"
 
 cat >"$WORK/Caddyfile" <<EOF
 {
@@ -199,6 +208,17 @@ $(mp_block "store redis redis://127.0.0.1:$REDIS_PORT/0")
 	reverse_proxy 127.0.0.1:$UP_PORT
 }
 
+# identity on every request: a bound token on an arbitrary path
+http://127.0.0.1:$BOUND_MEM {
+$(mp_block "store memory" "$APP_ID" "$APP_SECRET" "$BINDING")
+	reverse_proxy 127.0.0.1:$UP_PORT
+}
+
+http://127.0.0.1:$BOUND_REDIS {
+$(mp_block "store redis redis://127.0.0.1:$REDIS_PORT/0" "$APP_ID" "$APP_SECRET" "$BINDING")
+	reverse_proxy 127.0.0.1:$UP_PORT
+}
+
 http://127.0.0.1:$LOGIN {
 $(mp_block "store memory" "$LOGIN_APP_ID" "$LOGIN_APP_SECRET")
 	reverse_proxy 127.0.0.1:$UP_PORT
@@ -207,13 +227,16 @@ EOF
 
 start caddy "$WORK/caddy" run --config "$WORK/Caddyfile" --adapter caddyfile
 CADDY_PID=$!
-for p in "$BARE" "$PASS" "$PHONE_MEM" "$PHONE_REDIS" "$LOGIN"; do wait_port "$p" caddy; done
-log "caddy up: bare :$BARE, pass-through :$PASS, phone/memory :$PHONE_MEM, phone/redis :$PHONE_REDIS, login :$LOGIN"
+for p in "$BARE" "$PASS" "$PHONE_MEM" "$PHONE_REDIS" "$LOGIN" "$BOUND_MEM" "$BOUND_REDIS"; do wait_port "$p" caddy; done
+log "caddy up: bare :$BARE, pass-through :$PASS, bound/memory :$BOUND_MEM, bound/redis :$BOUND_REDIS, phone/memory :$PHONE_MEM, phone/redis :$PHONE_REDIS, login :$LOGIN"
 
 # --- requests ------------------------------------------------------------
 log "logging $PHONE_USERS users in through each phone site's login route"
 "$LOAD" phone -sim "$SIM" -app "$APP_ID" -login "http://127.0.0.1:$PHONE_MEM/api/login" -users "$PHONE_USERS" -prefix pm -out "$WORK/phone-memory.txt"
 "$LOAD" phone -sim "$SIM" -app "$APP_ID" -login "http://127.0.0.1:$PHONE_REDIS/api/login" -users "$PHONE_USERS" -prefix pr -out "$WORK/phone-redis.txt"
+log "binding $PHONE_USERS users' tokens through each bound site's login route"
+"$LOAD" bound -sim "$SIM" -app "$APP_ID" -login "http://127.0.0.1:$BOUND_MEM/api/login" -users "$PHONE_USERS" -prefix bm -out "$WORK/bound-memory.txt"
+"$LOAD" bound -sim "$SIM" -app "$APP_ID" -login "http://127.0.0.1:$BOUND_REDIS/api/login" -users "$PHONE_USERS" -prefix br -out "$WORK/bound-redis.txt"
 
 RESULTS=$WORK/results.tsv CPU=$WORK/cpu.tsv
 : >"$RESULTS"
@@ -244,6 +267,8 @@ scenario() { # name round
 	case $1 in
 	bare-get) run "bare-get#$r" "http://127.0.0.1:$BARE/api/orders" get ;;
 	passthrough) run "passthrough#$r" "http://127.0.0.1:$PASS/api/orders" get ;;
+	bound-memory) run "bound-memory#$r" "http://127.0.0.1:$BOUND_MEM/api/orders" bearer "$WORK/bound-memory.txt" ;;
+	bound-redis) run "bound-redis#$r" "http://127.0.0.1:$BOUND_REDIS/api/orders" bearer "$WORK/bound-redis.txt" ;;
 	bare-post) run "bare-post#$r" "http://127.0.0.1:$BARE/api/phone" body "$WORK/phone-memory.txt" ;;
 	phone-memory) run "phone-memory#$r" "http://127.0.0.1:$PHONE_MEM/api/phone" body "$WORK/phone-memory.txt" ;;
 	phone-redis) run "phone-redis#$r" "http://127.0.0.1:$PHONE_REDIS/api/phone" body "$WORK/phone-redis.txt" ;;
@@ -258,7 +283,7 @@ scenario() { # name round
 	esac
 }
 
-SCENARIOS=(bare-get passthrough bare-post phone-memory phone-redis login bare-post-c1 phone-memory-c1)
+SCENARIOS=(${SCENARIOS:-bare-get passthrough bound-memory bound-redis bare-post phone-memory phone-redis login bare-post-c1 phone-memory-c1})
 NCODES=$(($(seconds "$DURATION") * LOGIN_RATE))
 log "load: $ROUNDS round(s) of ${#SCENARIOS[@]} scenarios, $DURATION each (warm-up $WARMUP), $THREADS threads, $CONNECTIONS connections (the -c1 ones: 1 thread, 1 connection)"
 for r in $(seq 1 "$ROUNDS"); do
@@ -270,6 +295,9 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 
+# The floor under a session lookup on Redis: one round trip's client CPU.
+"$LOAD" redisfloor -redis "redis://127.0.0.1:$REDIS_PORT/0" -c "$CONNECTIONS" >"$WORK/redisfloor.txt"
+
 # --- report ----------------------------------------------------------------
 echo
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -277,4 +305,5 @@ echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS round(s); one cad
 if [[ -f "$WORK/redismem.txt" ]]; then
 	grep -v '^RESULT' "$WORK/redismem.txt"
 fi
+cat "$WORK/redisfloor.txt"
 "$LOAD" report -results "$RESULTS" -cpu "$CPU" -max-error-fraction "$MAX_ERROR_FRACTION"

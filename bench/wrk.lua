@@ -6,6 +6,8 @@
 --                       a line), round-robin, each thread from its own offset
 --               codes : POST WRK_PATH {"code":"<line>"}: each code of
 --                       WRK_FILE once, the lines dealt to the threads
+--               bearer: GET WRK_PATH with "Authorization: Bearer <line>"
+--                       for the tokens of WRK_FILE, round-robin
 --   WRK_THREADS wrk's -t (to deal the codes)
 -- Every request goes through request() whatever the mode, so that the Lua
 -- cost per request is the same in every scenario.
@@ -52,8 +54,13 @@ function init(args)
         table.insert(reqs, wrk.format("POST", path, headers, '{"code":"' .. code .. '"}'))
       end
     end
+  elseif mode == "bearer" then
+    for _, tok in ipairs(lines(file)) do
+      table.insert(reqs, wrk.format("GET", path, { ["Authorization"] = "Bearer " .. tok }))
+    end
+    idx = (id * 7919) % #reqs
   else
-    error("WRK_MODE must be get, body or codes")
+    error("WRK_MODE must be get, body, codes or bearer")
   end
   if #reqs == 0 then error("no requests prepared") end
 end

@@ -43,22 +43,26 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: load ports|upstream|codes|phone|redismem|report ...")
+		fmt.Fprintln(os.Stderr, "usage: load ports|upstream|codes|phone|bound|redismem|redisfloor|report|measure ...")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
-		"ports":    cmdPorts,
-		"upstream": cmdUpstream,
-		"codes":    cmdCodes,
-		"phone":    cmdPhone,
-		"redismem": cmdRedisMem,
-		"report":   cmdReport,
-		"measure":  cmdMeasure,
+		"ports":      cmdPorts,
+		"upstream":   cmdUpstream,
+		"codes":      cmdCodes,
+		"phone":      cmdPhone,
+		"bound":      cmdBound,
+		"redisfloor": cmdRedisFloor,
+		"redismem":   cmdRedisMem,
+		"report":     cmdReport,
+		"measure":    cmdMeasure,
 	}
 	f, ok := cmds[os.Args[1]]
 	if !ok {
@@ -111,10 +115,18 @@ func cmdUpstream(args []string) error {
 		return err
 	}
 	ok := []byte("ok")
+	var issued atomic.Int64
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			h := w.Header()
+			if r.Header.Get("X-Bench-Bind") != "" {
+				// A login of the bound scenarios: a token for the
+				// plugin's token_binding to bind.
+				h["Content-Type"] = []string{"application/json"}
+				fmt.Fprintf(w, `{"data":{"token":"bench-%d-%d"}}`, os.Getpid(), issued.Add(1))
+				return
+			}
 			h["Content-Type"] = []string{"text/plain"}
 			h["Content-Length"] = []string{"2"}
 			_, _ = w.Write(ok)
@@ -239,6 +251,60 @@ func cmdCodes(args []string) error {
 		return err
 	}
 	fmt.Printf("minted %d login codes over %d users in %s\n", *n, *users, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// cmdBound logs users in through the plugin's login route with token
+// binding (the upstream answers {"data":{"token":...}} to a request with
+// X-Bench-Bind) and writes one bound token a line.
+func cmdBound(args []string) error {
+	fs := flag.NewFlagSet("bound", flag.ContinueOnError)
+	sim := fs.String("sim", "", "simulator base URL")
+	app := fs.String("app", "wxdemoapp0000001", "app id")
+	login := fs.String("login", "", "the plugin's login URL")
+	users := fs.Int("users", 1000, "users")
+	prefix := fs.String("prefix", "bound", "user name prefix")
+	out := fs.String("out", "", "output file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	tokens := make([]string, *users)
+	start := time.Now()
+	err := parallel(*users, 8, func(i int) error {
+		var lr loginRes
+		if err := postJSON(*sim+"/_sim/login", map[string]string{"appid": *app, "user": fmt.Sprintf("%s-%d", *prefix, i)}, &lr); err != nil {
+			return err
+		}
+		b, _ := json.Marshal(map[string]string{"code": lr.Code})
+		req, err := http.NewRequest(http.MethodPost, *login, strings.NewReader(string(b)))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Bench-Bind", "1")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var ans struct {
+			Data struct {
+				Token string `json:"token"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil || resp.StatusCode != 200 || ans.Data.Token == "" {
+			return fmt.Errorf("login through the plugin: status %d, %v", resp.StatusCode, err)
+		}
+		tokens[i] = ans.Data.Token
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, []byte(strings.Join(tokens, "\n")+"\n"), 0o600); err != nil {
+		return err
+	}
+	fmt.Printf("logged in %d users through %s in %s; tokens bound\n", *users, *login, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -448,6 +514,8 @@ var likeFor = map[string]string{
 	"phone-redis":     "bare-post",
 	"login":           "bare-post",
 	"phone-memory-c1": "bare-post-c1",
+	"bound-memory":    "bare-get",
+	"bound-redis":     "bare-get",
 }
 
 // cmdReport prints the table and checks the targets and the error rate.
@@ -573,6 +641,14 @@ func cmdReport(args []string) error {
 		v := median(s.ratioLike)
 		ts = append(ts, target{"phone/redis ≥ 0.7× bare", fmt.Sprintf("%.3f× bare POST (%.3f× bare GET)", v, median(s.ratioGet)), v >= 0.7})
 	}
+	if s, ok := get("bound-memory"); ok {
+		d := median(s.dCaddyUS)
+		ts = append(ts, target{"bound/memory ≤ bare + 3 µs caddy CPU", fmt.Sprintf("%+.1f µs/req (%.3f× bare GET)", d, median(s.ratioLike)), d <= 3})
+	}
+	if s, ok := get("bound-redis"); ok {
+		d := median(s.dCaddyUS)
+		ts = append(ts, target{"bound/redis ≤ bare + 25 µs caddy CPU", fmt.Sprintf("%+.1f µs/req (%.3f× bare GET)", d, median(s.ratioLike)), d <= 25})
+	}
 	fmt.Println()
 	for _, t := range ts {
 		mark := "MET "
@@ -592,7 +668,7 @@ func cmdReport(args []string) error {
 }
 
 func rank(name string) int {
-	for i, n := range []string{"bare-get", "passthrough", "bare-post", "phone-memory", "phone-redis", "login", "bare-post-c1", "phone-memory-c1"} {
+	for i, n := range []string{"bare-get", "passthrough", "bound-memory", "bound-redis", "bare-post", "phone-memory", "phone-redis", "login", "bare-post-c1", "phone-memory-c1"} {
 		if n == name {
 			return i
 		}
@@ -785,4 +861,60 @@ func readCPU(path string) (map[string]cpuLine, error) {
 		out[f[0]] = c
 	}
 	return out, nil
+}
+
+// cmdRedisFloor measures the client-side CPU of one Redis round trip, the
+// floor under any per-request session lookup on Redis: n operations from
+// c goroutines, this process's CPU time (getrusage) per operation, for a
+// bare go-redis GET and for store.Redis's Lookup (what a bound request
+// does). Run against the bench's redis-server.
+func cmdRedisFloor(args []string) error {
+	fs := flag.NewFlagSet("redisfloor", flag.ContinueOnError)
+	url := fs.String("redis", "", "redis:// URL")
+	n := fs.Int("n", 50000, "operations per measurement")
+	c := fs.Int("c", 32, "concurrent callers")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	opt, err := redis.ParseURL(*url)
+	if err != nil {
+		return err
+	}
+	opt.PoolSize = *c
+	rc := redis.NewClient(opt)
+	defer rc.Close()
+	if err := rc.Set(ctx, "mp-floor:key", "o-floor-openid-0123456789abcdef", time.Minute).Err(); err != nil {
+		return err
+	}
+	st, err := store.OpenRedis(store.RedisOptions{URL: *url, Prefix: "mp-floor:wechat:wxdemoapp0000001:", Timeout: 5 * time.Second}, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := st.Save(ctx, "floor-ref", store.Session{OpenID: "o-floor-openid-0123456789abcdef", UnionID: "u-floor", SessionKey: "c2Vzc2lvbi1rZXktMTIzNA=="}, time.Minute); err != nil {
+		return err
+	}
+	measure := func(name string, op func() error) error {
+		var ru0, ru1 syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru0); err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := parallel(*n, *c, func(int) error { return op() }); err != nil {
+			return err
+		}
+		wall := time.Since(start)
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru1); err != nil {
+			return err
+		}
+		cpu := time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()) + time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())
+		fmt.Printf("redis floor: %-28s %6.1f µs CPU/op (client side), %6.0f ops/s, %d ops from %d callers\n",
+			name, float64(cpu.Microseconds())/float64(*n), float64(*n)/wall.Seconds(), *n, *c)
+		return nil
+	}
+	if err := measure("go-redis GET", func() error { return rc.Get(ctx, "mp-floor:key").Err() }); err != nil {
+		return err
+	}
+	return measure("store.Redis Lookup", func() error { _, err := st.Lookup(ctx, "floor-ref"); return err })
 }
