@@ -114,7 +114,9 @@ func TestDouyinPhone(t *testing.T) {
 	answer := func(data string) reply {
 		return ok(`{"err_no":0,"err_msg":"","log_id":"20240101","data":"` + data + `"}`)
 	}
-	ttErr := func(n int, msg string) reply { return ok(fmt.Sprintf(`{"err_no":%d,"err_tips":%q,"log_id":"x","data":null}`, n, msg)) }
+	ttErr := func(n int, msg string) reply {
+		return ok(fmt.Sprintf(`{"err_no":%d,"err_tips":%q,"log_id":"x","data":null}`, n, msg))
+	}
 	multi := rsaEncrypt(t, &k1024.PublicKey, ttPhonePlain(testAppID))
 	if n, _ := base64.StdEncoding.DecodeString(multi); len(n) != 2*128 {
 		t.Fatalf("the 1024-bit ciphertext has %d bytes, want two blocks", len(n))
