@@ -8,6 +8,7 @@
 //		app_id           <id>
 //		app_secret       <secret>
 //		api_base         <http(s) origin>
+//		private_key      <PEM file>|{env.X}   (Douyin: the app's RSA private key)
 //		store            memory [{
 //			max_sessions <n>
 //		}]
@@ -169,6 +170,8 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 			h.AppSecret, err = oneArg(d)
 		case "api_base":
 			h.APIBase, err = oneArg(d)
+		case "private_key":
+			h.PrivateKey, err = oneArg(d)
 
 		case "store":
 			h.Store, err = p.parseStore()

@@ -44,7 +44,15 @@ type Handler struct {
 	AppID     string `json:"app_id,omitempty"`
 	AppSecret string `json:"app_secret,omitempty"`
 	// APIBase is the platform API origin; default the platform's real one.
+	// It replaces every origin the handler calls (Douyin's
+	// developer.toutiao.com and open.douyin.com alike).
 	APIBase string `json:"api_base,omitempty"`
+	// PrivateKey is the Douyin app's RSA private key, PKCS#1 or PKCS#8
+	// PEM: the path of a PEM file, or the PEM text itself (an
+	// {env.X} holding it). Douyin's phone-code answers are encrypted with
+	// its public half, uploaded in Douyin's console; without it Douyin
+	// phone codes are refused.
+	PrivateKey string `json:"private_key,omitempty"`
 
 	// Store keeps sessions; default memory.
 	Store *StoreConfig `json:"store,omitempty"`
@@ -108,7 +116,9 @@ type Handler struct {
 	accessLog *zap.Logger
 	// binding is set when TokenBinding is configured (see binding.go).
 	binding *tokenBinding
-	// tokens is set when WeChat's access token is needed (see phonecode.go).
+	// tokens keeps the token of the phone-code exchange: WeChat's access
+	// token, or Douyin's client token when private_key is set (see
+	// phonecode.go); nil when the platform's phone codes are refused.
 	tokens *accesstoken.Manager
 	// failures counts failed exchanges per client; nil when off (see
 	// failures.go).
@@ -196,7 +206,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			retries = -1 // the client's "none"
 		}
 	}
+	privateKey, err := h.loadPrivateKey()
+	if err != nil {
+		return err
+	}
 	client, err = platform.New(h.Platform, platform.Config{
+		PrivateKey: privateKey,
 		AppID:      h.AppID,
 		AppSecret:  h.AppSecret,
 		APIBase:    h.APIBase,
@@ -276,7 +291,7 @@ func (h *Handler) replacePlaceholders() error {
 		name string
 		v    *string
 	}{
-		{"app_id", &h.AppID}, {"app_secret", &h.AppSecret}, {"api_base", &h.APIBase},
+		{"app_id", &h.AppID}, {"app_secret", &h.AppSecret}, {"api_base", &h.APIBase}, {"private_key", &h.PrivateKey},
 		{"store url", &h.Store.URL}, {"store username", &h.Store.Username}, {"store password", &h.Store.Password},
 		{"store sentinel_username", &h.Store.SentinelUsername}, {"store sentinel_password", &h.Store.SentinelPassword},
 	} {

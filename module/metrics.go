@@ -52,7 +52,7 @@ var metrics = struct {
 	}, []string{"store", "op"}),
 	tokenCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "phone_code_total",
-		Help: "WeChat phone-code exchanges (getuserphonenumber), by outcome.",
+		Help: "Phone-code exchanges (WeChat getuserphonenumber, Douyin get_phonenumber_info), by outcome.",
 	}, []string{"outcome"}),
 	refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "refused_total",

@@ -10,7 +10,6 @@ import (
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/phone"
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/wxcrypt"
@@ -93,9 +92,10 @@ func (h *Handler) open(s store.Session, p payload, watermarkOptional bool) ([]by
 	return plain, nil
 }
 
-// servePhone decrypts a phone payload, or on WeChat exchanges a phone code,
-// and injects the number. WeChat's button hands the front end the phone
-// code together with encryptedData and iv (base library >= 2.21.2), and
+// servePhone decrypts a phone payload, or exchanges a phone code (WeChat;
+// Douyin with a private_key), and injects the number. The button hands the
+// front end the phone code together with encryptedData and iv (WeChat base
+// library >= 2.21.2, Douyin >= 3.51.0), and
 // front ends forward e.detail whole, so one "code" may be the login code
 // (legacy requests) or the phone code. The order costs legacy requests
 // nothing:
@@ -103,8 +103,8 @@ func (h *Handler) open(s store.Session, p payload, watermarkOptional bool) ([]by
 //  1. the session is looked up (bound token, or "code" as a login code:
 //     the store only);
 //  2. known: the payload is decrypted locally; if that fails and the
-//     request carries a phone code (WeChat), the code is exchanged instead;
-//  3. unknown: a phone code (WeChat) is exchanged; otherwise
+//     request carries a phone code, the code is exchanged instead;
+//  3. unknown: a phone code is exchanged; otherwise
 //     session_not_found.
 //
 // A "code" that is neither a known login code nor a valid phone code,
@@ -120,7 +120,7 @@ func (h *Handler) servePhone(r *http.Request, in *input) error {
 		return err
 	}
 	phoneCode := ""
-	if h.Platform == platform.WeChat {
+	if h.tokens != nil { // the platform's phone codes are taken
 		phoneCode = code
 		if h.f.PhoneCode != h.f.Code {
 			if phoneCode, err = in.field(h.f.PhoneCode); err != nil {

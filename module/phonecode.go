@@ -64,31 +64,27 @@ func (h *Handler) accessTokenOptions() (accesstoken.Options, error) {
 }
 
 // validateAccessToken checks the access_token configuration against the
-// platform: only WeChat has access tokens (Douyin's phone numbers come
-// encrypted only).
+// platform: it configures WeChat's access token only (Douyin's client
+// token has no modes: each fetch supersedes the previous).
 func (h *Handler) validateAccessToken() error {
 	if h.AccessToken == nil {
 		return nil
 	}
 	if h.Platform != platform.WeChat {
-		return fmt.Errorf("miniprogram: access_token is for platform wechat only (the phone code flow is WeChat's), not %q", h.Platform)
+		return fmt.Errorf("miniprogram: access_token is for platform wechat only (Douyin's client token needs no configuration), not %q", h.Platform)
 	}
 	_, err := h.accessTokenOptions()
 	return err
 }
 
-// provisionAccessToken sets h.tokens up for WeChat; on Douyin it stays nil.
-// The manager does no I/O until a token is first needed.
+// provisionAccessToken sets h.tokens up: WeChat's access token, or on
+// Douyin with a private_key the client token (the same manager in classic
+// mode, under its own store name: a fetch supersedes the previous token);
+// on Douyin without a private_key it stays nil. The manager does no I/O
+// until a token is first needed.
 func (h *Handler) provisionAccessToken(ctx caddy.Context) error {
 	if err := h.validateAccessToken(); err != nil {
 		return err
-	}
-	if h.Platform != platform.WeChat {
-		return nil
-	}
-	tc, ok := h.client.(platform.TokenClient)
-	if !ok {
-		return fmt.Errorf("miniprogram: the %s client cannot fetch access tokens", h.Platform)
 	}
 	if _, ok := h.client.(platform.PhoneClient); !ok {
 		return fmt.Errorf("miniprogram: the %s client cannot exchange phone codes", h.Platform)
@@ -97,13 +93,31 @@ func (h *Handler) provisionAccessToken(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	opts.Logger = ctx.Logger().Named("access_token")
+	var tc platform.TokenClient
+	switch c := h.client.(type) {
+	case *platform.DouyinClient:
+		if h.PrivateKey == "" {
+			return nil
+		}
+		tc = c.ClientTokens()
+		opts.Mode = accesstoken.ModeClassic
+		opts.Name = clientTokenName
+		opts.Logger = ctx.Logger().Named(clientTokenName)
+	case platform.StableTokenClient:
+		tc = c
+		opts.Logger = ctx.Logger().Named("access_token")
+	default:
+		return fmt.Errorf("miniprogram: the %s client cannot fetch tokens", h.Platform)
+	}
 	h.tokens = accesstoken.New(tc, h.store, opts)
 	return nil
 }
 
-// servePhoneCode exchanges WeChat's phone code (at most once per code, see
-// exchangePhoneCode) and injects the number.
+// servePhoneCode exchanges a phone code, WeChat's or Douyin's (at most
+// once per code, see exchangePhoneCode), and injects the number. The two
+// platforms differ only in the exchange itself (platform.PhoneClient):
+// Douyin's takes no openid, so its platform does not check that the code
+// belongs to the session's user.
 //
 // What is forwarded:
 //   - phoneNumber, purePhoneNumber, countryCode and the X-Mp-Phone,
@@ -122,7 +136,7 @@ func (h *Handler) provisionAccessToken(ctx caddy.Context) error {
 //     presence keeps working. A spent phone code is worthless to anyone.
 func (h *Handler) servePhoneCode(r *http.Request, in *input, phoneCode string) error {
 	if h.tokens == nil {
-		return mperr.Newf(mperr.BadRequest, "phone codes are a WeChat feature; send %q and %q", h.f.EncryptedData, h.f.IV)
+		return mperr.Newf(mperr.BadRequest, "Douyin phone codes need the app's private_key configured; send %q and %q", h.f.EncryptedData, h.f.IV)
 	}
 	ctx := r.Context()
 	// The session first: a store that cannot be reached fails the request
@@ -256,7 +270,7 @@ func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code, openid st
 	if err != nil {
 		e := phoneCodeErr(err)
 		metrics.tokenCalls.WithLabelValues(string(e.Code)).Inc()
-		h.recordFailure(sctx, "getuserphonenumber", ref, e, time.Since(start))
+		h.recordFailure(sctx, h.phoneCodeCall(), ref, e, time.Since(start))
 		h.countFailure(sctx, e)
 		return phone.Number{}, e
 	}
@@ -268,7 +282,7 @@ func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code, openid st
 		// on another instance waits for the claim and then fails.
 		h.logger.Warn("could not keep a phone code's result for retries", zap.Error(serr))
 	}
-	h.logger.Debug("getuserphonenumber", zap.Duration("took", time.Since(start)))
+	h.logger.Debug(h.phoneCodeCall(), zap.Duration("took", time.Since(start)))
 	return ph, nil
 }
 

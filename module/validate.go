@@ -131,6 +131,9 @@ func (h *Handler) validate() error {
 	if err := h.validateAccessTokenConfig(); err != nil {
 		return err
 	}
+	if err := h.validatePrivateKey(); err != nil {
+		return err
+	}
 	if err := h.validateCompat(); err != nil {
 		return err
 	}

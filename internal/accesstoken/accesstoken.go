@@ -1,5 +1,11 @@
-// Package accesstoken keeps one WeChat access token per app, shared by any
-// number of instances through a store.Store.
+// Package accesstoken keeps one server token per app (WeChat's access
+// token, Douyin's client token), shared by any number of instances through
+// a store.Store.
+//
+// Douyin's client token (POST /oauth/client_token/) behaves like WeChat's
+// classic token: a fetch supersedes the previous token, which stays valid
+// 5 more minutes. It is kept by a Manager in classic mode under its own
+// name (Options.Name "client_token").
 //
 // WeChat allows one current token per app: a GET /cgi-bin/token invalidates
 // the previous token (it lives about 5 more minutes), and a forced
@@ -60,7 +66,8 @@
 // # Store layout
 //
 // The store must be the app's own (e.g. a Redis prefix per app): the
-// manager uses the named value "access_token" and the lock "access_token".
+// manager uses the named value and the lock Options.Name ("access_token"
+// by default).
 package accesstoken
 
 import (
@@ -92,7 +99,7 @@ const (
 	DefaultWait    = 5 * time.Second
 )
 
-// Names in the store.
+// Names in the store (the defaults of Options.Name).
 const (
 	StoreName = "access_token" // the named value holding the record
 	LockName  = "access_token" // the named lock of the refresher
@@ -115,8 +122,14 @@ var ErrWaitTimeout = errors.New("accesstoken: timed out waiting for another inst
 
 // Options configure a Manager. Zero values take the defaults.
 type Options struct {
-	// Mode is ModeStable (default) or ModeClassic.
+	// Mode is ModeStable (default) or ModeClassic. A token client that
+	// cannot fetch stable tokens (not a platform.StableTokenClient, such as
+	// Douyin's client token) is always used in classic mode: each fetch
+	// supersedes the previous token.
 	Mode string
+	// Name is the store's named value and lock holding the token; default
+	// StoreName ("access_token"). Douyin's client token is "client_token".
+	Name string
 	// Refresh: a token is refreshed once this fraction of its expires_in
 	// has passed. In (0, 1); default 0.8.
 	Refresh float64
@@ -198,6 +211,7 @@ const rememberRejected = 4
 type Manager struct {
 	tc      platform.TokenClient
 	st      store.Store
+	name    string // the store's named value and lock
 	mode    string
 	refresh float64
 	lockTTL time.Duration
@@ -226,6 +240,7 @@ func New(tc platform.TokenClient, st store.Store, o Options) *Manager {
 	m := &Manager{
 		tc:      tc,
 		st:      st,
+		name:    o.Name,
 		mode:    o.Mode,
 		refresh: o.Refresh,
 		lockTTL: o.LockTTL,
@@ -238,6 +253,15 @@ func New(tc platform.TokenClient, st store.Store, o Options) *Manager {
 	}
 	if err := o.Validate(); err != nil {
 		m.log.Error("invalid access token options; using defaults where needed", zap.Error(err))
+	}
+	if m.name == "" {
+		m.name = StoreName
+	}
+	if _, stable := tc.(platform.StableTokenClient); tc != nil && !stable {
+		if o.Mode == ModeStable {
+			m.log.Error("this token client has no stable mode; using classic")
+		}
+		m.mode = ModeClassic
 	}
 	if m.mode != ModeClassic {
 		m.mode = ModeStable
@@ -438,7 +462,7 @@ func (m *Manager) obtain(ctx context.Context) (string, error) {
 		Claim: func(ctx context.Context) (bool, error) {
 			var won bool
 			var err error
-			unlock, won, err = m.st.Lock(ctx, LockName, m.lockTTL)
+			unlock, won, err = m.st.Lock(ctx, m.name, m.lockTTL)
 			if err != nil {
 				return false, errStoreDown{err}
 			}
@@ -561,7 +585,8 @@ func (m *Manager) fetch(ctx context.Context) (record, error) {
 	if m.mode == ModeClassic {
 		t, err = m.tc.Token(ctx)
 	} else {
-		t, err = m.tc.StableToken(ctx, false)
+		stc := m.tc.(platform.StableTokenClient) // New keeps stable mode for these only
+		t, err = stc.StableToken(ctx, false)
 		if err == nil && m.isRejected(t.AccessToken) {
 			now := m.now()
 			m.mu.Lock()
@@ -574,7 +599,7 @@ func (m *Manager) fetch(ctx context.Context) (record, error) {
 				forced = true
 				m.refreshes.Add(1)
 				m.forced.Add(1)
-				t, err = m.tc.StableToken(ctx, true)
+				t, err = stc.StableToken(ctx, true)
 			} else {
 				m.log.Warn("the platform still gives the rejected access token, and it was force-refreshed less than 30s ago; not forcing again")
 			}
@@ -623,7 +648,7 @@ func (m *Manager) adopt(rec record) {
 // (an unreadable record is overwritten by the next refresh); err is set
 // only when the store failed.
 func (m *Manager) load(ctx context.Context) (rec record, found bool, err error) {
-	b, err := m.st.Get(ctx, StoreName)
+	b, err := m.st.Get(ctx, m.name)
 	if errors.Is(err, store.ErrNotFound) {
 		return record{}, false, nil
 	}
@@ -643,7 +668,7 @@ func (m *Manager) save(ctx context.Context, rec record) error {
 	if err != nil {
 		return err
 	}
-	return m.st.Set(ctx, StoreName, b, rec.ExpiresAt.Sub(rec.FetchedAt))
+	return m.st.Set(ctx, m.name, b, rec.ExpiresAt.Sub(rec.FetchedAt))
 }
 
 // storeFailed notes a store failure: the store is left alone for

@@ -17,7 +17,8 @@ import (
 //	POST   /_sim/anonymous_login  {"appid","device"} → {"anonymous_code","anonymous_openid"}
 //	POST   /_sim/encrypt          {"appid","user","data":{...},"previous":bool,"watermark_appid":"","no_watermark":bool} → {"encryptedData","iv"}
 //	POST   /_sim/phone            {"appid","user","phone"} → {"encryptedData","iv"}
-//	POST   /_sim/phone_code       {"appid","user","phone"} → {"code"}
+//	POST   /_sim/phone_code       {"appid","user","phone"} → {"code"} (WeChat or Douyin)
+//	POST   /_sim/public_key       {"appid","public_key":"<PEM>"} → {"ok":true} (a Douyin app's public key)
 //	POST   /_sim/phone_button     {"appid","user","phone"} → {"errMsg","code","encryptedData","iv","cloudID"} (e.detail of the button)
 //	POST   /_sim/werun            {"appid","user","steps":[{"timestamp","step"}]} → {"encryptedData","iv"} (steps optional)
 //	POST   /_sim/rotate_key       {"appid","user"} → {"ok":true}
@@ -239,6 +240,24 @@ func (s *Sim) control(w *recorder, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"code": code})
+
+	case "/_sim/public_key":
+		var req struct {
+			AppID     string `json:"appid"`
+			PublicKey string `json:"public_key"`
+		}
+		if !method(http.MethodPost) || !decode(&req) {
+			return
+		}
+		pub, err := ParsePublicKey([]byte(req.PublicKey))
+		if err == nil {
+			err = s.SetPublicKey(req.AppID, pub)
+		}
+		if err != nil {
+			bad(err)
+			return
+		}
+		writeJSON(w, http.StatusOK, okResp{OK: true})
 
 	case "/_sim/phone_button":
 		var req ctlUserReq

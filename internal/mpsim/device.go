@@ -8,8 +8,8 @@ import (
 // PhoneButtonResult is the e.detail of a getPhoneNumber button tap, as the
 // front end receives it and often forwards it whole. On WeChat (base
 // library 2.21.2 and later) it carries the phone code together with the
-// legacy encryptedData/iv and a cloudID; on Douyin only encryptedData/iv
-// (the Douyin phone-code flow is not simulated).
+// legacy encryptedData/iv and a cloudID; on Douyin (base library 3.51.0
+// and later) the phone code and encryptedData/iv.
 type PhoneButtonResult struct {
 	ErrMsg        string `json:"errMsg"` // "getPhoneNumber:ok"
 	Code          string `json:"code,omitempty"`
@@ -25,7 +25,9 @@ type PhoneButtonResult struct {
 // exchange returned). A WeChat user who never logged in gets a key minted
 // for the occasion, which no exchange returned either: WeChat's code flow
 // needs no login, but the encryptedData beside it is then undecryptable. On
-// Douyin the user must have logged in (ErrNoSession otherwise).
+// Douyin the user must have logged in (ErrNoSession otherwise: the new way
+// still requires a prior tt.login); the phone code is exchangeable with
+// get_phonenumber_info.
 func (s *Sim) PhoneButton(appID, userName, phone string) (PhoneButtonResult, error) {
 	if userName == "" || phone == "" {
 		return PhoneButtonResult{}, fmt.Errorf("%w: user and phone are required", ErrInvalid)
@@ -49,6 +51,8 @@ func (s *Sim) PhoneButton(appID, userName, phone string) (PhoneButtonResult, err
 	} else if u := s.users[userKey(appID, userName)]; u != nil && u.key != "" {
 		u.lastSeen = now
 		key = s.liveKeyLocked(u, now)
+		res.Code = randHex(32)
+		s.phoneCodes[res.Code] = &phoneCode{appID: appID, user: userName, phone: phone, expires: now.Add(s.phoneTTL)}
 	}
 	s.mu.Unlock()
 	if key == "" {

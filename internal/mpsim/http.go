@@ -65,6 +65,10 @@ func (s *Sim) route(w *recorder, r *http.Request) {
 		s.platformCall(w, r, EndpointJSCode2Session, Douyin, s.douyinErr, s.douyinV2)
 	case p == "/api/apps/jscode2session":
 		s.platformCall(w, r, EndpointJSCode2Session, Douyin, s.douyinV1Err, s.douyinV1)
+	case p == "/oauth/client_token/":
+		s.platformCall(w, r, EndpointClientToken, Douyin, s.clientTokenErr, s.douyinClientToken)
+	case p == "/api/apps/v1/get_phonenumber_info/":
+		s.platformCall(w, r, EndpointGetPhoneNumberInfo, Douyin, s.douyinPhoneErr, s.douyinPhone)
 	case p == "/_sim" || strings.HasPrefix(p, "/_sim/"):
 		s.control(w, r)
 	case strings.HasPrefix(p, "/sns/") || strings.HasPrefix(p, "/cgi-bin/") || strings.HasPrefix(p, "/wxa/"):

@@ -204,13 +204,13 @@ func TestPhoneButton(t *testing.T) {
 		t.Fatalf("newbie code %v", p)
 	}
 
-	// Douyin: encryptedData/iv only, and only after a login.
+	// Douyin: the phone code and encryptedData/iv, only after a login.
 	if _, err := e.sim.PhoneButton(ttApp, "dora", "1"); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("douyin without login: %v", err)
 	}
 	d := e.ttExchange(map[string]any{"appid": ttApp, "secret": ttSecret, "code": e.login(ttApp, "dora").Code})
 	tb, err := e.sim.PhoneButton(ttApp, "dora", "13800138003")
-	if err != nil || tb.Code != "" || tb.CloudID != "" {
+	if err != nil || tb.Code == "" || tb.CloudID != "" {
 		t.Fatalf("douyin %+v %v", tb, err)
 	}
 	if m, err := decrypt(str(d["data"].(map[string]any), "session_key"), tb.EncryptedData, tb.IV); err != nil || str(m, "phoneNumber") != "13800138003" {

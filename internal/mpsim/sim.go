@@ -12,6 +12,8 @@
 //	POST /wxa/business/getuserphonenumber    WeChat phone-code exchange
 //	POST /api/apps/v2/jscode2session         Douyin code2session (v2)
 //	GET  /api/apps/jscode2session            Douyin code2session (legacy v1)
+//	POST /oauth/client_token/                Douyin client token
+//	POST /api/apps/v1/get_phonenumber_info/  Douyin phone-code exchange (see douyin_phone.go)
 //
 // The control API lives under /_sim/ (see control.go); the same operations
 // are methods of *Sim.
@@ -84,6 +86,7 @@
 package mpsim
 
 import (
+	"crypto/rsa"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -105,11 +108,13 @@ const (
 	EndpointToken              = "token"
 	EndpointStableToken        = "stable_token"
 	EndpointGetUserPhoneNumber = "getuserphonenumber"
-	EndpointAll                = "*" // Fault only: every endpoint
+	EndpointClientToken        = "client_token"         // Douyin
+	EndpointGetPhoneNumberInfo = "get_phonenumber_info" // Douyin
+	EndpointAll                = "*"                    // Fault only: every endpoint
 )
 
 // Endpoints lists the endpoint names in a stable order.
-var Endpoints = []string{EndpointJSCode2Session, EndpointToken, EndpointStableToken, EndpointGetUserPhoneNumber}
+var Endpoints = []string{EndpointJSCode2Session, EndpointToken, EndpointStableToken, EndpointGetUserPhoneNumber, EndpointClientToken, EndpointGetPhoneNumberInfo}
 
 // Limits of the simulated platforms.
 const (
@@ -151,9 +156,13 @@ type Options struct {
 	Apps          []App         // default DemoApps()
 	WeChatCodeTTL time.Duration // default 5m
 	DouyinCodeTTL time.Duration // default 3m (also anonymous codes)
-	PhoneCodeTTL  time.Duration // default 5m
-	Quirks        Quirks        // how unkind the answers and keys are; the zero value is the unkind default
-	Logger        *log.Logger   // one line per request, never codes, secrets, tokens or keys; nil = silent
+	PhoneCodeTTL  time.Duration // default 5m (WeChat's and Douyin's phone codes)
+	// DouyinPublicKeys are the app public keys Douyin apps uploaded in the
+	// console (app id → key): get_phonenumber_info encrypts with them.
+	// See also SetPublicKey.
+	DouyinPublicKeys map[string]*rsa.PublicKey
+	Quirks           Quirks      // how unkind the answers and keys are; the zero value is the unkind default
+	Logger           *log.Logger // one line per request, never codes, secrets, tokens or keys; nil = silent
 }
 
 // DemoApps are the apps a Sim serves when Options.Apps is empty.
@@ -208,6 +217,7 @@ type Sim struct {
 	phoneCodes map[string]*phoneCode
 	tokens     map[string]*token
 	appTok     map[string]*appTokens
+	pubKeys    map[string]*rsa.PublicKey // Douyin app public keys; kept by Reset
 	faults     []*Fault
 	calls      map[string]int
 	offset     time.Duration
@@ -275,6 +285,7 @@ func (t *token) invalidAt() time.Time {
 }
 
 type appTokens struct {
+	client    string // Douyin: the latest client token
 	stable    string // current stable token
 	forced    bool
 	lastForce time.Time
@@ -289,6 +300,7 @@ func New(o Options) *Sim {
 		phoneTTL:  o.PhoneCodeTTL,
 		logger:    o.Logger,
 		apps:      map[string]App{},
+		pubKeys:   map[string]*rsa.PublicKey{},
 	}
 	if s.wechatTTL <= 0 {
 		s.wechatTTL = 5 * time.Minute
@@ -309,6 +321,11 @@ func New(o Options) *Sim {
 	}
 	for _, a := range apps {
 		s.AddApp(a)
+	}
+	for id, k := range o.DouyinPublicKeys {
+		if err := s.SetPublicKey(id, k); err != nil {
+			panic(err)
+		}
 	}
 	s.resetLocked()
 	return s
@@ -370,7 +387,8 @@ func (s *Sim) Advance(d time.Duration) {
 }
 
 // Reset clears counters, faults, users, codes, tokens and the clock offset.
-// Registered apps (including those added later) and the quirks are kept.
+// Registered apps (including those added later), their public keys and the
+// quirks are kept.
 func (s *Sim) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -734,8 +752,9 @@ func (s *Sim) EncryptPhone(appID, userName, phone string) (encryptedData, iv str
 	return s.Encrypt(appID, userName, phonePayload(phone), EncryptOptions{})
 }
 
-// PhoneCode mints the code WeChat's getPhoneNumber button gives (PhoneCodeTTL,
-// single use), to be exchanged with getuserphonenumber.
+// PhoneCode mints the code the getPhoneNumber button gives (PhoneCodeTTL,
+// single use), to be exchanged with getuserphonenumber (WeChat) or
+// get_phonenumber_info (Douyin).
 func (s *Sim) PhoneCode(appID, userName, phone string) (string, error) {
 	if userName == "" || phone == "" {
 		return "", fmt.Errorf("%w: user and phone are required", ErrInvalid)
@@ -745,9 +764,6 @@ func (s *Sim) PhoneCode(appID, userName, phone string) (string, error) {
 	a, err := s.appLocked(appID)
 	if err != nil {
 		return "", err
-	}
-	if a.Platform != WeChat {
-		return "", fmt.Errorf("%w: the phone code flow is simulated for WeChat only", ErrWrongPlatform)
 	}
 	now := s.nowLocked()
 	s.pruneLocked(now)

@@ -466,10 +466,12 @@ func TestGetUserPhoneNumber(t *testing.T) {
 	wantErrcode(t, e.phone(tok, map[string]any{}), 41008)
 	wantErrcode(t, e.phone(tok, "{bad"), 47001)
 	wantErrcode(t, e.json200("GET", "/wxa/business/getuserphonenumber?"+q("access_token", tok), nil), 43002)
-	// Phone codes are WeChat's.
-	if _, err := e.sim.PhoneCode(ttApp, "alice", "1"); !errors.Is(err, ErrWrongPlatform) {
+	// A Douyin app's phone code is not WeChat's.
+	ttCode, err := e.sim.PhoneCode(ttApp, "alice", "1")
+	if err != nil {
 		t.Fatal(err)
 	}
+	wantErrcode(t, e.phone(tok, map[string]any{"code": ttCode}), 40029)
 }
 
 func TestGetUserPhoneNumberRateLimit(t *testing.T) {

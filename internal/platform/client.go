@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -29,6 +30,9 @@ const (
 	// API origins.
 	DefaultWeChatAPIBase = "https://api.weixin.qq.com"
 	DefaultDouyinAPIBase = "https://developer.toutiao.com"
+	// DefaultDouyinOpenAPIBase is the origin of Douyin's open platform
+	// (client token, phone code exchange); APIBase replaces it too.
+	DefaultDouyinOpenAPIBase = "https://open.douyin.com"
 
 	// MaxAnswerBytes bounds how much of a platform answer is read.
 	MaxAnswerBytes = 1 << 20
@@ -69,6 +73,10 @@ type Config struct {
 	// tuned for many concurrent calls to one host. Redirects are never
 	// followed, whichever client is used.
 	HTTPClient *http.Client
+	// PrivateKey is the app's RSA private key (Douyin): the phone-code
+	// exchange's answers are encrypted with its public half. Nil: no
+	// Douyin phone codes.
+	PrivateKey *rsa.PrivateKey
 	// Logger gets debug lines (platform, endpoint, attempt, status, errcode,
 	// duration). May be nil.
 	Logger *zap.Logger

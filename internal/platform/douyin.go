@@ -3,8 +3,10 @@ package platform
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 )
@@ -16,6 +18,10 @@ const ttPathCode2Session = "/api/apps/v2/jscode2session"
 // concurrent use.
 type DouyinClient struct {
 	core
+	// openBase is the open platform's origin (client token, phone code):
+	// Config.APIBase when set, else DefaultDouyinOpenAPIBase.
+	openBase   string
+	privateKey *rsa.PrivateKey
 }
 
 var _ Client = (*DouyinClient)(nil)
@@ -23,7 +29,12 @@ var _ Client = (*DouyinClient)(nil)
 // NewDouyin returns a Douyin client. An unusable cfg.APIBase (New refuses
 // it) makes every call fail with a platform_error.
 func NewDouyin(cfg Config) *DouyinClient {
-	return &DouyinClient{core: newCore(Douyin, DefaultDouyinAPIBase, cfg)}
+	c := &DouyinClient{core: newCore(Douyin, DefaultDouyinAPIBase, cfg), privateKey: cfg.PrivateKey}
+	c.openBase = strings.TrimRight(cfg.APIBase, "/")
+	if c.openBase == "" {
+		c.openBase = DefaultDouyinOpenAPIBase
+	}
+	return c
 }
 
 // Name is Douyin.

@@ -1,6 +1,6 @@
 // Package platform holds the clients of the mini-program platforms' server
-// APIs (WeChat, Douyin): code2session and, for WeChat, access tokens and the
-// phone-code exchange. Every failure is an *mperr.Error mapped onto the README's
+// APIs (WeChat, Douyin): code2session, the server tokens (WeChat's access
+// token, Douyin's client token) and the phone-code exchange. Every failure is an *mperr.Error mapped onto the README's
 // error table, keeping the platform's own number as its Errcode.
 package platform
 
@@ -43,21 +43,31 @@ type Client interface {
 	Close() error
 }
 
-// TokenClient fetches access tokens (WeChat).
+// TokenClient fetches a server token whose every fetch supersedes the
+// previous one (which stays valid a few minutes more): WeChat's access
+// token (GET /cgi-bin/token) or Douyin's client token
+// (DouyinClient.ClientTokens).
 type TokenClient interface {
-	// StableToken calls POST /cgi-bin/stable_token.
-	StableToken(ctx context.Context, forceRefresh bool) (Token, error)
-	// Token calls GET /cgi-bin/token (invalidates the previous token).
 	Token(ctx context.Context) (Token, error)
 }
 
-// PhoneClient exchanges WeChat's phone code.
+// StableTokenClient also fetches WeChat's stable access token.
+type StableTokenClient interface {
+	TokenClient
+	// StableToken calls POST /cgi-bin/stable_token.
+	StableToken(ctx context.Context, forceRefresh bool) (Token, error)
+}
+
+// PhoneClient exchanges a phone code (the getPhoneNumber button's
+// e.detail.code) for the phone number: WeChat's getuserphonenumber with
+// an access token, Douyin's get_phonenumber_info with a client token.
 type PhoneClient interface {
-	// GetUserPhoneNumber calls POST /wxa/business/getuserphonenumber.
-	// When the platform says the token is invalid or expired (40001, 40014,
-	// 42001) the error wraps ErrTokenInvalid, so that the caller refreshes
-	// the token and retries once.
-	// openid, when not "", is sent along: the platform then checks that
-	// the phone code belongs to that user.
-	GetUserPhoneNumber(ctx context.Context, accessToken, code, openid string) (phone.Number, error)
+	// GetUserPhoneNumber exchanges code with the token. When the platform
+	// says the token is invalid or expired the error wraps
+	// ErrTokenInvalid, so that the caller refreshes the token and retries
+	// once. openid, when not "", is sent along where the platform takes
+	// it (WeChat: it then checks that the phone code belongs to that
+	// user; Douyin takes none and ignores it). The watermark appid is
+	// returned, not checked.
+	GetUserPhoneNumber(ctx context.Context, token, code, openid string) (phone.Number, error)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -28,9 +27,9 @@ type WeChatClient struct {
 }
 
 var (
-	_ Client      = (*WeChatClient)(nil)
-	_ TokenClient = (*WeChatClient)(nil)
-	_ PhoneClient = (*WeChatClient)(nil)
+	_ Client            = (*WeChatClient)(nil)
+	_ StableTokenClient = (*WeChatClient)(nil)
+	_ PhoneClient       = (*WeChatClient)(nil)
 )
 
 // NewWeChat returns a WeChat client. An unusable cfg.APIBase (New refuses
@@ -262,26 +261,11 @@ func (c *WeChatClient) GetUserPhoneNumber(ctx context.Context, accessToken, code
 			if len(raw) == 0 || string(raw) == "null" {
 				return ec, incomplete("phone_info")
 			}
-			var pi wxPhoneInfo
-			if err := decodeObject(raw, &pi); err != nil {
+			n, err := parsePhoneInfo(raw)
+			if err != nil {
 				return ec, unreadable(fmt.Errorf("phone_info: %w", err))
 			}
-			if pi.PhoneNumber == "" {
-				return ec, incomplete("phone_info.phoneNumber")
-			}
-			p = phone.Number{
-				PhoneNumber:     string(pi.PhoneNumber),
-				PurePhoneNumber: string(pi.PurePhoneNumber),
-				CountryCode:     string(pi.CountryCode),
-			}
-			if pi.Watermark != nil {
-				p.WatermarkAppID = string(pi.Watermark.AppID)
-			}
-			if !p.Valid() {
-				// The values become headers: the same rule as for a
-				// decrypted number.
-				return ec, unreadable(errors.New("phone_info: not a phone number"))
-			}
+			p = n
 			return ec, verdict{}
 		},
 	})
