@@ -18,7 +18,12 @@
 //	(d) it posts code + encryptedData + iv to /api/phone: the backend receives
 //	    the plaintext phone number and no ciphertext;
 //	(e) the platform saw one code2session call, and exchanging the code now
-//	    (what the backend used to do at this point) fails: the code expired.
+//	    (what the backend used to do at this point) fails: the code expired;
+//	(f) the current button's e.detail, forwarded whole: its code is a phone
+//	    code, which Caddy exchanges once (WeChat getuserphonenumber with the
+//	    shared access token; Douyin get_phonenumber_info with the shared
+//	    client token, decrypted with the app's RSA key, which the demo makes
+//	    and registers with the simulator).
 //
 // It exits 0 when every answer is the expected one, 1 with a message saying
 // which step went wrong otherwise (130 on Ctrl-C), and stops every process it
@@ -30,7 +35,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -55,8 +64,9 @@ import (
 const (
 	modulePath = "github.com/caddy-miniprogram/caddy-miniprogram"
 
-	user  = "alice"
-	phone = "13800138000"
+	user   = "alice"
+	phone  = "13800138000"
+	phone2 = "13900139000" // the number the current button gives (step f)
 
 	// The addresses examples/Caddyfile uses; the demo replaces them with
 	// free ports in its own copy. The site, ":8080", matches any host
@@ -70,6 +80,12 @@ const (
 type platform struct {
 	name, appID, secret string
 	loginCall, codeLife string
+	// phoneCall is the platform's phone-code exchange (the simulator's
+	// endpoint name), tokenKind the token it needs.
+	phoneCall, tokenKind string
+	// privateKey: the app needs an RSA key pair (Douyin's phone codes);
+	// the demo makes one and hands the public half to the simulator.
+	privateKey bool
 	// exchangeURL and exchangeBody make the direct code2session request the
 	// seed backend used to make (GET when exchangeBody is nil).
 	exchangeURL  func(simURL, code string) string
@@ -80,6 +96,7 @@ var platforms = map[string]platform{
 	"wechat": {
 		name: "wechat", appID: "wxdemoapp0000001", secret: "demo-wechat-secret", // mpsim's demo apps
 		loginCall: "wx.login()", codeLife: "5 minutes",
+		phoneCall: "getuserphonenumber", tokenKind: "the access token",
 		exchangeURL: func(simURL, code string) string {
 			q := url.Values{"appid": {"wxdemoapp0000001"}, "secret": {"demo-wechat-secret"}, "js_code": {code}, "grant_type": {"authorization_code"}}
 			return simURL + "/sns/jscode2session?" + q.Encode()
@@ -88,6 +105,7 @@ var platforms = map[string]platform{
 	"douyin": {
 		name: "douyin", appID: "ttdemoapp0000001", secret: "demo-douyin-secret",
 		loginCall: "tt.login()", codeLife: "3 minutes",
+		phoneCall: "get_phonenumber_info", tokenKind: "the client token", privateKey: true,
 		exchangeURL: func(simURL, code string) string { return simURL + "/api/apps/v2/jscode2session" },
 		exchangeBody: func(code string) any {
 			return map[string]string{"appid": "ttdemoapp0000001", "secret": "demo-douyin-secret", "code": code}
@@ -166,6 +184,9 @@ type demo struct {
 	pf       platform
 
 	caddyfileName string // as given or found, for the printout
+	// privateKeyPEM is the app's RSA private key (Douyin), for Caddy's
+	// MP_PRIVATE_KEY; "" when the platform needs none.
+	privateKeyPEM string
 
 	caddyLog, mpsimLog string
 }
@@ -306,6 +327,11 @@ func (d *demo) story(ctx context.Context, template []byte) error {
 	confPath := filepath.Join(d.workDir, "Caddyfile")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return err
+	}
+	if pf.privateKey {
+		if err := d.makeKeyPair(ctx, simURL); err != nil {
+			return fmt.Errorf("the app's RSA key pair: %w", err)
+		}
 	}
 	if err := d.startCaddy(ctx, confPath, site, admin, simURL); err != nil {
 		return fmt.Errorf("starting caddy: %w", err)
@@ -458,6 +484,39 @@ func (d *demo) story(ctx context.Context, template []byte) error {
 	fmt.Printf("    ← error %d %q\n", code, msg)
 	fmt.Printf("    ✗ without the plugin this phone request fails and the user has to log in again;\n")
 	fmt.Printf("    ✓ with it, Caddy exchanged the code at once and kept the session key for the phone step.\n")
+
+	// (f) the current button: e.detail forwarded whole.
+	step("f", "On a current base library the button also gives a phone code; the front end forwards e.detail whole")
+	var button map[string]string
+	if err := c.call("POST", simURL+"/_sim/phone_button", map[string]string{"appid": pf.appID, "user": user, "phone": phone2}, 200, &button); err != nil {
+		return fail("f", err)
+	}
+	if button["code"] == "" {
+		return fail("f", errors.New("mpsim's button gave no phone code"))
+	}
+	fmt.Printf("    e.detail = {errMsg, code: %s, encryptedData, iv} (the code is a phone code, not a login code)\n", button["code"])
+	d.backend.reset()
+	if err := c.call("POST", caddyURL+"/api/phone", button, 200, nil); err != nil {
+		return fail("f", err)
+	}
+	got, err = d.backend.only("/api/phone")
+	if err != nil {
+		return fail("f", err)
+	}
+	if err := verify([]check{
+		{"body field phoneNumber", got.field("phoneNumber"), phone2},
+		{"header X-Mp-Phone", got.header.Get("X-Mp-Phone"), phone2},
+	}); err != nil {
+		return fail("f", fmt.Errorf("the backend did not get the phone number: %w", err))
+	}
+	if err := c.callQuiet("GET", simURL+"/_sim/stats", nil, 200, &stats); err != nil {
+		return fail("f", err)
+	}
+	fmt.Printf("    ✓ the backend got %s: Caddy exchanged the phone code once (%s calls: %d), with %s shared by every instance\n",
+		phone2, pf.phoneCall, stats.Calls[pf.phoneCall], pf.tokenKind)
+	if stats.Calls[pf.phoneCall] != 1 {
+		return fail("f", fmt.Errorf("want exactly 1 %s call, the simulator counted %d", pf.phoneCall, stats.Calls[pf.phoneCall]))
+	}
 
 	fmt.Printf("\ndemo OK. Caddy's log: %s\n", d.caddyLog)
 	return nil
@@ -755,6 +814,29 @@ func (d *demo) startMpsim(ctx context.Context) (string, error) {
 
 // startCaddy runs `caddy run` and waits until its admin API and its site
 // answer.
+// makeKeyPair makes the app's RSA key pair, as a developer does for
+// Douyin's console: the public half goes to the simulator (the console),
+// the private half to Caddy (MP_PRIVATE_KEY, the PEM text).
+func (d *demo) makeKeyPair(ctx context.Context, simURL string) error {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return err
+	}
+	priv, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	d.privateKeyPEM = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: priv}))
+	c := &client{ctx: ctx}
+	return c.callQuiet("POST", simURL+"/_sim/public_key", map[string]string{
+		"appid": d.pf.appID, "public_key": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})),
+	}, 200, nil)
+}
+
 func (d *demo) startCaddy(ctx context.Context, confPath, site, admin, simURL string) error {
 	logf, err := os.OpenFile(d.caddyLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -766,6 +848,7 @@ func (d *demo) startCaddy(ctx context.Context, confPath, site, admin, simURL str
 		"MP_APP_ID="+d.pf.appID,
 		"MP_APP_SECRET="+d.pf.secret,
 		"MP_API_BASE="+simURL,
+		"MP_PRIVATE_KEY="+d.privateKeyPEM,
 		// Keep Caddy's autosave and storage out of the user's home.
 		"XDG_CONFIG_HOME="+filepath.Join(d.workDir, "config"),
 		"XDG_DATA_HOME="+filepath.Join(d.workDir, "data"),
