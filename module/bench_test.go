@@ -39,6 +39,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mpsim"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/redistest"
 )
 
 const (
@@ -295,6 +296,31 @@ func BenchmarkPassThrough(b *testing.B) {
 // request on the memory store.
 func BenchmarkBoundRequest(b *testing.B) {
 	e := newBenchEnvWith(b, func(h *Handler) {
+		h.TokenBinding = &TokenBindingConfig{From: TokenSource{JSON: "data.token"}}
+	})
+	ctx := context.Background()
+	s, err := e.h.store.Lookup(ctx, e.h.codeRef(e.code))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.h.store.Bind(ctx, e.h.tokenRef("0123456789abcdef0123456789abcdef"), s.OpenID, time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	p, w := e.request(b, "/api/orders", "")
+	serveLoop(b, e.h, p, w, func(r *http.Request, _ []byte) {
+		if r.Header.Get(HeaderOpenID) != s.OpenID {
+			b.Fatalf("no identity: %v", r.Header)
+		}
+	})
+}
+
+// BenchmarkBoundRequestRedis is BenchmarkBoundRequest on a real Redis
+// (a redis-server of its own): the per-request cost of identity on every
+// request when sessions live in Redis (one Lookup round trip).
+func BenchmarkBoundRequestRedis(b *testing.B) {
+	rs := redistest.Start(b)
+	e := newBenchEnvWith(b, func(h *Handler) {
+		h.Store = &StoreConfig{Type: "redis", URL: rs.URL()}
 		h.TokenBinding = &TokenBindingConfig{From: TokenSource{JSON: "data.token"}}
 	})
 	ctx := context.Background()
