@@ -429,7 +429,11 @@ func TestLogLevelsAndRefusalSummary(t *testing.T) {
 		t.Fatalf("summary after a minute: %v", s)
 	}
 
-	// A store failure is an ERROR, not summarised.
+	// A store failure is an ERROR, not summarised. (The real store is
+	// still closed at the end: it is pooled per app, and a handle left open
+	// would hand its contents to the next test of the same app.)
+	pooled := h.store
+	t.Cleanup(func() { pooled.Close() })
 	h.store = brokenStore{}
 	w, mpErr := serveOnLoopback(t, h, jsonRequest("POST", "/phone", `{"code":"any","encryptedData":"AAAAAAAAAAAAAAAAAAAAAA==","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}`), next)
 	if w.Code != 503 || mpErr != "store_unavailable" {
