@@ -164,11 +164,16 @@ func (h *Handler) servePhoneCode(r *http.Request, in *input, phoneCode string) e
 // points at, if any: "" when it carries nothing that finds one.
 func (h *Handler) phoneCodeOpenID(ctx context.Context, r *http.Request, in *input) (string, error) {
 	if h.binding != nil {
+		// A request that carries a token is decided by it, as on the
+		// encrypted path: an unknown token is session_not_found, whatever
+		// else the request carries.
 		s, ok, err := h.boundSession(ctx, r)
 		switch {
-		case err == nil && ok:
+		case ok && err == nil:
 			return s.OpenID, nil
-		case err != nil && !sessionAbsent(err):
+		case ok && sessionAbsent(err):
+			return "", mperr.New(mperr.SessionNotFound, "no session for this token: log in again")
+		case ok:
 			return "", storeErr(err)
 		}
 	}

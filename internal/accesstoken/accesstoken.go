@@ -361,18 +361,21 @@ const KeepMargin = 30 * time.Second
 // own refresh of it is due (Options.Refresh of its lifetime), and at the
 // latest KeepMargin before it expires. After that refresh the old token
 // stays valid for a while (classic tokens 5 minutes, stable tokens until
-// they expire), so such a holder never keeps a dead token. keepUntil is
-// zero when the manager cannot tell (a token fetched while the store was
-// down).
+// they expire), so such a holder never keeps a dead token. The shared
+// record in the store decides: keepUntil is zero (the caller picks a short
+// time) when the record cannot be read, is gone, or holds another token
+// (another instance refreshed: in classic mode this one dies 5 minutes
+// later).
 func (m *Manager) TokenInfo(ctx context.Context) (tok string, keepUntil time.Time, err error) {
 	tok, err = m.Token(ctx)
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	m.mu.Lock()
-	rec := m.cur
-	m.mu.Unlock()
-	if rec.Token != tok || !rec.ExpiresAt.After(rec.FetchedAt) {
+	if m.st == nil {
+		return tok, time.Time{}, nil
+	}
+	rec, found, err := m.load(ctx)
+	if err != nil || !found || rec.Token != tok {
 		return tok, time.Time{}, nil
 	}
 	keepUntil = rec.due(m.refresh)
