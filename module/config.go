@@ -1,7 +1,11 @@
 package module
 
 import (
+	"time"
+
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
 // Defaults of the handler's configuration.
@@ -87,4 +91,24 @@ type StoreConfig struct {
 	// treating them as not found. New writes are sealed all the same.
 	// Off by default: a plain value could have been planted.
 	EncryptionAllowPlain bool `json:"encryption_allow_plain,omitempty"`
+}
+
+// redisOptions is the store's Redis options of the configuration (without
+// the key prefix and the sealing codec, which provisioning adds).
+func (c *StoreConfig) redisOptions() store.RedisOptions {
+	return store.RedisOptions{
+		URL:              c.URL,
+		Addrs:            c.Addrs,
+		MasterName:       c.MasterName,
+		Username:         c.Username,
+		Password:         c.Password,
+		SentinelUsername: c.SentinelUsername,
+		SentinelPassword: c.SentinelPassword,
+		DB:               c.DB,
+		TLS:              c.TLS,
+		CAFile:           c.CAFile,
+		CertFile:         c.CertFile,
+		KeyFile:          c.KeyFile,
+		Timeout:          time.Duration(c.Timeout),
+	}
 }

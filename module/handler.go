@@ -350,23 +350,9 @@ func (h *Handler) openStore(ctx caddy.Context) (store.Store, error) {
 				zap.Strings("key_ids", c.KeyIDs()),
 				zap.Bool("allow_plain", h.Store.EncryptionAllowPlain))
 		}
-		r, err := store.OpenRedis(store.RedisOptions{
-			URL:              h.Store.URL,
-			Addrs:            h.Store.Addrs,
-			MasterName:       h.Store.MasterName,
-			Username:         h.Store.Username,
-			Password:         h.Store.Password,
-			SentinelUsername: h.Store.SentinelUsername,
-			SentinelPassword: h.Store.SentinelPassword,
-			DB:               h.Store.DB,
-			TLS:              h.Store.TLS,
-			CAFile:           h.Store.CAFile,
-			CertFile:         h.Store.CertFile,
-			KeyFile:          h.Store.KeyFile,
-			Timeout:          time.Duration(h.Store.Timeout),
-			Prefix:           prefix + scope + ":",
-			KeyCodec:         codec,
-		}, h.logger.Named("store"))
+		o := h.Store.redisOptions()
+		o.Prefix, o.KeyCodec = prefix+scope+":", codec
+		r, err := store.OpenRedis(o, h.logger.Named("store"))
 		if err != nil {
 			return nil, err
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/accesstoken"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/keyseal"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
 // FieldError is a configuration rule's refusal of one field.
@@ -329,25 +330,16 @@ func (c *StoreConfig) validate(pending func(string) bool) error {
 	if c.MaxSessions != 0 {
 		return fieldErr("store.max_sessions", "is for store memory only (Redis keeps sessions for session_ttl)")
 	}
-	if c.MasterName != "" {
-		switch {
-		case c.URL != "":
-			return fieldErr("store.master_name", "cannot be combined with a url; give the sentinels with addrs")
-		case len(c.Addrs) == 0:
-			return fieldErr("store.master_name", "needs the sentinels' addrs")
+	// Which Redis options go together: the store's rules.
+	if err := c.redisOptions().Check(); err != nil {
+		var oe *store.OptionError
+		if errors.As(err, &oe) {
+			if oe.Option == "url" {
+				return fieldErr("store", "%s", oe.Reason)
+			}
+			return fieldErr("store."+oe.Option, "%s", oe.Reason)
 		}
-	}
-	if (c.SentinelUsername != "" || c.SentinelPassword != "") && c.MasterName == "" {
-		return fieldErr("store.sentinel_password", "sentinel_username and sentinel_password need master_name (they are the sentinels' own credentials)")
-	}
-	if (c.CertFile == "") != (c.KeyFile == "") {
-		return fieldErr("store.cert_file", "cert_file and key_file go together (a client certificate and its key)")
-	}
-	switch {
-	case c.URL == "" && len(c.Addrs) == 0:
-		return fieldErr("store", "redis needs a url (redis://host:port/db) or addrs")
-	case c.URL != "" && len(c.Addrs) > 0:
-		return fieldErr("store.addrs", "cannot be combined with a url; use one or the other")
+		return err
 	}
 	if c.URL != "" && !pending(c.URL) {
 		if err := CheckRedisURL(c.URL); err != nil {
@@ -360,15 +352,6 @@ func (c *StoreConfig) validate(pending func(string) bool) error {
 				return err
 			}
 		}
-	}
-	if c.TLS && c.URL != "" {
-		return fieldErr("store.tls", "cannot be combined with a url; use a rediss:// url for TLS")
-	}
-	if c.DB < 0 {
-		return fieldErr("store.db", "%d is negative", c.DB)
-	}
-	if c.DB != 0 && len(c.Addrs) > 1 && c.MasterName == "" {
-		return fieldErr("store.db", "a Cluster has only db 0, not db %d (one address is a single server; add master_name for Sentinel)", c.DB)
 	}
 	if c.Timeout != 0 {
 		if err := CheckDuration("store.timeout", c.Timeout); err != nil {

@@ -231,11 +231,12 @@ func universalOptions(o RedisOptions) (*redis.UniversalOptions, string, error) {
 			Mode: maintnotifications.ModeDisabled,
 		},
 	}
+	if err := o.Check(); err != nil {
+		return nil, "", err
+	}
 	useTLS := o.TLS
 	var serverName string
 	switch {
-	case o.URL != "" && len(o.Addrs) > 0:
-		return nil, "", errors.New("store: redis: give either a URL or addresses, not both")
 	case o.URL != "":
 		u, err := url.Parse(o.URL)
 		if err != nil {
@@ -265,8 +266,6 @@ func universalOptions(o RedisOptions) (*redis.UniversalOptions, string, error) {
 		if len(o.Addrs) == 1 || o.MasterName != "" {
 			serverName, _, _ = net.SplitHostPort(o.Addrs[0])
 		}
-	default:
-		return nil, "", errors.New("store: redis: no URL or address")
 	}
 	if o.Username != "" {
 		uo.Username = o.Username
@@ -277,16 +276,7 @@ func universalOptions(o RedisOptions) (*redis.UniversalOptions, string, error) {
 	if o.DB != 0 {
 		uo.DB = o.DB
 	}
-	if o.MasterName != "" && len(uo.Addrs) == 0 {
-		return nil, "", errors.New("store: redis: a master name needs sentinel addresses")
-	}
-	if (o.SentinelUsername != "" || o.SentinelPassword != "") && o.MasterName == "" {
-		return nil, "", errors.New("store: redis: a sentinel username or password needs a master name (Sentinel)")
-	}
 	uo.SentinelUsername, uo.SentinelPassword = o.SentinelUsername, o.SentinelPassword
-	if (o.CertFile == "") != (o.KeyFile == "") {
-		return nil, "", errors.New("store: redis: a client certificate needs both its certificate file and its key file")
-	}
 	if useTLS || o.CAFile != "" || o.CertFile != "" {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
 		if o.CAFile != "" {
@@ -318,13 +308,57 @@ func universalOptions(o RedisOptions) (*redis.UniversalOptions, string, error) {
 	case len(uo.Addrs) > 1:
 		kind = "cluster"
 	}
-	if kind == "cluster" && uo.DB != 0 {
-		// go-redis's ClusterClient has no DB: it would use db 0 silently.
-		return nil, "", fmt.Errorf("store: redis: a Cluster has only db 0, not db %d (one address is a single server; add master_name for Sentinel)", uo.DB)
-	}
 	desc := fmt.Sprintf("%s %s db=%d tls=%t client_cert=%t", kind, strings.Join(uo.Addrs, ","), uo.DB,
 		uo.TLSConfig != nil, uo.TLSConfig != nil && len(uo.TLSConfig.Certificates) > 0)
 	return uo, desc, nil
+}
+
+// OptionError is a combination of RedisOptions that does not make sense;
+// Option names the option at fault as the configuration spells it
+// ("master_name", "cert_file"...), so that the handler's validation can
+// report it as its field.
+type OptionError struct {
+	Option string
+	Reason string
+}
+
+func (e *OptionError) Error() string { return "store: redis: " + e.Option + ": " + e.Reason }
+
+// Check holds the rules of which RedisOptions go together (the handler's
+// configuration validation uses it, so that they live here only). It reads
+// no file and parses no URL.
+func (o RedisOptions) Check() error {
+	bad := func(option, reason string) error { return &OptionError{Option: option, Reason: reason} }
+	switch {
+	case o.URL == "" && len(o.Addrs) == 0 && o.MasterName != "":
+		return bad("master_name", "needs the sentinels' addrs")
+	case o.URL == "" && len(o.Addrs) == 0:
+		return bad("url", "redis needs a url (redis://host:port/db) or addrs")
+	case o.URL != "" && len(o.Addrs) > 0:
+		return bad("addrs", "cannot be combined with a url; use one or the other")
+	}
+	if o.MasterName != "" {
+		if o.URL != "" {
+			return bad("master_name", "cannot be combined with a url; give the sentinels with addrs")
+		}
+	}
+	if (o.SentinelUsername != "" || o.SentinelPassword != "") && o.MasterName == "" {
+		return bad("sentinel_password", "sentinel_username and sentinel_password need master_name (they are the sentinels' own credentials)")
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return bad("cert_file", "cert_file and key_file go together (a client certificate and its key)")
+	}
+	if o.TLS && o.URL != "" {
+		return bad("tls", "cannot be combined with a url; use a rediss:// url for TLS")
+	}
+	if o.DB < 0 {
+		return bad("db", fmt.Sprintf("%d is negative", o.DB))
+	}
+	// go-redis's ClusterClient has no DB: it would use db 0 silently.
+	if o.DB != 0 && len(o.Addrs) > 1 && o.MasterName == "" {
+		return bad("db", fmt.Sprintf("a Cluster has only db 0, not db %d (one address is a single server; add master_name for Sentinel)", o.DB))
+	}
+	return nil
 }
 
 // op bounds one store operation by the timeout.

@@ -444,8 +444,8 @@ func TestRedisOptions(t *testing.T) {
 		{name: "cluster", o: RedisOptions{Addrs: []string{"a:1", "b:2", "c:3"}}, kind: "cluster", nAddrs: 3},
 		{name: "sentinel", o: RedisOptions{Addrs: []string{"a:26379", "b:26379"}, MasterName: "mymaster", TLS: true}, kind: "sentinel", tls: true, nAddrs: 2},
 		{name: "cluster has no db", o: RedisOptions{Addrs: []string{"a:1", "b:2"}, DB: 3}, errHas: "only db 0"},
-		{name: "both", o: RedisOptions{URL: "redis://h", Addrs: []string{"a:1"}}, errHas: "not both"},
-		{name: "none", o: RedisOptions{}, errHas: "no URL"},
+		{name: "both", o: RedisOptions{URL: "redis://h", Addrs: []string{"a:1"}}, errHas: "cannot be combined with a url"},
+		{name: "none", o: RedisOptions{}, errHas: "needs a url"},
 		{name: "scheme", o: RedisOptions{URL: "http://h"}, errHas: "scheme"},
 		{name: "unparsable keeps the password out", o: RedisOptions{URL: "redis://user:hunter2@h:port/0"}, errNot: "hunter2", errHas: "parse"},
 		{name: "bad db keeps the password out", o: RedisOptions{URL: "redis://user:hunter2@h/notanumber"}, errNot: "hunter2", errHas: "redis URL"},
@@ -533,5 +533,39 @@ func TestRedisInstancesShareSessions(t *testing.T) {
 	got := mustSave(t, harness{s: b}, ref("code2"), Session{OpenID: "oS", SessionKey: sessionKey(2)}, time.Hour)
 	if got.PrevSessionKey != sessionKey(1) {
 		t.Fatalf("rotation across instances: %+v", got)
+	}
+}
+
+// Which Redis options go together: the store's rules (the handler's
+// configuration validation reports them by option name).
+func TestRedisOptionsCheck(t *testing.T) {
+	for _, c := range []struct {
+		o      RedisOptions
+		option string // "" for valid
+	}{
+		{RedisOptions{URL: "redis://h:1/0"}, ""},
+		{RedisOptions{Addrs: []string{"a:1", "b:2"}, MasterName: "m", DB: 3, SentinelPassword: "p"}, ""},
+		{RedisOptions{}, "url"},
+		{RedisOptions{MasterName: "m"}, "master_name"},
+		{RedisOptions{URL: "redis://h:1", Addrs: []string{"a:1"}}, "addrs"},
+		{RedisOptions{URL: "redis://h:1", MasterName: "m"}, "master_name"},
+		{RedisOptions{Addrs: []string{"a:1"}, SentinelUsername: "u"}, "sentinel_password"},
+		{RedisOptions{URL: "rediss://h:1", CertFile: "c"}, "cert_file"},
+		{RedisOptions{URL: "redis://h:1", TLS: true}, "tls"},
+		{RedisOptions{Addrs: []string{"a:1"}, DB: -1}, "db"},
+		{RedisOptions{Addrs: []string{"a:1", "b:2"}, DB: 2}, "db"},
+	} {
+		err := c.o.Check()
+		var oe *OptionError
+		switch {
+		case c.option == "" && err != nil:
+			t.Errorf("%+v: %v", c.o, err)
+		case c.option != "" && (!errors.As(err, &oe) || oe.Option != c.option):
+			t.Errorf("%+v: %v, want an error on %s", c.o, err, c.option)
+		}
+		// The constructor applies the same rules.
+		if _, _, uerr := universalOptions(c.o); c.option != "" && uerr == nil {
+			t.Errorf("%+v: universalOptions accepted it", c.o)
+		}
 	}
 }

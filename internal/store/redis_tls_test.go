@@ -161,11 +161,11 @@ func TestRedisTLSOptions(t *testing.T) {
 		o      RedisOptions
 		errHas string
 	}{
-		{"cert without key", RedisOptions{URL: "rediss://h", CertFile: certs.ClientCert}, "both"},
-		{"key without cert", RedisOptions{URL: "rediss://h", KeyFile: certs.ClientKey}, "both"},
+		{"cert without key", RedisOptions{URL: "rediss://h", CertFile: certs.ClientCert}, "go together"},
+		{"key without cert", RedisOptions{URL: "rediss://h", KeyFile: certs.ClientKey}, "go together"},
 		{"key of another file", RedisOptions{URL: "rediss://h", CertFile: certs.ClientCert, KeyFile: certs.ServerKey}, "client certificate"},
 		{"missing cert", RedisOptions{URL: "rediss://h", CertFile: "/nonexistent/c.pem", KeyFile: certs.ClientKey}, "client certificate"},
-		{"sentinel password without a master name", RedisOptions{Addrs: []string{"a:1"}, SentinelPassword: "x"}, "master name"},
+		{"sentinel password without a master name", RedisOptions{Addrs: []string{"a:1"}, SentinelPassword: "x"}, "need master_name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := universalOptions(tc.o)
