@@ -91,6 +91,11 @@ func (brokenStore) Lookup(context.Context, string) (store.Session, error) {
 	return store.Session{}, errBroken
 }
 func (brokenStore) Bind(context.Context, string, string, time.Duration) error { return errBroken }
+func (brokenStore) LookupTTL(context.Context, string) (store.Session, time.Duration, error) {
+	return store.Session{}, 0, errBroken
+}
+func (brokenStore) Touch(context.Context, string, string, time.Duration) error { return errBroken }
+func (brokenStore) Unbind(context.Context, string) error                       { return errBroken }
 func (brokenStore) Claim(context.Context, string, time.Duration) (bool, []byte, error) {
 	return false, nil, errBroken
 }
@@ -135,6 +140,15 @@ func TestTimedStoreTimesEveryMethod(t *testing.T) {
 	if err := ts.Bind(ctx, "t1", "o1", time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	if _, _, err := ts.LookupTTL(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Touch(ctx, "t1", "o1", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Unbind(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
 	if won, _, err := ts.Claim(ctx, "c1", time.Minute); !won || err != nil {
 		t.Fatalf("claim: %v %v", won, err)
 	}
@@ -159,7 +173,7 @@ func TestTimedStoreTimesEveryMethod(t *testing.T) {
 	}
 	unlock()
 	unlock() // released once: observed once
-	want := map[string]float64{"save": 1, "lookup": 2, "bind": 1, "claim": 1, "fail": 1, "get": 2, "set": 1, "lock": 2, "unlock": 1}
+	want := map[string]float64{"save": 1, "lookup": 2, "bind": 1, "lookupttl": 1, "touch": 1, "unbind": 1, "claim": 1, "fail": 1, "get": 2, "set": 1, "lock": 2, "unlock": 1}
 	if got := diff(storeOps(t, metrics.storeTime, kind), before); !reflect.DeepEqual(got, want) {
 		t.Errorf("store_duration_seconds counts %v, want %v", got, want)
 	}
@@ -174,12 +188,15 @@ func TestTimedStoreTimesEveryMethod(t *testing.T) {
 	bs.Save(ctx, "r", store.Session{}, time.Minute)
 	bs.Lookup(ctx, "r")
 	bs.Bind(ctx, "r", "o", time.Minute)
+	bs.LookupTTL(ctx, "r")
+	bs.Touch(ctx, "r", "o", time.Minute)
+	bs.Unbind(ctx, "r")
 	bs.Claim(ctx, "r", time.Minute)
 	bs.Fail(ctx, "r", nil, time.Minute)
 	bs.Get(ctx, "n")
 	bs.Set(ctx, "n", nil, time.Minute)
 	bs.Lock(ctx, "l", time.Minute)
-	want = map[string]float64{"save": 1, "lookup": 1, "bind": 1, "claim": 1, "fail": 1, "get": 1, "set": 1, "lock": 1}
+	want = map[string]float64{"save": 1, "lookup": 1, "bind": 1, "lookupttl": 1, "touch": 1, "unbind": 1, "claim": 1, "fail": 1, "get": 1, "set": 1, "lock": 1}
 	if got := diff(storeOps(t, metrics.storeTime, bkind), before); !reflect.DeepEqual(got, want) {
 		t.Errorf("store_duration_seconds counts %v, want %v", got, want)
 	}
