@@ -214,7 +214,10 @@ func metricsHandler(t *testing.T, sim *mpsim.Sim) *Handler {
 	h := &Handler{Platform: "wechat", AppID: "wxdemoapp0000001", AppSecret: "demo-wechat-secret", APIBase: srv.URL,
 		Login: "/login", Phone: "/phone", Store: &StoreConfig{Type: "memory", MaxSessions: 100},
 		TokenBinding: &TokenBindingConfig{From: TokenSource{JSON: "data.token"}},
-		Compat:       &CompatConfig{Prefix: "/mp-compat"}}
+		// A session longer than session_ttl: its login also extends the
+		// user's record (touch).
+		Session: &SessionConfig{TTL: caddy.Duration(time.Hour)}, Logout: []string{"/logout"},
+		Compat: &CompatConfig{Prefix: "/mp-compat"}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	if err := h.Provision(ctx); err != nil {
@@ -282,6 +285,7 @@ func TestRequestsAndStoreOpsCounted(t *testing.T) {
 		{"login", "ok"}, {"login", "invalid_code"}, {"login", "preflight"}, {"phone", "ok"}, {"phone", "session_not_found"},
 		{"unclear", "bad_request"}, {"compat_code2session", "ok"}, {"compat_code2session", "bad_request"},
 		{"compat_token", "ok"}, {"compat_other", "bad_request"}, {"compat_code2session", "forbidden"},
+		{"logout", "ok"},
 	}
 	beforeReq := requestCounts(t, series)
 	beforeOps := storeOps(t, metrics.storeTime, "memory")
@@ -294,6 +298,10 @@ func TestRequestsAndStoreOpsCounted(t *testing.T) {
 	w, mpErr := serveOnLoopback(t, h, jsonRequest("POST", "/login", `{"code":"`+lr.Code+`"}`), upstream)
 	if w.Code != 200 || !strings.Contains(w.Body.String(), tok) || mpErr != nil {
 		t.Fatalf("login: %d %s, mp_error %v", w.Code, w.Body, mpErr)
+	}
+	sessionToken := w.Header().Get(DefaultSessionHeader)
+	if sessionToken == "" {
+		t.Fatalf("login answer without a session token: %v", w.Header())
 	}
 	// A phone request by the bound token: exactly one store operation,
 	// one lookup.
@@ -366,8 +374,19 @@ func TestRequestsAndStoreOpsCounted(t *testing.T) {
 		t.Fatalf("compat from outside: %v %d, mp_error %v", err, rw.Code, caddyhttp.GetVar(req.Context(), errorVar))
 	}
 
+	// A logout by the issued session token: the session is found
+	// (lookupttl) and ended (unbind).
+	var seen http.Header
+	w, mpErr = serveOnLoopback(t, h, jsonRequest("POST", "/logout", `{}`, "X-Mp-Session", sessionToken), caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		seen = r.Header.Clone()
+		return nil
+	}))
+	if w.Code != 200 || mpErr != nil || seen.Get(HeaderOpenID) != lr.OpenID || seen.Get(DefaultSessionHeader) != "" {
+		t.Fatalf("logout: %d %s, mp_error %v, upstream headers %v", w.Code, w.Body, mpErr, seen)
+	}
 	want := map[[2]string]float64{
-		{"login", "ok"}: 1, {"login", "invalid_code"}: 1, {"login", "preflight"}: 1,
+		{"logout", "ok"}: 1,
+		{"login", "ok"}:  1, {"login", "invalid_code"}: 1, {"login", "preflight"}: 1,
 		{"phone", "ok"}: 1, {"phone", "session_not_found"}: 1, {"unclear", "bad_request"}: 1,
 		{"compat_code2session", "ok"}: 1, {"compat_code2session", "bad_request"}: 1, {"compat_token", "ok"}: 1,
 		{"compat_other", "bad_request"}: 1, {"compat_code2session", "forbidden"}: 1,
