@@ -566,8 +566,10 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 	// An anonymous login has no user to issue a session or bind a token
 	// to.
 	if rt == routeLogin && s.OpenID != "" {
-		if h.sessions != nil {
-			h.issueSession(w, r, s)
+		if h.sessions != nil && h.issueSession(w, r, s) {
+			// Once the answer is out, the token leaves the header map
+			// Caddy's access log reads (it logs response headers).
+			defer h.sessions.hideHeader(w)
 		}
 		if h.binding != nil && h.binding.upstream {
 			return h.proxyAndBind(w, r, next, s)

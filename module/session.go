@@ -204,14 +204,14 @@ func issuedToken(r *http.Request) string {
 // to the front end in the answer's headers (set before the upstream writes
 // its own, which reverse_proxy adds to them). A failure is logged (without
 // the token) and leaves the answer without a token; the login itself goes
-// on.
-func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s store.Session) {
+// on. It reports whether the answer carries a token.
+func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s store.Session) bool {
 	ss := h.sessions
 	now := ss.now()
 	token, err := newSessionToken(now)
 	if err != nil {
 		h.logger.Error("could not make a session token", zap.Error(err))
-		return
+		return false
 	}
 	ref := h.sessionRef(token)
 	// Detached from the client, as a bind: the answer promises the token.
@@ -225,7 +225,7 @@ func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s store.S
 	if err != nil {
 		h.logger.Warn("could not store the session of a login; its answer carries no session token",
 			zap.String("path", r.URL.Path), zap.String("openid", s.OpenID), zap.Error(err))
-		return
+		return false
 	}
 	hdr := w.Header()
 	if ss.header != "" {
@@ -236,6 +236,18 @@ func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s store.S
 			HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode}).String())
 	}
 	h.logger.Debug("session issued", zap.String("openid", s.OpenID))
+	return true
+}
+
+// hideHeader removes the session header from the answer's header map once
+// the answer has been written (a header map changed after WriteHeader no
+// longer reaches the client), so that Caddy's access log, which logs the
+// response headers from that map, does not show the token. (The cookie is
+// redacted there by Caddy itself.)
+func (s *issuedSessions) hideHeader(w http.ResponseWriter) {
+	if s.header != "" {
+		w.Header().Del(s.header)
+	}
 }
 
 // endCookie deletes the session cookie in the answer (after a logout).
