@@ -10,18 +10,20 @@ import (
 //	session [{
 //		header        <name>
 //		cookie        <name>
+//		request       bearer|header|cookie
 //		ttl           <duration>
 //		max_age       <duration>
 //		refresh_every <duration>
 //	}]
 //
-// Without a block (or without header and cookie) the token travels in the
-// X-Mp-Session header. The names, the durations and how they relate are
+// Without a block (or without header and cookie) the login answer carries
+// the token in the X-Mp-Session header and later requests send it as
+// Authorization: Bearer. The names, the durations and how they relate are
 // the handler's rules (module.Handler's validate).
 func (p *parser) parseSession(h *module.Handler) error {
 	d := p.d
 	if d.NextArg() {
-		return d.Errf("session takes no arguments, its options go in a block (header, cookie, ttl, max_age, refresh_every)")
+		return d.Errf("session takes no arguments, its options go in a block (header, cookie, request, ttl, max_age, refresh_every)")
 	}
 	c := new(module.SessionConfig)
 	seen := make(map[string]bool)
@@ -38,6 +40,8 @@ func (p *parser) parseSession(h *module.Handler) error {
 			c.Header, err = oneArg(d)
 		case "cookie":
 			c.Cookie, err = oneArg(d)
+		case "request":
+			c.Request, err = oneArg(d)
 		case "ttl":
 			c.TTL, err = durationArg(d, "session.ttl")
 		case "max_age":
@@ -45,7 +49,7 @@ func (p *parser) parseSession(h *module.Handler) error {
 		case "refresh_every":
 			c.RefreshEvery, err = durationArg(d, "session.refresh_every")
 		default:
-			return d.Errf("unrecognized session option '%s' (want header, cookie, ttl, max_age or refresh_every)", opt)
+			return d.Errf("unrecognized session option '%s' (want header, cookie, request, ttl, max_age or refresh_every)", opt)
 		}
 		if err != nil {
 			return err

@@ -377,7 +377,7 @@ func TestRequestsAndStoreOpsCounted(t *testing.T) {
 	// A logout by the issued session token: the session is found
 	// (lookupttl) and ended (unbind).
 	var seen http.Header
-	w, mpErr = serveOnLoopback(t, h, jsonRequest("POST", "/logout", `{}`, "X-Mp-Session", sessionToken), caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+	w, mpErr = serveOnLoopback(t, h, jsonRequest("POST", "/logout", `{}`, "Authorization", "Bearer "+sessionToken), caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		seen = r.Header.Clone()
 		return nil
 	}))

@@ -29,9 +29,14 @@ import (
 // own headers are added to it. Later requests carry the token back the same
 // way; it gives the session's identity on every path (like a bound token,
 // see identity.go) and finds the session on the phone and decrypt routes.
-// The header or cookie is read before the trust boundary strips the
-// client's X-Mp-* headers, and is stripped too: the backend never sees the
-// token.
+// By default later requests send it as "Authorization: Bearer <token>",
+// which Caddy's access log redacts (a session token is a credential: no log
+// line may show it); request header sends it back in the answer's header
+// instead (Caddy logs that header unless the site's log filters it). The
+// token is read before the trust boundary strips the client's X-Mp-*
+// headers, and is stripped too: the backend never sees the token. A bearer
+// token that is not one the handler issues (the backend's own) is left
+// alone.
 //
 // Lifetime: a session lives ttl after its last extension; a request
 // extends it (store.Touch) when it was last extended refresh_every ago or
@@ -43,10 +48,15 @@ import (
 //
 //	"session": {"header": "X-Mp-Session", "ttl": "2h", "max_age": "720h", "refresh_every": "5m"}
 type SessionConfig struct {
-	// Header is the header that carries the token, in the login answer
-	// and in later requests. Default X-Mp-Session, unless only Cookie is
-	// set.
+	// Header is the header that carries the token in the login answer.
+	// Default X-Mp-Session, unless only Cookie is set.
 	Header string `json:"header,omitempty"`
+	// Request is where later requests carry the token: "bearer"
+	// (default with a header: Authorization: Bearer <token>, redacted in
+	// Caddy's access log), "header" (the same header as the answer: Caddy
+	// logs it unless the site's log filters it), or "cookie" (the cookie,
+	// the default when only Cookie is set).
+	Request string `json:"request,omitempty"`
 	// Cookie is the name of a cookie that carries the token (Set-Cookie
 	// in the login answer: Path=/, HttpOnly, Secure, SameSite=Lax,
 	// Max-Age=max_age). With Header set too, both are given and either
@@ -70,9 +80,18 @@ const (
 	DefaultSessionMaxAge = caddy.Duration(720 * time.Hour)
 )
 
+// Session token carriers in requests.
+const (
+	SessionRequestBearer = "bearer"
+	SessionRequestHeader = "header"
+	SessionRequestCookie = "cookie"
+)
+
 // issuedSessions is the provisioned session configuration.
 type issuedSessions struct {
 	header  string // canonical; "" for none
+	bearer  bool   // requests carry it as Authorization: Bearer
+	reqHdr  bool   // requests carry it in header
 	cookie  string // "" for none
 	ttl     time.Duration
 	maxAge  time.Duration
@@ -102,6 +121,18 @@ func (c *SessionConfig) durations(sessionTTL caddy.Duration) (ttl, maxAge, refre
 	return ttl, maxAge, refresh
 }
 
+// requestCarrier is where requests carry the token, the default applied:
+// bearer when the answer has a header, else the cookie.
+func (c *SessionConfig) requestCarrier() string {
+	if c.Request != "" {
+		return c.Request
+	}
+	if header, _ := c.carriers(); header != "" {
+		return SessionRequestBearer
+	}
+	return SessionRequestCookie
+}
+
 // carriers are the configuration's header (canonical) and cookie, the
 // default header applied.
 func (c *SessionConfig) carriers() (header, cookie string) {
@@ -122,22 +153,30 @@ func (h *Handler) provisionSessions() {
 	}
 	s := &issuedSessions{now: time.Now}
 	s.header, s.cookie = c.carriers()
+	switch c.requestCarrier() {
+	case SessionRequestBearer:
+		s.bearer = true
+	case SessionRequestHeader:
+		s.reqHdr = true
+	}
 	s.ttl, s.maxAge, s.refresh = c.durations(h.SessionTTL)
 	h.sessions = s
 	h.logger.Debug("issued sessions", zap.String("header", s.header), zap.String("cookie", s.cookie),
 		zap.Duration("ttl", s.ttl), zap.Duration("max_age", s.maxAge), zap.Duration("refresh_every", s.refresh))
 }
 
-// A token is base64url (no padding) of its issue time (Unix ms, 8 bytes,
-// big endian) and 32 random bytes. The store knows it only by its hash, so
-// a token whose time was changed finds nothing: the issue time needs no
-// signature, and max_age needs no store read.
+// A token is "mps1." and base64url (no padding) of its issue time (Unix
+// ms, 8 bytes, big endian) and 32 random bytes. The store knows it only by
+// its hash, so a token whose time was changed finds nothing: the issue
+// time needs no signature, and max_age needs no store read. The prefix
+// tells it from a backend's own bearer token without a store read.
 const (
+	sessionTokenPrefix = "mps1."
 	sessionRandomBytes = 32
 	sessionTokenBytes  = 8 + sessionRandomBytes
 )
 
-var sessionTokenLen = base64.RawURLEncoding.EncodedLen(sessionTokenBytes)
+var sessionTokenLen = len(sessionTokenPrefix) + base64.RawURLEncoding.EncodedLen(sessionTokenBytes)
 
 // newSessionToken makes a token issued at now.
 func newSessionToken(now time.Time) (string, error) {
@@ -146,17 +185,17 @@ func newSessionToken(now time.Time) (string, error) {
 	if _, err := rand.Read(b[8:]); err != nil {
 		return "", err
 	}
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+	return sessionTokenPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
 // sessionIssuedAt is a token's issue time; ok is false when the token is
 // not one the handler makes (no store read is needed to refuse it).
 func sessionIssuedAt(token string) (time.Time, bool) {
-	if len(token) != sessionTokenLen {
+	if len(token) != sessionTokenLen || !strings.HasPrefix(token, sessionTokenPrefix) {
 		return time.Time{}, false
 	}
 	var b [sessionTokenBytes]byte
-	if n, err := base64.RawURLEncoding.Decode(b[:], []byte(token)); err != nil || n != sessionTokenBytes {
+	if n, err := base64.RawURLEncoding.Decode(b[:], []byte(token[len(sessionTokenPrefix):])); err != nil || n != sessionTokenBytes {
 		return time.Time{}, false
 	}
 	return time.UnixMilli(int64(binary.BigEndian.Uint64(b[:8]))), true
@@ -170,8 +209,20 @@ func (h *Handler) sessionRef(token string) string { return h.ref('s', token) }
 // It runs before the trust boundary strips X-Mp-* headers.
 func (s *issuedSessions) take(r *http.Request) string {
 	var token string
+	if s.bearer {
+		if v := strings.TrimSpace(r.Header.Get("Authorization")); len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+			if t := strings.TrimSpace(v[7:]); strings.HasPrefix(t, sessionTokenPrefix) {
+				token = t
+				r.Header.Del("Authorization")
+			}
+		}
+	}
 	if s.header != "" {
-		token = cleanToken(r.Header.Get(s.header))
+		if s.reqHdr && token == "" {
+			token = cleanToken(r.Header.Get(s.header))
+		}
+		// The answer's header sent back is the handler's too: never the
+		// backend's (X-Mp-Session is also stripped as X-Mp-*).
 		want := strings.ToLower(s.header)
 		for k := range r.Header {
 			if headerNameIs(k, want) {

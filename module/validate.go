@@ -167,6 +167,19 @@ func (h *Handler) validateSessions() error {
 		if c.Cookie != "" && !ValidTokenName(c.Cookie) {
 			return fieldErr("session.cookie", "%q is not a cookie name", c.Cookie)
 		}
+		switch c.Request {
+		case "", SessionRequestBearer:
+		case SessionRequestHeader:
+			if header, _ := c.carriers(); header == "" {
+				return fieldErr("session.request", "header needs the answer's header (session header <name>)")
+			}
+		case SessionRequestCookie:
+			if c.Cookie == "" {
+				return fieldErr("session.request", "cookie needs session cookie <name>")
+			}
+		default:
+			return fieldErr("session.request", "%q is not bearer, header or cookie", c.Request)
+		}
 		for _, d := range []struct {
 			name string
 			v    caddy.Duration
