@@ -58,6 +58,15 @@
 //			rebind            <path>...
 //		}
 //		header_names     mp|cloudrun|both
+//		session          [{
+//			header        <name>
+//			cookie        <name>
+//			ttl           <duration>
+//			max_age       <duration>
+//			refresh_every <duration>
+//		}]
+//		require_session  <path>...
+//		logout           <path>...
 //	}
 //
 // platform, app_id and app_secret are required, and so is at least one of
@@ -227,6 +236,12 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 			err = p.parseCompat(h)
 		case "token_binding":
 			err = p.parseTokenBinding(h)
+		case "session":
+			err = p.parseSession(h)
+		case "require_session":
+			h.RequireSession, err = someArgs(d)
+		case "logout":
+			h.Logout, err = someArgs(d)
 
 		default:
 			return d.Errf("unrecognized %s subdirective '%s'", name, sub)

@@ -90,7 +90,7 @@ func TestRedisTLSAndSentinelAuth(t *testing.T) {
 	const dataPass, sentinelPass = "Dpw-5c1e9a7b3f2d", "Spw-8e4b2c6a0d1f"
 	m := redistest.Start(t, "--requirepass", "admin-pw-31f0",
 		"--user", "mp", "on", ">"+dataPass, "resetkeys", "~mp:*", "resetchannels", "-@all",
-		"+get", "+set", "+del", "+hmget", "+hset", "+hdel", "+pexpire", "+persist", "+eval", "+evalsha", "+ping")
+		"+get", "+set", "+del", "+hmget", "+hset", "+hdel", "+pexpire", "+persist", "+pttl", "+eval", "+evalsha", "+ping")
 	ss := redistest.StartSentinels(t, "mymaster", m, 1, redistest.SentinelOptions{
 		Conf: []string{"sentinel auth-pass mymaster admin-pw-31f0"},
 		Args: []string{"--requirepass", "sentinel-admin-pw-77c2",

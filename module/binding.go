@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -17,7 +16,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
@@ -210,8 +208,13 @@ func ValidTokenName(s string) bool {
 	return true
 }
 
-// tokenBinding is the provisioned binding.
+// tokenBinding is the provisioned binding. It is also set, with upstream
+// false and no carrier, when only session is configured: h.binding != nil
+// then means "a token in the request may find its session" (boundSession).
 type tokenBinding struct {
+	// upstream: token_binding is configured (the upstream's token is
+	// bound at login).
+	upstream bool
 	// where the upstream puts it
 	jsonPath     []string // set for a JSON source
 	fromHeader   string   // canonical header name
@@ -231,9 +234,12 @@ type tokenBinding struct {
 func (h *Handler) provisionTokenBinding(ctx caddy.Context) error {
 	c := h.TokenBinding
 	if c == nil {
+		if h.Session != nil {
+			h.binding = &tokenBinding{} // issued sessions only
+		}
 		return nil
 	}
-	b := &tokenBinding{maxResponse: c.MaxResponseSize}
+	b := &tokenBinding{upstream: true, maxResponse: c.MaxResponseSize}
 	if b.maxResponse == 0 {
 		b.maxResponse = DefaultMaxResponseSize
 	}
@@ -308,21 +314,18 @@ func (b *tokenBinding) requestToken(r *http.Request) string {
 	return ""
 }
 
-// boundSession finds the session by the upstream's token the request
-// carries; ok is false when it carries none (the caller then uses the
-// login code). An unknown token is session_not_found, an unreachable store
-// store_unavailable.
+// boundSession finds the session by the token the request carries: the
+// session token the handler issued, or the upstream's bound token (see
+// tokenSession); ok is false when it carries none (the caller then uses
+// the login code). An unknown token is session_not_found, an unreachable
+// store store_unavailable.
 func (h *Handler) boundSession(ctx context.Context, r *http.Request) (s store.Session, ok bool, err error) {
-	token := h.binding.requestToken(r)
-	if token == "" {
+	s, _, kind, err := h.tokenSession(ctx, r, issuedToken(r), true)
+	if kind == tokenNone {
 		return s, false, nil
 	}
-	s, err = h.store.Lookup(ctx, h.tokenRef(token))
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return s, true, mperr.New(mperr.SessionNotFound, "no session for this token: log in again")
-		}
-		return s, true, storeErr(err)
+		return s, true, sessionErr(err, kind)
 	}
 	return s, true, nil
 }

@@ -8,6 +8,7 @@
 package module
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -109,13 +110,29 @@ type Handler struct {
 	// X-WX-UNIONID, X-WX-APPID, as WeChat's hosted containers give them) or
 	// "both". Client-sent headers of both families are always removed.
 	HeaderNames string `json:"header_names,omitempty"`
+	// Session makes the handler issue its own session token at login
+	// (see session.go).
+	Session *SessionConfig `json:"session,omitempty"`
+	// RequireSession lists paths (Caddy path matcher patterns) where a
+	// request off the handler's routes without a valid session (issued or
+	// bound token) is answered 401 session_not_found, or 503
+	// store_unavailable when the store cannot be reached.
+	RequireSession []string `json:"require_session,omitempty"`
+	// Logout lists paths where a request's session (issued or bound
+	// token) is ended in the store before the request goes on.
+	Logout []string `json:"logout,omitempty"`
 
 	logger *zap.Logger
 	// accessLog is Caddy's http.log.access logger, for the access lines
 	// the handler writes itself (see accesslog.go).
 	accessLog *zap.Logger
-	// binding is set when TokenBinding is configured (see binding.go).
+	// binding is set when TokenBinding or Session is configured (see
+	// binding.go).
 	binding *tokenBinding
+	// sessions is set when Session is configured (see session.go).
+	sessions *issuedSessions
+	// required and logout match RequireSession and Logout (nil: none).
+	required, logout caddyhttp.MatchPath
 	// tokens keeps the token of the phone-code exchange: WeChat's access
 	// token, or Douyin's client token when private_key is set (see
 	// phonecode.go); nil when the platform's phone codes are refused.
@@ -238,6 +255,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := h.provisionTokenBinding(ctx); err != nil {
+		return err
+	}
+	h.provisionSessions()
+	if err := h.provisionSessionPaths(ctx); err != nil {
 		return err
 	}
 	h.logger.Info("miniprogram handler provisioned",
@@ -457,6 +478,13 @@ func (h *Handler) route(r *http.Request) route {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// The session token the handler issued, read before the boundary
+	// strips X-Mp-* headers, and stripped too (the upstream never sees
+	// it).
+	var issued string
+	if h.sessions != nil {
+		issued = h.sessions.take(r)
+	}
 	// Every request: no client-sent header, trailer or Connection token
 	// of the handler's own reaches the upstream.
 	stripClientHeaders(r.Header)
@@ -464,7 +492,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	rt := h.route(r)
 	stripConnectionTokens(r.Header, rt != routeNone)
 	if rt == routeNone {
-		return h.serveOffRoute(w, r, next)
+		return h.serveOffRoute(w, r, next, issued)
 	}
 	// Every request on a route or a compat endpoint is counted here, and
 	// only here, whichever way it leaves.
@@ -478,7 +506,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// header map is shared. (Caddy clones the request for its access log
 	// before any handler runs, so injected values never show there: the
 	// integration tests check it.)
-	r = r.WithContext(r.Context())
+	ctx := r.Context()
+	if issued != "" {
+		ctx = context.WithValue(ctx, issuedTokenKey{}, issued)
+	}
+	r = r.WithContext(ctx)
 	if uriHasQuery(r) {
 		var p *privateURI
 		p, w = h.beginPrivateURI(w, r)
@@ -532,9 +564,17 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 		res.result = h.fail(w, r, res.route, err)
 		return nil
 	}
-	// An anonymous login has no user to bind a token to.
-	if rt == routeLogin && h.binding != nil && s.OpenID != "" {
-		return h.proxyAndBind(w, r, next, s)
+	// An anonymous login has no user to issue a session or bind a token
+	// to.
+	if rt == routeLogin && s.OpenID != "" {
+		if h.sessions != nil && h.issueSession(w, r, s) {
+			// Once the answer is out, the token leaves the header map
+			// Caddy's access log reads (it logs response headers).
+			defer h.sessions.hideHeader(w)
+		}
+		if h.binding != nil && h.binding.upstream {
+			return h.proxyAndBind(w, r, next, s)
+		}
 	}
 	return next.ServeHTTP(w, r)
 }

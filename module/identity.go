@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
@@ -59,37 +60,76 @@ func (h *Handler) setIdentity(hdr http.Header, openid, unionid string) {
 	}
 }
 
-// serveOffRoute serves a request on none of the handler's routes: with
-// token_binding's identity everywhere, a bound token gives its session's
-// identity; on a rebind path, the answer's new token is bound to that
-// session.
-func (h *Handler) serveOffRoute(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+// serveOffRoute serves a request on none of the handler's routes: a
+// session token the handler issued (issued, taken off the request by
+// ServeHTTP) or, with token_binding's identity everywhere, a bound token
+// gives its session's identity; on a rebind path, the answer's new token
+// is bound to that session. On a require_session path a request without a
+// session is answered 401 session_not_found (503 store_unavailable when
+// the store cannot be reached) and never reaches the upstream. On a
+// logout path the request's session is ended before the request goes on
+// (with the identity of the session it ended).
+func (h *Handler) serveOffRoute(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, issued string) error {
 	b := h.binding
-	if b == nil || !b.everywhere {
+	bound := b != nil && b.everywhere
+	protected := h.required != nil && h.required.Match(r)
+	logout := h.logout != nil && h.logout.Match(r)
+	if issued == "" && !bound && !protected && !logout {
 		return next.ServeHTTP(w, r)
 	}
-	token := b.requestToken(r)
-	if token == "" {
+	s, ref, kind, err := h.tokenSession(r.Context(), r, issued, bound)
+	if kind == tokenNone && !protected && !logout {
 		return next.ServeHTTP(w, r)
 	}
 	res := requestResult{route: labelBound}
+	switch {
+	case logout:
+		res.route = labelLogout
+	case protected:
+		res.route = labelProtected
+	case kind == tokenIssued:
+		res.route = labelSession
+	}
 	defer h.countRequest(&res)
-	s, err := h.store.Lookup(r.Context(), h.tokenRef(token))
+	if kind == tokenNone {
+		err = store.ErrNotFound
+	}
 	switch {
 	case err == nil:
+		if logout {
+			if err := h.endSession(r.Context(), ref); err != nil {
+				res.result = h.fail(w, r, res.route, mperr.Wrap(mperr.StoreUnavailable, "the session store cannot be reached: the session was not ended", err))
+				return nil
+			}
+			if kind == tokenIssued {
+				h.sessions.endCookie(w)
+			}
+		}
 		h.setIdentity(r.Header, s.OpenID, s.UnionID)
 		caddyhttp.SetVar(r.Context(), openidVar, s.OpenID)
-		if b.rebind != nil && b.rebind.Match(r) {
+		if kind == tokenBound && !logout && b.rebind != nil && b.rebind.Match(r) {
 			return h.proxyAndBind(w, r, next, s)
 		}
 	case errors.Is(err, store.ErrNotFound):
+		if protected {
+			msg := "this path needs a session: log in first"
+			if kind != tokenNone {
+				msg = "no session for this token: log in again"
+			}
+			res.result = h.fail(w, r, res.route, mperr.New(mperr.SessionNotFound, msg))
+			return nil
+		}
 		res.result = resultNoSession
 	default:
+		if protected || logout {
+			res.result = h.fail(w, r, res.route, storeErr(err))
+			return nil
+		}
 		res.result = resultStoreUnavailable
-		if c := h.logger.Check(zap.DebugLevel, "bound identity: the store cannot be reached; the request passes without identity"); c != nil {
+		if c := h.logger.Check(zap.DebugLevel, "identity: the store cannot be reached; the request passes without identity"); c != nil {
 			c.Write(zap.String("path", r.URL.Path), zap.Error(err))
 		}
-		h.unreachable.note("store_unavailable", routeLabels[labelBound])
+		h.unreachable.note("store_unavailable", routeLabels[res.route])
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -100,6 +100,9 @@ const (
 	labelCompatToken
 	labelCompatOther
 	labelBound
+	labelSession
+	labelProtected
+	labelLogout
 	numRouteLabels
 )
 
@@ -112,6 +115,9 @@ var routeLabels = [numRouteLabels]string{
 	labelCompatToken:        "compat_token",
 	labelCompatOther:        "compat_other",
 	labelBound:              "bound",
+	labelSession:            "session",
+	labelProtected:          "protected",
+	labelLogout:             "logout",
 }
 
 // labelOf is the route label of a request on one of the handler's routes
@@ -132,9 +138,14 @@ func labelOf(rt route) routeLabel {
 // untouched, neither a success of the route nor a failure.
 const resultPreflight = "preflight"
 
-// Results of a request off the routes carrying a token (route "bound"):
-// ok (identity given), or the token has no session, or the store could
-// not be reached (both pass without identity).
+// Results of a request off the routes carrying a token (route "bound" for
+// the upstream's bound token, "session" for a session token the handler
+// issued; "logout" on a logout path): ok (identity given; on a logout
+// path, the session ended), or the token has no session, or the store
+// could not be reached (both pass without identity, but a logout path
+// answers 503 store_unavailable). On a require_session path (route
+// "protected") the results are ok or the error code answered
+// (session_not_found, store_unavailable).
 const (
 	resultNoSession        = "no_session"
 	resultStoreUnavailable = "store_unavailable"

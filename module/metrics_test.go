@@ -91,6 +91,11 @@ func (brokenStore) Lookup(context.Context, string) (store.Session, error) {
 	return store.Session{}, errBroken
 }
 func (brokenStore) Bind(context.Context, string, string, time.Duration) error { return errBroken }
+func (brokenStore) LookupTTL(context.Context, string) (store.Session, time.Duration, error) {
+	return store.Session{}, 0, errBroken
+}
+func (brokenStore) Touch(context.Context, string, string, time.Duration) error { return errBroken }
+func (brokenStore) Unbind(context.Context, string) error                       { return errBroken }
 func (brokenStore) Claim(context.Context, string, time.Duration) (bool, []byte, error) {
 	return false, nil, errBroken
 }
@@ -135,6 +140,15 @@ func TestTimedStoreTimesEveryMethod(t *testing.T) {
 	if err := ts.Bind(ctx, "t1", "o1", time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	if _, _, err := ts.LookupTTL(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Touch(ctx, "t1", "o1", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Unbind(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
 	if won, _, err := ts.Claim(ctx, "c1", time.Minute); !won || err != nil {
 		t.Fatalf("claim: %v %v", won, err)
 	}
@@ -159,7 +173,7 @@ func TestTimedStoreTimesEveryMethod(t *testing.T) {
 	}
 	unlock()
 	unlock() // released once: observed once
-	want := map[string]float64{"save": 1, "lookup": 2, "bind": 1, "claim": 1, "fail": 1, "get": 2, "set": 1, "lock": 2, "unlock": 1}
+	want := map[string]float64{"save": 1, "lookup": 2, "bind": 1, "lookupttl": 1, "touch": 1, "unbind": 1, "claim": 1, "fail": 1, "get": 2, "set": 1, "lock": 2, "unlock": 1}
 	if got := diff(storeOps(t, metrics.storeTime, kind), before); !reflect.DeepEqual(got, want) {
 		t.Errorf("store_duration_seconds counts %v, want %v", got, want)
 	}
@@ -174,12 +188,15 @@ func TestTimedStoreTimesEveryMethod(t *testing.T) {
 	bs.Save(ctx, "r", store.Session{}, time.Minute)
 	bs.Lookup(ctx, "r")
 	bs.Bind(ctx, "r", "o", time.Minute)
+	bs.LookupTTL(ctx, "r")
+	bs.Touch(ctx, "r", "o", time.Minute)
+	bs.Unbind(ctx, "r")
 	bs.Claim(ctx, "r", time.Minute)
 	bs.Fail(ctx, "r", nil, time.Minute)
 	bs.Get(ctx, "n")
 	bs.Set(ctx, "n", nil, time.Minute)
 	bs.Lock(ctx, "l", time.Minute)
-	want = map[string]float64{"save": 1, "lookup": 1, "bind": 1, "claim": 1, "fail": 1, "get": 1, "set": 1, "lock": 1}
+	want = map[string]float64{"save": 1, "lookup": 1, "bind": 1, "lookupttl": 1, "touch": 1, "unbind": 1, "claim": 1, "fail": 1, "get": 1, "set": 1, "lock": 1}
 	if got := diff(storeOps(t, metrics.storeTime, bkind), before); !reflect.DeepEqual(got, want) {
 		t.Errorf("store_duration_seconds counts %v, want %v", got, want)
 	}
@@ -197,7 +214,10 @@ func metricsHandler(t *testing.T, sim *mpsim.Sim) *Handler {
 	h := &Handler{Platform: "wechat", AppID: "wxdemoapp0000001", AppSecret: "demo-wechat-secret", APIBase: srv.URL,
 		Login: "/login", Phone: "/phone", Store: &StoreConfig{Type: "memory", MaxSessions: 100},
 		TokenBinding: &TokenBindingConfig{From: TokenSource{JSON: "data.token"}},
-		Compat:       &CompatConfig{Prefix: "/mp-compat"}}
+		// A session longer than session_ttl: its login also extends the
+		// user's record (touch).
+		Session: &SessionConfig{TTL: caddy.Duration(time.Hour)}, Logout: []string{"/logout"},
+		Compat: &CompatConfig{Prefix: "/mp-compat"}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	if err := h.Provision(ctx); err != nil {
@@ -265,6 +285,7 @@ func TestRequestsAndStoreOpsCounted(t *testing.T) {
 		{"login", "ok"}, {"login", "invalid_code"}, {"login", "preflight"}, {"phone", "ok"}, {"phone", "session_not_found"},
 		{"unclear", "bad_request"}, {"compat_code2session", "ok"}, {"compat_code2session", "bad_request"},
 		{"compat_token", "ok"}, {"compat_other", "bad_request"}, {"compat_code2session", "forbidden"},
+		{"logout", "ok"},
 	}
 	beforeReq := requestCounts(t, series)
 	beforeOps := storeOps(t, metrics.storeTime, "memory")
@@ -277,6 +298,10 @@ func TestRequestsAndStoreOpsCounted(t *testing.T) {
 	w, mpErr := serveOnLoopback(t, h, jsonRequest("POST", "/login", `{"code":"`+lr.Code+`"}`), upstream)
 	if w.Code != 200 || !strings.Contains(w.Body.String(), tok) || mpErr != nil {
 		t.Fatalf("login: %d %s, mp_error %v", w.Code, w.Body, mpErr)
+	}
+	sessionToken := w.Result().Header.Get(DefaultSessionHeader) // as sent (the live map no longer has it)
+	if sessionToken == "" {
+		t.Fatalf("login answer without a session token: %v", w.Header())
 	}
 	// A phone request by the bound token: exactly one store operation,
 	// one lookup.
@@ -349,8 +374,19 @@ func TestRequestsAndStoreOpsCounted(t *testing.T) {
 		t.Fatalf("compat from outside: %v %d, mp_error %v", err, rw.Code, caddyhttp.GetVar(req.Context(), errorVar))
 	}
 
+	// A logout by the issued session token: the session is found
+	// (lookupttl) and ended (unbind).
+	var seen http.Header
+	w, mpErr = serveOnLoopback(t, h, jsonRequest("POST", "/logout", `{}`, "Authorization", "Bearer "+sessionToken), caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		seen = r.Header.Clone()
+		return nil
+	}))
+	if w.Code != 200 || mpErr != nil || seen.Get(HeaderOpenID) != lr.OpenID || seen.Get(DefaultSessionHeader) != "" {
+		t.Fatalf("logout: %d %s, mp_error %v, upstream headers %v", w.Code, w.Body, mpErr, seen)
+	}
 	want := map[[2]string]float64{
-		{"login", "ok"}: 1, {"login", "invalid_code"}: 1, {"login", "preflight"}: 1,
+		{"logout", "ok"}: 1,
+		{"login", "ok"}:  1, {"login", "invalid_code"}: 1, {"login", "preflight"}: 1,
 		{"phone", "ok"}: 1, {"phone", "session_not_found"}: 1, {"unclear", "bad_request"}: 1,
 		{"compat_code2session", "ok"}: 1, {"compat_code2session", "bad_request"}: 1, {"compat_token", "ok"}: 1,
 		{"compat_other", "bad_request"}: 1, {"compat_code2session", "forbidden"}: 1,

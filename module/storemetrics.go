@@ -37,12 +37,16 @@ const (
 	opSet
 	opLock
 	opUnlock // the release Lock returns
+	opLookupTTL
+	opTouch
+	opUnbind
 	numStoreOps
 )
 
 var storeOpNames = [numStoreOps]string{
 	opSave: "save", opLookup: "lookup", opBind: "bind", opClaim: "claim", opFail: "fail",
 	opGet: "get", opSet: "set", opLock: "lock", opUnlock: "unlock",
+	opLookupTTL: "lookupttl", opTouch: "touch", opUnbind: "unbind",
 }
 
 type storeOpMetrics struct {
@@ -88,6 +92,27 @@ func (t *timedStore) Bind(ctx context.Context, ref, openid string, ttl time.Dura
 	start := time.Now()
 	err := t.st.Bind(ctx, ref, openid, ttl)
 	t.done(opBind, start, err)
+	return err
+}
+
+func (t *timedStore) LookupTTL(ctx context.Context, ref string) (store.Session, time.Duration, error) {
+	start := time.Now()
+	s, ttl, err := t.st.LookupTTL(ctx, ref)
+	t.done(opLookupTTL, start, err)
+	return s, ttl, err
+}
+
+func (t *timedStore) Touch(ctx context.Context, ref, openid string, ttl time.Duration) error {
+	start := time.Now()
+	err := t.st.Touch(ctx, ref, openid, ttl)
+	t.done(opTouch, start, err)
+	return err
+}
+
+func (t *timedStore) Unbind(ctx context.Context, ref string) error {
+	start := time.Now()
+	err := t.st.Unbind(ctx, ref)
+	t.done(opUnbind, start, err)
 	return err
 }
 

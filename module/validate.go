@@ -146,10 +146,98 @@ func (h *Handler) validate() error {
 			return fieldErr("token_binding", "needs the login route (login <path>)")
 		}
 	}
+	if err := h.validateSessions(); err != nil {
+		return err
+	}
 	if h.Store != nil {
 		if err := h.Store.validate(h.pending); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// validateSessions checks session, require_session and logout.
+func (h *Handler) validateSessions() error {
+	if c := h.Session; c != nil {
+		if c.Header != "" {
+			if !ValidTokenName(c.Header) {
+				return fieldErr("session.header", "%q is not a header name", c.Header)
+			}
+			if isProtectedHeader(c.Header) && !strings.EqualFold(c.Header, DefaultSessionHeader) {
+				return fieldErr("session.header", "%q is in the identity headers' families (X-Mp-*, X-WX-*): use %s or a name of your own", c.Header, DefaultSessionHeader)
+			}
+		}
+		if c.Cookie != "" && !ValidTokenName(c.Cookie) {
+			return fieldErr("session.cookie", "%q is not a cookie name", c.Cookie)
+		}
+		switch c.Request {
+		case "", SessionRequestBearer:
+		case SessionRequestHeader:
+			if header, _ := c.carriers(); header == "" {
+				return fieldErr("session.request", "header needs the answer's header (session header <name>)")
+			}
+		case SessionRequestCookie:
+			if c.Cookie == "" {
+				return fieldErr("session.request", "cookie needs session cookie <name>")
+			}
+		default:
+			return fieldErr("session.request", "%q is not bearer, header or cookie", c.Request)
+		}
+		for _, d := range []struct {
+			name string
+			v    caddy.Duration
+		}{{"session.ttl", c.TTL}, {"session.max_age", c.MaxAge}, {"session.refresh_every", c.RefreshEvery}} {
+			if d.v != 0 {
+				if err := CheckDuration(d.name, d.v); err != nil {
+					return err
+				}
+			}
+		}
+		ttl, maxAge, refresh := c.durations(h.SessionTTL)
+		if maxAge < ttl {
+			return fieldErr("session.max_age", "%v is shorter than the session's ttl %v", maxAge, ttl)
+		}
+		if refresh >= ttl {
+			return fieldErr("session.refresh_every", "%v is not shorter than the session's ttl %v", refresh, ttl)
+		}
+		if h.Login == "" {
+			return fieldErr("session", "needs the login route (login <path>)")
+		}
+		if tb := h.TokenBinding; tb != nil {
+			header, cookie := c.carriers()
+			if q := tb.Request; q != nil && q.Header != "" && strings.EqualFold(q.Header, header) {
+				return fieldErr("session.header", "%q also carries token_binding's token", header)
+			}
+			if cookie != "" && (cookie == tb.From.Cookie || (tb.Request != nil && cookie == tb.Request.Cookie)) {
+				return fieldErr("session.cookie", "%q is also token_binding's cookie", cookie)
+			}
+		}
+	}
+	for _, p := range []struct {
+		name  string
+		paths []string
+	}{{"require_session", h.RequireSession}, {"logout", h.Logout}} {
+		if len(p.paths) == 0 {
+			continue
+		}
+		for _, v := range p.paths {
+			if err := CheckSessionPath(p.name, v); err != nil {
+				return err
+			}
+		}
+		if h.Session == nil && (h.TokenBinding == nil || h.TokenBinding.Identity == IdentityRoutes) {
+			return fieldErr(p.name, "needs session, or token_binding with identity all: no request would have a session there")
+		}
+	}
+	return nil
+}
+
+// CheckSessionPath checks one require_session or logout path: a Caddy
+// path pattern starting with "/".
+func CheckSessionPath(field, p string) error {
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, " \t\r\n") {
+		return fieldErr(field, "%q is not a path (want e.g. /api/* or /api/logout)", p)
 	}
 	return nil
 }
@@ -187,6 +275,11 @@ var durationBounds = map[string]struct{ min, max time.Duration }{
 	"exchange_wait": {100 * time.Millisecond, 2 * time.Minute},
 	// One store operation.
 	"store.timeout": {10 * time.Millisecond, 30 * time.Second},
+	// An issued session's idle lifetime, its longest and how often an
+	// active one is extended at most.
+	"session.ttl":           {time.Second, 30 * 24 * time.Hour},
+	"session.max_age":       {time.Second, 365 * 24 * time.Hour},
+	"session.refresh_every": {100 * time.Millisecond, 30 * 24 * time.Hour},
 }
 
 // DurationBounds returns the accepted range of a duration field

@@ -67,6 +67,10 @@ func runConformance(t *testing.T, mk factory) {
 		{"SaveRefreshesTTL", testSaveRefreshesTTL},
 		{"RecordExpiryHidesRefs", testRecordExpiryHidesRefs},
 		{"Bind", testBind},
+		{"LookupTTL", testLookupTTL},
+		{"Touch", testTouch},
+		{"TouchKeepsLongerRecord", testTouchKeepsLongerRecord},
+		{"Unbind", testUnbind},
 		{"EmptyOpenID", testEmptyOpenID},
 		{"Claim", testClaim},
 		{"ClaimExpiry", testClaimExpiry},
@@ -248,6 +252,106 @@ func testBind(t *testing.T, h harness) {
 	_, err = h.s.Lookup(bg, ref("short"))
 	wantNotFound(t, err, "Lookup of an expired bound ref")
 	mustLookup(t, h, ref("token"))
+}
+
+func testLookupTTL(t *testing.T, h harness) {
+	mustSave(t, h, ref("lt"), Session{OpenID: "oLT", SessionKey: sessionKey(1)}, time.Hour)
+	if err := h.s.Bind(bg, ref("lt-tok"), "oLT", 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	s, ttl, err := h.s.LookupTTL(bg, ref("lt-tok"))
+	if err != nil || s.OpenID != "oLT" || s.SessionKey != sessionKey(1) {
+		t.Fatalf("LookupTTL = %+v, %v", s, err)
+	}
+	if ttl <= 9*time.Minute || ttl > 10*time.Minute {
+		t.Fatalf("LookupTTL ttl %v, want just under 10m", ttl)
+	}
+	h.pass(h.ttl / 2)
+	if _, ttl2, err := h.s.LookupTTL(bg, ref("lt-tok")); err != nil || ttl2 >= ttl {
+		t.Fatalf("LookupTTL after a while: ttl %v (was %v), %v", ttl2, ttl, err)
+	}
+	// No expiry: 0.
+	if err := h.s.Bind(bg, ref("lt-forever"), "oLT", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ttl, err := h.s.LookupTTL(bg, ref("lt-forever")); err != nil || ttl != 0 {
+		t.Fatalf("LookupTTL of a ref without expiry: %v, %v", ttl, err)
+	}
+	_, _, err = h.s.LookupTTL(bg, ref("lt-none"))
+	wantNotFound(t, err, "LookupTTL of an unknown ref")
+	if err := h.s.Bind(bg, ref("lt-ghost"), "oNobody", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = h.s.LookupTTL(bg, ref("lt-ghost"))
+	wantNotFound(t, err, "LookupTTL of a ref to no record")
+}
+
+// Touch extends the ref and the record: both outlive their first TTL.
+func testTouch(t *testing.T, h harness) {
+	mustSave(t, h, ref("tc"), Session{OpenID: "oTC", SessionKey: sessionKey(1)}, h.ttl)
+	if err := h.s.Bind(bg, ref("tc-tok"), "oTC", h.ttl); err != nil {
+		t.Fatal(err)
+	}
+	h.pass(h.ttl / 2)
+	if err := h.s.Touch(bg, ref("tc-tok"), "oTC", 2*h.ttl); err != nil {
+		t.Fatalf("Touch: %v", err)
+	}
+	if _, ttl, err := h.s.LookupTTL(bg, ref("tc-tok")); err != nil || ttl <= 3*h.ttl/2 {
+		t.Fatalf("after Touch: ttl %v, %v; want more than %v", ttl, err, 3*h.ttl/2)
+	}
+	h.pass(h.ttl) // past the first TTL of both the ref and the record
+	if got := mustLookup(t, h, ref("tc-tok")); got.OpenID != "oTC" {
+		t.Fatalf("Lookup after Touch = %+v", got)
+	}
+	// The login's own ref was not extended.
+	_, err := h.s.Lookup(bg, ref("tc"))
+	wantNotFound(t, err, "Lookup of a ref Touch did not extend")
+	h.pass(h.ttl + h.ttl/5)
+	_, err = h.s.Lookup(bg, ref("tc-tok"))
+	wantNotFound(t, err, "Lookup past the touched TTL")
+	// A ref that is gone is not brought back.
+	wantNotFound(t, h.s.Touch(bg, ref("tc-none"), "oTC", time.Hour), "Touch of an unknown ref")
+	_, err = h.s.Lookup(bg, ref("tc-none"))
+	wantNotFound(t, err, "Lookup after a Touch of an unknown ref")
+	if err := h.s.Touch(bg, ref("tc-tok"), "oTC", 0); err == nil {
+		t.Fatal("Touch without a ttl succeeded")
+	}
+}
+
+// Touch never shortens the record (a later login gave it a longer TTL).
+func testTouchKeepsLongerRecord(t *testing.T, h harness) {
+	mustSave(t, h, ref("tk"), Session{OpenID: "oTK", SessionKey: sessionKey(1)}, 100*h.ttl)
+	if err := h.s.Bind(bg, ref("tk-tok"), "oTK", h.ttl); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.Touch(bg, ref("tk-tok"), "oTK", h.ttl); err != nil {
+		t.Fatal(err)
+	}
+	h.pass(h.ttl + h.ttl/5)
+	if got := mustLookup(t, h, ref("tk")); got.OpenID != "oTK" {
+		t.Fatalf("the record was shortened by Touch: %+v", got)
+	}
+}
+
+// Unbind ends one ref at once; the record and other refs stay.
+func testUnbind(t *testing.T, h harness) {
+	mustSave(t, h, ref("ub"), Session{OpenID: "oUB", SessionKey: sessionKey(1)}, time.Hour)
+	for _, tok := range []string{"ub-1", "ub-2"} {
+		if err := h.s.Bind(bg, ref(tok), "oUB", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.s.Unbind(bg, ref("ub-1")); err != nil {
+		t.Fatalf("Unbind: %v", err)
+	}
+	_, err := h.s.Lookup(bg, ref("ub-1"))
+	wantNotFound(t, err, "Lookup of an unbound ref")
+	mustLookup(t, h, ref("ub-2"))
+	mustLookup(t, h, ref("ub"))
+	if err := h.s.Unbind(bg, ref("ub-1")); err != nil {
+		t.Fatalf("Unbind twice: %v", err)
+	}
+	wantNotFound(t, h.s.Touch(bg, ref("ub-1"), "oUB", time.Hour), "Touch of an unbound ref")
 }
 
 func testEmptyOpenID(t *testing.T, h harness) {

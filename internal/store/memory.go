@@ -196,12 +196,22 @@ func rotate(old, s Session) Session {
 
 // Lookup implements Store.
 func (m *Memory) Lookup(ctx context.Context, ref string) (Session, error) {
+	s, _, err := m.LookupTTL(ctx, ref)
+	return s, err
+}
+
+// LookupTTL implements Store.
+func (m *Memory) LookupTTL(ctx context.Context, ref string) (Session, time.Duration, error) {
 	c := m.c
 	now := c.now().UnixNano()
 	c.mu.RLock()
-	var packed string
+	var (
+		packed string
+		exp    int64
+	)
 	n := c.refs.get(ref, now)
 	if n != nil {
+		exp = n.exp
 		n = c.users.get(n.val, now)
 	}
 	if n != nil {
@@ -209,9 +219,44 @@ func (m *Memory) Lookup(ctx context.Context, ref string) (Session, error) {
 	}
 	c.mu.RUnlock()
 	if n == nil {
-		return Session{}, ErrNotFound
+		return Session{}, 0, ErrNotFound
 	}
-	return decodeUser(packed), nil
+	var ttl time.Duration
+	if exp != 0 {
+		ttl = time.Duration(exp - now)
+	}
+	return decodeUser(packed), ttl, nil
+}
+
+// Touch implements Store.
+func (m *Memory) Touch(ctx context.Context, ref, openid string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return errNoTTL
+	}
+	c := m.c
+	now, exp := c.times(ttl)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.refs.get(ref, now)
+	if n == nil {
+		return ErrNotFound
+	}
+	c.refs.put(n.key, n.val, exp, now)
+	if u := c.users.get(openid, now); u != nil && u.exp != 0 && (exp == 0 || u.exp < exp) {
+		c.users.put(u.key, u.val, exp, now)
+	}
+	return nil
+}
+
+// Unbind implements Store.
+func (m *Memory) Unbind(ctx context.Context, ref string) error {
+	c := m.c
+	c.mu.Lock()
+	if n := c.refs.m[ref]; n != nil {
+		c.refs.remove(n)
+	}
+	c.mu.Unlock()
+	return nil
 }
 
 // Bind implements Store.

@@ -525,33 +525,136 @@ local v = redis.call('HMGET', ARGV[1] .. openid, 'sk', 'psk', 'uid', 'aoid')
 return {openid, v[1], v[2], v[3], v[4]}
 `)
 
+// lookupTTLScript is lookupScript with the ref's PTTL appended (a separate
+// script, so that Lookup needs no PTTL in a Redis user's ACL).
+var lookupTTLScript = redis.NewScript(`
+local openid = redis.call('GET', KEYS[1])
+if not openid then return false end
+local v = redis.call('HMGET', ARGV[1] .. openid, 'sk', 'psk', 'uid', 'aoid')
+return {openid, v[1], v[2], v[3], v[4], redis.call('PTTL', KEYS[1])}
+`)
+
 // Lookup implements Store: on a single server or Sentinel in one round
 // trip (lookupScript); on a Cluster, where the ref and the record may live
 // on different nodes, in two: the ref, then the record.
 func (r *Redis) Lookup(ctx context.Context, ref string) (Session, error) {
+	s, _, err := r.lookup(ctx, ref, false)
+	return s, err
+}
+
+// LookupTTL implements Store, as Lookup; on a Cluster the ref's PTTL is
+// pipelined with its GET (one key, one node).
+func (r *Redis) LookupTTL(ctx context.Context, ref string) (Session, time.Duration, error) {
+	return r.lookup(ctx, ref, true)
+}
+
+func (r *Redis) lookup(ctx context.Context, ref string, withTTL bool) (Session, time.Duration, error) {
 	ctx, cancel := r.op(ctx)
 	defer cancel()
 	c := r.conn.client
 	if _, cluster := c.(*redis.ClusterClient); !cluster {
-		vals, err := lookupScript.Run(ctx, c, []string{r.refKey(ref)}, r.prefix+"u:").Slice()
-		if err != nil {
-			return Session{}, fail("lookup", err)
+		script, n := lookupScript, 5
+		if withTTL {
+			script, n = lookupTTLScript, 6
 		}
-		if len(vals) != 5 {
-			return Session{}, fail("lookup", errors.New("unexpected script reply"))
+		vals, err := script.Run(ctx, c, []string{r.refKey(ref)}, r.prefix+"u:").Slice()
+		if err != nil {
+			return Session{}, 0, fail("lookup", err)
+		}
+		if len(vals) != n {
+			return Session{}, 0, fail("lookup", errors.New("unexpected script reply"))
 		}
 		openid, _ := vals[0].(string)
-		return r.record(openid, vals[1:])
+		var pttl int64
+		if withTTL {
+			pttl, _ = vals[5].(int64)
+		}
+		s, err := r.record(openid, vals[1:5])
+		return s, pttlDuration(pttl), err
 	}
-	openid, err := c.Get(ctx, r.refKey(ref)).Result()
+	var (
+		get  *redis.StringCmd
+		pttl *redis.DurationCmd
+	)
+	if withTTL {
+		_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			get = p.Get(ctx, r.refKey(ref))
+			pttl = p.PTTL(ctx, r.refKey(ref))
+			return nil
+		})
+	} else {
+		get = c.Get(ctx, r.refKey(ref))
+	}
+	openid, err := get.Result()
 	if err != nil {
-		return Session{}, fail("lookup", err)
+		return Session{}, 0, fail("lookup", err)
+	}
+	var ttl time.Duration
+	if pttl != nil {
+		d, err := pttl.Result()
+		if err != nil {
+			return Session{}, 0, fail("lookup", nilIsUnexpected(err))
+		}
+		if d > 0 {
+			ttl = d
+		}
 	}
 	vals, err := c.HMGet(ctx, r.userKey(openid), "sk", "psk", "uid", "aoid").Result()
 	if err != nil {
-		return Session{}, fail("lookup", err)
+		return Session{}, 0, fail("lookup", err)
 	}
-	return r.record(openid, vals)
+	s, err := r.record(openid, vals)
+	return s, ttl, err
+}
+
+// pttlDuration is a PTTL reply in ms as a TTL: 0 for none (-1) or absent
+// (-2).
+func pttlDuration(ms int64) time.Duration {
+	if ms <= 0 {
+		return 0
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// extendScript makes the key KEYS[1] live at least ARGV[1] ms: a longer
+// TTL, or none, is kept; an absent key stays absent. One key (Cluster-safe).
+var extendScript = redis.NewScript(`
+local p = redis.call('PTTL', KEYS[1])
+if p >= 0 and p < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return p
+`)
+
+// Touch implements Store: PEXPIRE on the ref, then, when it was there,
+// extendScript on the user record (two commands of one key each, so a
+// Cluster may route them to different nodes).
+func (r *Redis) Touch(ctx context.Context, ref, openid string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return errNoTTL
+	}
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	c := r.conn.client
+	ok, err := c.PExpire(ctx, r.refKey(ref), ms(ttl)).Result()
+	if err != nil {
+		return fail("touch", nilIsUnexpected(err))
+	}
+	if !ok {
+		return ErrNotFound
+	}
+	if err := extendScript.Run(ctx, c, []string{r.userKey(openid)}, ms(ttl).Milliseconds()).Err(); err != nil {
+		return fail("touch", nilIsUnexpected(err))
+	}
+	return nil
+}
+
+// Unbind implements Store.
+func (r *Redis) Unbind(ctx context.Context, ref string) error {
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	if err := r.conn.client.Del(ctx, r.refKey(ref)).Err(); err != nil {
+		return fail("unbind", err)
+	}
+	return nil
 }
 
 // record opens the user record of openid from the values of its fields

@@ -18,7 +18,7 @@ import (
 // adds what a Cluster client needs.
 var (
 	storeACL = []string{"resetkeys", "~mp:*", "resetchannels", "-@all",
-		"+get", "+set", "+del", "+hmget", "+hset", "+hdel", "+pexpire", "+persist",
+		"+get", "+set", "+del", "+hmget", "+hset", "+hdel", "+pexpire", "+persist", "+pttl",
 		"+eval", "+evalsha", "+ping"}
 	storeClusterACL = []string{"+cluster|slots", "+command", "+asking"}
 	// sentinelACL is the rule of the store's user on the sentinels.
@@ -69,6 +69,13 @@ func exerciseStore(t *testing.T, o RedisOptions) {
 	step("Bind", plain.Bind(bg, ref("acl2"), "oACL", 0))
 	_, err = plain.Lookup(bg, ref("acl2"))
 	step("Lookup after Bind", err)
+	// Issued sessions: LookupTTL (PTTL), Touch (PEXPIRE, the extend
+	// script's PTTL), Unbind (DEL).
+	step("Bind with a TTL", plain.Bind(bg, ref("acl3"), "oACL", time.Minute))
+	_, _, err = plain.LookupTTL(bg, ref("acl3"))
+	step("LookupTTL", err)
+	step("Touch", plain.Touch(bg, ref("acl3"), "oACL", time.Hour))
+	step("Unbind", plain.Unbind(bg, ref("acl3")))
 	for _, ttl := range []time.Duration{0, time.Minute} {
 		c := ref(fmt.Sprint("acl-claim", ttl))
 		won, _, err := plain.Claim(bg, c, ttl)

@@ -30,6 +30,9 @@ var ErrUnavailable = errors.New("store: unavailable")
 // errEmptyOpenID: Save or Bind without a user.
 var errEmptyOpenID = errors.New("store: empty openid")
 
+// errNoTTL: Touch without a TTL.
+var errNoTTL = errors.New("store: touch needs a ttl greater than zero")
+
 // Session is a user's record.
 type Session struct {
 	OpenID          string
@@ -53,6 +56,20 @@ type Store interface {
 	// Bind points another ref (e.g. the hash of an upstream token) at the
 	// user openid, with the TTL.
 	Bind(ctx context.Context, ref, openid string, ttl time.Duration) error
+	// LookupTTL is Lookup that also returns the ref's remaining TTL (0
+	// when the ref has no expiry), in the same round trip: a caller
+	// extending sessions (Touch) reads from it when the ref was last
+	// extended, without a write per request.
+	LookupTTL(ctx context.Context, ref string) (Session, time.Duration, error)
+	// Touch sets ref's TTL to ttl (> 0) and extends the record of the
+	// user openid so that it lives at least ttl (a longer TTL is kept; a
+	// record without expiry stays so), so the ref cannot outlive the
+	// record it points at. ErrNotFound when ref is gone (nothing is
+	// changed then).
+	Touch(ctx context.Context, ref, openid string, ttl time.Duration) error
+	// Unbind deletes ref (absent: nothing to do, no error). The user's
+	// record and its other refs stay.
+	Unbind(ctx context.Context, ref string) error
 
 	// Claim makes the caller the one that exchanges ref's code, for ttl,
 	// across every instance sharing the store. won is false when another
