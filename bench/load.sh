@@ -13,6 +13,7 @@
 #
 #   bare-get        GET  /api/orders  reverse_proxy alone (no plugin)
 #   passthrough     GET  /api/orders  plugin in front, no route: header strip only
+#   bare-bearer     GET  /api/orders  the bound scenarios' requests, reverse_proxy alone
 #   bound-memory    GET  /api/orders  with a bound token (Authorization: Bearer):
 #                                     identity on every request, memory store
 #   bound-redis     GET  /api/orders  the same, Redis store
@@ -267,6 +268,7 @@ scenario() { # name round
 	case $1 in
 	bare-get) run "bare-get#$r" "http://127.0.0.1:$BARE/api/orders" get ;;
 	passthrough) run "passthrough#$r" "http://127.0.0.1:$PASS/api/orders" get ;;
+	bare-bearer) run "bare-bearer#$r" "http://127.0.0.1:$BARE/api/orders" bearer "$WORK/bound-memory.txt" ;;
 	bound-memory) run "bound-memory#$r" "http://127.0.0.1:$BOUND_MEM/api/orders" bearer "$WORK/bound-memory.txt" ;;
 	bound-redis) run "bound-redis#$r" "http://127.0.0.1:$BOUND_REDIS/api/orders" bearer "$WORK/bound-redis.txt" ;;
 	bare-post) run "bare-post#$r" "http://127.0.0.1:$BARE/api/phone" body "$WORK/phone-memory.txt" ;;
@@ -283,7 +285,7 @@ scenario() { # name round
 	esac
 }
 
-SCENARIOS=(${SCENARIOS:-bare-get passthrough bound-memory bound-redis bare-post phone-memory phone-redis login bare-post-c1 phone-memory-c1})
+SCENARIOS=(${SCENARIOS:-bare-get passthrough bare-bearer bound-memory bound-redis bare-post phone-memory phone-redis login bare-post-c1 phone-memory-c1})
 NCODES=$(($(seconds "$DURATION") * LOGIN_RATE))
 log "load: $ROUNDS round(s) of ${#SCENARIOS[@]} scenarios, $DURATION each (warm-up $WARMUP), $THREADS threads, $CONNECTIONS connections (the -c1 ones: 1 thread, 1 connection)"
 for r in $(seq 1 "$ROUNDS"); do
