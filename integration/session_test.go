@@ -377,3 +377,50 @@ func TestSessionRequestHeader(t *testing.T) {
 		t.Fatal("the session token reached Caddy's log")
 	}
 }
+
+// require_session covers every spelling a backend may route to a
+// protected path (case, ;params, //, dot segments, encoded slashes, PHP's
+// PATH_INFO, a front controller's s parameter): without a session each is
+// 401 and never reaches the upstream; with one, the identity arrives.
+func TestRequireSessionSpellings(t *testing.T) {
+	e := newEnv(t, "wechat", "session", "require_session /api/private/*")
+	lr := login(t, e.sim, wxApp, "pia")
+	tok := postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}).Header.Get(sessionHdr)
+	if tok == "" {
+		t.Fatal("no session token")
+	}
+	addr := strings.TrimPrefix(e.caddy.URL, "http://")
+	for _, target := range []string{
+		"/api/private/report",
+		"/API/Private/report",
+		"/api;jsessionid=1/private/report",
+		"//api//private/report",
+		"/api/./private/report",
+		"/x/../api/private/report",
+		"/api%2Fprivate%2Freport",
+		"/api/%70rivate/report",
+		"/index.php/api/private/report",
+		"/index.php?s=/api/private/report",
+		"/api/private",
+	} {
+		before := e.up.Count()
+		r, err := sendRaw(addr, rawRequest{method: "GET", target: target, headers: [][2]string{{"X-WX-OPENID", "o-spoofed"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != http.StatusUnauthorized || e.up.Count() != before {
+			t.Errorf("%s without a session: %d, upstream called %d times", target, r.Status, e.up.Count()-before)
+		}
+		r, err = sendRaw(addr, rawRequest{method: "GET", target: target, headers: [][2]string{{"Authorization", "Bearer " + tok}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == http.StatusUnauthorized {
+			t.Errorf("%s with the session: 401", target)
+		} else if e.up.Count() > before && e.up.Last(t).Header.Get("X-Mp-Openid") != lr.OpenID {
+			t.Errorf("%s with the session: no identity upstream", target)
+		}
+	}
+	// Not protected: passes without a session.
+	wantOK(t, do(t, "GET", e.url("/api/public/x"), "", nil))
+}

@@ -132,7 +132,7 @@ type Handler struct {
 	// sessions is set when Session is configured (see session.go).
 	sessions *issuedSessions
 	// required and logout match RequireSession and Logout (nil: none).
-	required, logout caddyhttp.MatchPath
+	required, logout *routepath.Matcher
 	// tokens keeps the token of the phone-code exchange: WeChat's access
 	// token, or Douyin's client token when private_key is set (see
 	// phonecode.go); nil when the platform's phone codes are refused.
@@ -258,7 +258,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.provisionSessions()
-	if err := h.provisionSessionPaths(ctx); err != nil {
+	if err := h.provisionSessionPaths(); err != nil {
 		return err
 	}
 	h.logger.Info("miniprogram handler provisioned",

@@ -72,8 +72,8 @@ func (h *Handler) setIdentity(hdr http.Header, openid, unionid string) {
 func (h *Handler) serveOffRoute(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, issued string) error {
 	b := h.binding
 	bound := b != nil && b.everywhere
-	protected := h.required != nil && h.required.Match(r)
-	logout := h.logout != nil && h.logout.Match(r)
+	protected := h.onPaths(h.required, r)
+	logout := h.onPaths(h.logout, r)
 	if issued == "" && !bound && !protected && !logout {
 		return next.ServeHTTP(w, r)
 	}

@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/routepath"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
@@ -399,21 +399,45 @@ func sessionErr(err error, kind tokenKind) error {
 	return storeErr(err)
 }
 
-// provisionSessionPaths sets up require_session and logout.
-func (h *Handler) provisionSessionPaths(ctx caddy.Context) error {
+// provisionSessionPaths sets up require_session and logout. Their paths
+// are recognised as the handler's routes are (internal/routepath): on the
+// current and the original path and a front controller's route
+// parameter, under every reading a backend may give them, so that no
+// spelling of a protected path reaches the backend without a session.
+func (h *Handler) provisionSessionPaths() error {
 	for _, p := range []struct {
 		name  string
 		paths []string
-		dst   *caddyhttp.MatchPath
+		dst   **routepath.Matcher
 	}{{"require_session", h.RequireSession, &h.required}, {"logout", h.Logout, &h.logout}} {
 		if len(p.paths) == 0 {
 			continue
 		}
-		m := caddyhttp.MatchPath(append([]string(nil), p.paths...))
-		if err := m.Provision(ctx); err != nil {
+		m, err := routepath.NewMatcher(p.paths...)
+		if err != nil {
 			return fmt.Errorf("miniprogram: %s: %w", p.name, err)
 		}
 		*p.dst = m
 	}
 	return nil
+}
+
+// onPaths reports whether r is on one of m's paths under any reading a
+// backend may give it (a path too deeply encoded to tell counts as on
+// them).
+func (h *Handler) onPaths(m *routepath.Matcher, r *http.Request) bool {
+	if m == nil {
+		return false
+	}
+	paths := make([]string, 1, 4)
+	paths[0] = r.URL.EscapedPath()
+	if or, ok := originalRequest(r); ok {
+		paths = append(paths, or.URL.EscapedPath())
+	}
+	if r.URL.RawQuery != "" || originalHasQuery(r) {
+		for _, p := range h.routeParamPaths(r) {
+			paths = append(paths, p.path)
+		}
+	}
+	return m.Match(paths...) != routepath.NoMatch
 }

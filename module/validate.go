@@ -27,6 +27,7 @@ import (
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/accesstoken"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/keyseal"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/routepath"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
@@ -233,11 +234,12 @@ func (h *Handler) validateSessions() error {
 	return nil
 }
 
-// CheckSessionPath checks one require_session or logout path: a Caddy
-// path pattern starting with "/".
+// CheckSessionPath checks one require_session or logout path: a route
+// pattern (an exact path, or a prefix ending in * or /*), matched the way
+// backends route, like the login, phone and decrypt routes.
 func CheckSessionPath(field, p string) error {
-	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, " \t\r\n") {
-		return fieldErr(field, "%q is not a path (want e.g. /api/* or /api/logout)", p)
+	if err := routepath.CheckPattern(p); err != nil {
+		return &FieldError{Field: field, Err: fmt.Errorf("%w (want e.g. /api/* or /api/logout)", err)}
 	}
 	return nil
 }
