@@ -25,11 +25,27 @@
 //	    client token, decrypted with the app's RSA key, which the demo makes
 //	    and registers with the simulator).
 //
+// With a Caddyfile that has "header_names cloudrun" (examples/Caddyfile.cloudrun)
+// it plays the CloudRun story instead: the backend is one written for WeChat
+// CloudRun, reading only X-WX-OPENID and X-WX-APPID, with no login of its
+// own, and the plugin issues the session token (session):
+//
+//	(a) the mini-program calls wx.login and gets a code;
+//	(b) it posts the code to /api/login through Caddy: the backend receives
+//	    X-WX-OPENID, the front end gets Caddy's session token (X-Mp-Session);
+//	(c) GET /api/orders with "Authorization: Bearer <token>": the backend
+//	    receives X-WX-OPENID and never the token;
+//	(d) without the token, or with a spoofed X-WX-OPENID, require_session
+//	    has Caddy answer 401 session_not_found: the backend is not called;
+//	(e) the phone button's encryptedData + iv with the token (no code): the
+//	    backend receives X-Mp-Phone.
+//
 // It exits 0 when every answer is the expected one, 1 with a message saying
 // which step went wrong otherwise (130 on Ctrl-C), and stops every process it
 // started in all cases. Caddy's and mpsim's logs are kept in a temporary
 // directory whose path is printed. The session key is never printed: the
-// demo, like the backend, never has it.
+// demo, like the backend, never has it; the session token (a credential) is
+// printed shortened.
 package main
 
 import (
@@ -113,7 +129,18 @@ var platforms = map[string]platform{
 	},
 }
 
-var platformLine = regexp.MustCompile(`(?m)^\s*platform\s+(\S+)\s*$`)
+var (
+	platformLine    = regexp.MustCompile(`(?m)^\s*platform\s+(\S+)\s*$`)
+	headerNamesLine = regexp.MustCompile(`(?m)^\s*header_names\s+(\S+)\s*$`)
+)
+
+// cloudRunOf tells whether the Caddyfile names the identity headers the
+// CloudRun way only (header_names cloudrun): then the demo plays the
+// CloudRun story.
+func cloudRunOf(caddyfile string) bool {
+	m := headerNamesLine.FindStringSubmatch(caddyfile)
+	return m != nil && m[1] == "cloudrun"
+}
 
 // platformOf reads the platform subdirective of the Caddyfile (wechat when
 // there is none).
@@ -291,6 +318,7 @@ func (d *demo) story(ctx context.Context, template []byte) error {
 		return err
 	}
 	d.pf = pf
+	cloudRun := cloudRunOf(string(template))
 	fmt.Printf("\nlogs: %s (caddy.log, mpsim.log)\n", d.workDir)
 
 	// The platform simulator.
@@ -301,12 +329,12 @@ func (d *demo) story(ctx context.Context, template []byte) error {
 	simURL := "http://" + sim
 	fmt.Printf("platform simulator (mpsim) on %s, %s app %s\n", simURL, pf.name, pf.appID)
 
-	// The legacy backend.
-	d.backend, err = startBackend()
+	// The legacy backend (or the CloudRun one).
+	d.backend, err = startBackend(cloudRun)
 	if err != nil {
 		return fmt.Errorf("starting the sample backend: %w", err)
 	}
-	fmt.Printf("legacy backend (sample upstream, in this process) on http://%s\n", d.backend.addr)
+	fmt.Printf("%s (sample upstream, in this process) on http://%s\n", d.backend.name(), d.backend.addr)
 
 	// Caddy.
 	addrs, err := freeAddrs(2)
@@ -341,6 +369,9 @@ func (d *demo) story(ctx context.Context, template []byte) error {
 		caddyURL, confPath, d.caddyfileName, fileSiteAddr, siteAddr, fileUpstreamAddr, d.backend.addr, fileAdminAddr, admin, pf.appID, pf.secret, simURL)
 
 	c := &client{ctx: ctx}
+	if cloudRun {
+		return d.cloudRunStory(c, simURL, caddyURL)
+	}
 
 	// (a) wx.login.
 	step("a", "The mini-program calls %s for user %q (the simulator's control API plays the phone)", pf.loginCall, user)
@@ -522,6 +553,150 @@ func (d *demo) story(ctx context.Context, template []byte) error {
 	return nil
 }
 
+// cloudRunStory plays the story of a backend written for WeChat CloudRun,
+// unchanged behind Caddy (header_names cloudrun, session, require_session).
+func (d *demo) cloudRunStory(c *client, simURL, caddyURL string) error {
+	pf := d.pf
+
+	// (a) wx.login.
+	step("a", "The mini-program calls %s for user %q (the simulator's control API plays the phone)", pf.loginCall, user)
+	var login struct{ Code, OpenID, UnionID string }
+	if err := c.call("POST", simURL+"/_sim/login", map[string]string{"appid": pf.appID, "user": user}, 200, &login); err != nil {
+		return fail("a", err)
+	}
+	if login.Code == "" || login.OpenID == "" {
+		return fail("a", fmt.Errorf("mpsim gave no code or openid: %+v", login))
+	}
+	fmt.Printf("    code = %s   (single use, valid %s)\n", login.Code, pf.codeLife)
+	fmt.Printf("    the platform will say: openid = %s, unionid = %s\n", login.OpenID, orNone(login.UnionID))
+
+	// (b) login through Caddy: X-WX-OPENID for the backend, a session
+	// token for the front end.
+	step("b", "The front end logs in once: it posts the code to /api/login, through Caddy")
+	d.backend.reset()
+	answerHeader, err := c.callWith("POST", caddyURL+"/api/login", nil, map[string]string{"code": login.Code}, 200, nil)
+	if err != nil {
+		return fail("b", err)
+	}
+	got, err := d.backend.only("/api/login")
+	if err != nil {
+		return fail("b", err)
+	}
+	if err := verify([]check{
+		{"header X-WX-OPENID", got.header.Get("X-WX-OPENID"), login.OpenID},
+		{"header X-WX-UNIONID", got.header.Get("X-WX-UNIONID"), login.UnionID},
+		{"header X-WX-APPID", got.header.Get("X-WX-APPID"), pf.appID},
+		{"header X-Mp-Openid", got.header.Get("X-Mp-Openid"), ""},
+		{"header X-Mp-Platform", got.header.Get("X-Mp-Platform"), ""},
+	}); err != nil {
+		return fail("b", fmt.Errorf("the backend did not get the CloudRun identity: %w", err))
+	}
+	token := answerHeader.Get("X-Mp-Session")
+	if !strings.HasPrefix(token, "mps1.") {
+		return fail("b", fmt.Errorf("the login answer has no session token in X-Mp-Session (%d characters)", len(token)))
+	}
+	fmt.Printf("    ✓ the backend got X-WX-OPENID %s, as CloudRun's gateway gave it (no X-Mp-Openid)\n", login.OpenID)
+	fmt.Printf("    ✓ the front end got Caddy's session token in the answer: X-Mp-Session: %s (a credential: shown shortened)\n", shorten(token))
+	bearer := http.Header{"Authorization": {"Bearer " + token}}
+
+	// (c) any request with the token: the backend knows the caller.
+	step("c", "Every request carries the token as a bearer; the backend reads X-WX-OPENID as on CloudRun")
+	d.backend.reset()
+	var orders struct{ User string }
+	if _, err := c.callWith("GET", caddyURL+"/api/orders", bearer, nil, 200, &orders); err != nil {
+		return fail("c", err)
+	}
+	if got, err = d.backend.only("/api/orders"); err != nil {
+		return fail("c", err)
+	}
+	if err := verify([]check{
+		{"header X-WX-OPENID", got.header.Get("X-WX-OPENID"), login.OpenID},
+		{"header X-WX-APPID", got.header.Get("X-WX-APPID"), pf.appID},
+		{"the backend's answer's user", orders.User, login.OpenID},
+	}); err != nil {
+		return fail("c", fmt.Errorf("the backend did not get the identity: %w", err))
+	}
+	if err := tokenAbsent(got, token); err != nil {
+		return fail("c", err)
+	}
+	fmt.Printf("    ✓ the backend answered for %s, knowing it by X-WX-OPENID alone; it never saw the token\n", login.OpenID)
+
+	// (d) no session, no backend.
+	step("d", "Without the token, or with a spoofed X-WX-OPENID, Caddy answers 401 itself (require_session /api/*)")
+	for _, h := range []http.Header{nil, {"X-WX-OPENID": {"o-spoofed-by-the-client"}}} {
+		d.backend.reset()
+		var refused struct{ Error string }
+		if _, err := c.callWith("GET", caddyURL+"/api/orders", h, nil, 401, &refused); err != nil {
+			return fail("d", err)
+		}
+		if refused.Error != "session_not_found" {
+			return fail("d", fmt.Errorf("error %q, want session_not_found", refused.Error))
+		}
+		if err := d.backend.none(); err != nil {
+			return fail("d", err)
+		}
+	}
+	fmt.Printf("    ✓ both refused with session_not_found; the backend was not called (a client's X-WX-* headers never pass)\n")
+
+	// (e) the phone number with the token, no login code.
+	step("e", "The user taps getPhoneNumber; the front end posts encryptedData + iv with the token (no code)")
+	var enc struct {
+		EncryptedData string `json:"encryptedData"`
+		IV            string `json:"iv"`
+	}
+	if err := c.callQuiet("POST", simURL+"/_sim/phone", map[string]string{"appid": pf.appID, "user": user, "phone": phone}, 200, &enc); err != nil {
+		return fail("e", err)
+	}
+	if enc.EncryptedData == "" || enc.IV == "" {
+		return fail("e", errors.New("mpsim gave no encryptedData/iv"))
+	}
+	d.backend.reset()
+	var bound struct {
+		BoundPhone string `json:"bound_phone"`
+	}
+	if _, err := c.callWith("POST", caddyURL+"/api/phone", bearer, map[string]string{
+		"encryptedData": enc.EncryptedData, "iv": enc.IV,
+	}, 200, &bound); err != nil {
+		return fail("e", err)
+	}
+	if got, err = d.backend.only("/api/phone"); err != nil {
+		return fail("e", err)
+	}
+	if err := verify([]check{
+		{"header X-Mp-Phone", got.header.Get("X-Mp-Phone"), phone},
+		{"header X-WX-OPENID", got.header.Get("X-WX-OPENID"), login.OpenID},
+		{"the backend's answer's bound_phone", bound.BoundPhone, phone},
+	}); err != nil {
+		return fail("e", fmt.Errorf("the backend did not get the phone number: %w", err))
+	}
+	if bytes.Contains(got.body, []byte(enc.EncryptedData)) {
+		return fail("e", errors.New("the backend still got the ciphertext"))
+	}
+	if err := tokenAbsent(got, token); err != nil {
+		return fail("e", err)
+	}
+	fmt.Printf("    ✓ the backend got X-Mp-Phone %s for X-WX-OPENID %s: Caddy found the session by the token\n", phone, login.OpenID)
+
+	fmt.Printf("\ndemo OK. Caddy's log: %s\n", d.caddyLog)
+	return nil
+}
+
+// tokenAbsent fails when the session token reached the backend, in any
+// header or in the body.
+func tokenAbsent(got received, token string) error {
+	for k, vs := range got.header {
+		for _, v := range vs {
+			if strings.Contains(v, token) {
+				return fmt.Errorf("the backend got the session token in its %s header", k)
+			}
+		}
+	}
+	if bytes.Contains(got.body, []byte(token)) {
+		return errors.New("the backend got the session token in the body")
+	}
+	return nil
+}
+
 // ---------------------------------------------------------------- steps
 
 func step(id, format string, args ...any) {
@@ -565,24 +740,48 @@ func (c *client) callQuiet(method, u string, body any, wantStatus int, out any) 
 }
 
 func (c *client) do(method, u string, body any, wantStatus int, out any, show bool) error {
+	_, err := c.doWith(method, u, nil, body, wantStatus, out, show)
+	return err
+}
+
+// callWith is call with headers added to the request (printed with bearer
+// tokens shortened); it returns the answer's headers.
+func (c *client) callWith(method, u string, header http.Header, body any, wantStatus int, out any) (http.Header, error) {
+	return c.doWith(method, u, header, body, wantStatus, out, true)
+}
+
+func (c *client) doWith(method, u string, header http.Header, body any, wantStatus int, out any, show bool) (http.Header, error) {
 	var rd io.Reader
 	var raw []byte
 	if body != nil {
 		var err error
 		if raw, err = json.Marshal(body); err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequestWithContext(c.ctx, method, u, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	names := make([]string, 0, len(header))
+	for k, vs := range header {
+		names = append(names, k)
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	sort.Strings(names)
 	if show {
 		fmt.Printf("    → %s %s", method, u)
+		for _, k := range names {
+			for _, v := range header[k] {
+				fmt.Printf("  [%s: %s]", k, printable(k, v))
+			}
+		}
 		if raw != nil {
 			fmt.Printf("  %s", raw)
 		}
@@ -590,25 +789,42 @@ func (c *client) do(method, u string, body any, wantStatus int, out any, show bo
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, u, err)
+		return nil, fmt.Errorf("%s %s: %w", method, u, err)
 	}
 	defer resp.Body.Close()
 	rb, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("%s %s: reading the answer: %w", method, u, err)
+		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, u, err)
 	}
 	if show {
 		fmt.Printf("    ← %d %s\n", resp.StatusCode, bytes.TrimSpace(rb))
 	}
 	if resp.StatusCode != wantStatus {
-		return fmt.Errorf("%s %s answered %d, want %d: %s", method, u, resp.StatusCode, wantStatus, bytes.TrimSpace(rb))
+		return nil, fmt.Errorf("%s %s answered %d, want %d: %s", method, u, resp.StatusCode, wantStatus, bytes.TrimSpace(rb))
 	}
 	if out != nil {
 		if err := json.Unmarshal(rb, out); err != nil {
-			return fmt.Errorf("%s %s: answer is not the expected JSON: %v", method, u, err)
+			return nil, fmt.Errorf("%s %s: answer is not the expected JSON: %v", method, u, err)
 		}
 	}
-	return nil
+	return resp.Header, nil
+}
+
+// printable is a request header's value as the demo prints it: a bearer
+// token (a credential) shortened.
+func printable(name, value string) string {
+	if tok, ok := strings.CutPrefix(value, "Bearer "); ok && http.CanonicalHeaderKey(name) == "Authorization" {
+		return "Bearer " + shorten(tok)
+	}
+	return value
+}
+
+// shorten is a credential as the demo prints it: its first 12 characters.
+func shorten(secret string) string {
+	if len(secret) <= 12 {
+		return strings.Repeat("*", len(secret))
+	}
+	return secret[:12] + "…"
 }
 
 // ---------------------------------------------------------------- the legacy backend
@@ -633,24 +849,34 @@ func (r received) field(name string) string {
 }
 
 // backend is the sample upstream: it prints every request and answers JSON,
-// like a backend that trusts what the gateway injected.
+// like a backend that trusts what the gateway injected. A CloudRun backend
+// (cloudRun) reads only X-WX-OPENID and X-WX-APPID (and X-Mp-Phone on the
+// phone route), as a backend written for WeChat CloudRun does.
 type backend struct {
-	addr string
-	srv  *http.Server
+	addr     string
+	srv      *http.Server
+	cloudRun bool
 
 	mu   sync.Mutex
 	reqs []received
 }
 
-func startBackend() (*backend, error) {
+func startBackend(cloudRun bool) (*backend, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	b := &backend{addr: ln.Addr().String()}
+	b := &backend{addr: ln.Addr().String(), cloudRun: cloudRun}
 	b.srv = &http.Server{Handler: http.HandlerFunc(b.serve), ReadHeaderTimeout: 10 * time.Second}
 	go b.srv.Serve(ln)
 	return b, nil
+}
+
+func (b *backend) name() string {
+	if b.cloudRun {
+		return "CloudRun backend"
+	}
+	return "legacy backend"
 }
 
 func (b *backend) close() {
@@ -663,6 +889,16 @@ func (b *backend) reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.reqs = nil
+}
+
+// none fails when the backend received a request since reset.
+func (b *backend) none() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.reqs) > 0 {
+		return fmt.Errorf("the backend received %d request(s) (%s first)", len(b.reqs), b.reqs[0].path)
+	}
+	return nil
 }
 
 // only returns the one request received since reset, which must be for path.
@@ -689,10 +925,10 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "      [legacy backend] received %s %s\n", r.Method, r.URL.RequestURI())
+	fmt.Fprintf(&sb, "      [%s] received %s %s\n", b.name(), r.Method, r.URL.RequestURI())
 	var names []string
 	for k := range r.Header {
-		if strings.HasPrefix(strings.ToLower(k), "x-mp-") {
+		if l := strings.ToLower(k); strings.HasPrefix(l, "x-mp-") || strings.HasPrefix(l, "x-wx-") {
 			names = append(names, k)
 		}
 	}
@@ -701,7 +937,7 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&sb, "        %s: %s\n", k, strings.Join(r.Header.Values(k), ", "))
 	}
 	if len(names) == 0 {
-		fmt.Fprintf(&sb, "        (no X-Mp-* headers)\n")
+		fmt.Fprintf(&sb, "        (no X-Mp-* or X-WX-* headers)\n")
 	}
 	fmt.Fprintf(&sb, "        Content-Type: %s\n        body: %s\n", r.Header.Get("Content-Type"), bytes.TrimSpace(body))
 	fmt.Print(sb.String())
@@ -711,18 +947,41 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 	n := len(b.reqs)
 	b.mu.Unlock()
 
-	// What a legacy backend would answer, using only what it was given.
 	var answer map[string]any
-	switch r.URL.Path {
-	case "/api/login":
-		answer = map[string]any{"ok": true, "user": r.Header.Get("X-Mp-Openid"), "token": fmt.Sprintf("backend-session-%d", n)}
-	case "/api/phone":
-		answer = map[string]any{"ok": true, "bound_phone": r.Header.Get("X-Mp-Phone")}
-	default:
-		answer = map[string]any{"ok": true}
+	if b.cloudRun {
+		answer = cloudRunAnswer(r)
+	} else {
+		answer = legacyAnswer(r, n)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(answer)
+}
+
+// legacyAnswer is what a legacy backend would answer, using only what it was
+// given.
+func legacyAnswer(r *http.Request, n int) map[string]any {
+	switch r.URL.Path {
+	case "/api/login":
+		return map[string]any{"ok": true, "user": r.Header.Get("X-Mp-Openid"), "token": fmt.Sprintf("backend-session-%d", n)}
+	case "/api/phone":
+		return map[string]any{"ok": true, "bound_phone": r.Header.Get("X-Mp-Phone")}
+	default:
+		return map[string]any{"ok": true}
+	}
+}
+
+// cloudRunAnswer is what a backend written for WeChat CloudRun answers: it
+// knows the caller by X-WX-OPENID alone (CloudRun's gateway set it), and has
+// no login token of its own to hand out.
+func cloudRunAnswer(r *http.Request) map[string]any {
+	answer := map[string]any{"ok": true, "user": r.Header.Get("X-WX-OPENID"), "app": r.Header.Get("X-WX-APPID")}
+	switch r.URL.Path {
+	case "/api/phone":
+		answer["bound_phone"] = r.Header.Get("X-Mp-Phone")
+	case "/api/orders":
+		answer["orders"] = []string{"#1001 coffee beans"}
+	}
+	return answer
 }
 
 // ---------------------------------------------------------------- processes

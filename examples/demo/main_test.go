@@ -11,9 +11,10 @@ import (
 // platform the demo knows.
 func TestExampleCaddyfilesFitTheDemo(t *testing.T) {
 	for name, wantPlatform := range map[string]string{
-		"Caddyfile":        "wechat",
-		"Caddyfile.redis":  "wechat",
-		"Caddyfile.douyin": "douyin",
+		"Caddyfile":          "wechat",
+		"Caddyfile.redis":    "wechat",
+		"Caddyfile.douyin":   "douyin",
+		"Caddyfile.cloudrun": "wechat",
 	} {
 		b, err := os.ReadFile(filepath.Join("..", name))
 		if err != nil {
@@ -52,5 +53,29 @@ func TestPlatformOf(t *testing.T) {
 	}
 	if _, err := platformOf("\t\tplatform alipay\n"); err == nil {
 		t.Error("no error for an unknown platform")
+	}
+}
+
+// The CloudRun story plays for header_names cloudrun only (both still sends
+// the X-Mp-* headers the legacy story checks).
+func TestCloudRunOf(t *testing.T) {
+	for caddyfile, want := range map[string]bool{
+		"\t\theader_names cloudrun\n": true,
+		"\t\theader_names both\n":     false,
+		"\t\theader_names mp\n":       false,
+		"\t\tplatform wechat\n":       false,
+	} {
+		if got := cloudRunOf(caddyfile); got != want {
+			t.Errorf("cloudRunOf(%q) = %v, want %v", caddyfile, got, want)
+		}
+	}
+	for name, want := range map[string]bool{"Caddyfile": false, "Caddyfile.douyin": false, "Caddyfile.redis": false, "Caddyfile.cloudrun": true} {
+		b, err := os.ReadFile(filepath.Join("..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cloudRunOf(string(b)); got != want {
+			t.Errorf("%s: cloudRunOf = %v, want %v", name, got, want)
+		}
 	}
 }
