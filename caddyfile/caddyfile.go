@@ -58,6 +58,7 @@
 //			rebind            <path>...
 //		}
 //		header_names     mp|cloudrun|both
+//		identity_cache   <duration>|off
 //		session          [{
 //			header        <name>
 //			cookie        <name>
@@ -202,6 +203,19 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 			h.DecryptWatermark, err = oneArg(d)
 		case "header_names":
 			h.HeaderNames, err = oneArg(d)
+		case "identity_cache":
+			var v string
+			if v, err = oneArg(d); err == nil {
+				var dur caddy.Duration
+				if v != "off" {
+					pd, perr := caddy.ParseDuration(v)
+					if perr != nil {
+						return d.Errf("identity_cache: bad duration '%s' (want e.g. 1s, 500ms, or off)", v)
+					}
+					dur = caddy.Duration(pd)
+				}
+				h.IdentityCache = &dur
+			}
 
 		case "route_param":
 			h.RouteParams, err = someArgs(d)

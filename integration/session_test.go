@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -66,7 +67,9 @@ func TestSessionIssuedTwoInstances(t *testing.T) {
 	rs := redistest.Start(t)
 	// No log filter: by default the token travels as Authorization:
 	// Bearer, which Caddy's access log redacts (noSecrets below).
-	sim, up, a, b := twoInstances(t, rs, "session", "require_session /api/private/*", "logout /api/logout")
+	// identity_cache off: a logout takes effect on the other instance at
+	// once (TestIdentityCacheStaleness covers the default).
+	sim, up, a, b := twoInstances(t, rs, "session", "require_session /api/private/*", "logout /api/logout", "identity_cache off")
 	ti := &tokenIssuer{t: t}
 	up.setLoginRespond(ti.respond) // the backend's own login answer: headers, cookie, body
 	lr := login(t, sim, wxApp, "sol")
@@ -266,7 +269,7 @@ func pexpireCalls(t *testing.T, rs *redistest.Server) int {
 // store write per request), until max_age after its login.
 func TestSessionSlidingExpiryAndMaxAge(t *testing.T) {
 	rs := redistest.Start(t)
-	sim, up, a, b := twoInstances(t, rs, "session {", "\tttl 2s", "\trefresh_every 1s", "\tmax_age 5s", "}")
+	sim, up, a, b := twoInstances(t, rs, "session {", "\tttl 2s", "\trefresh_every 1s", "\tmax_age 5s", "}", "identity_cache off")
 	loginTok := func(user string) (string, string, time.Time) {
 		t.Helper()
 		lr := login(t, sim, wxApp, user)
@@ -423,4 +426,71 @@ func TestRequireSessionSpellings(t *testing.T) {
 	}
 	// Not protected: passes without a session.
 	wantOK(t, do(t, "GET", e.url("/api/public/x"), "", nil))
+}
+
+// The identity cache (default 1s with Redis): repeated requests with a
+// token cost no store round trip each; a logout takes effect at once on
+// the instance that served it and within identity_cache on the others.
+func TestIdentityCacheStaleness(t *testing.T) {
+	rs := redistest.Start(t)
+	sim, up, a, b := twoInstances(t, rs, "session", "logout /api/logout")
+	lr := login(t, sim, wxApp, "stan")
+	tok := postJSON(t, a.URL+"/api/login", map[string]any{"code": lr.Code}).Header.Get(sessionHdr)
+	if tok == "" {
+		t.Fatal("no session token")
+	}
+	identity := func(inst *Caddy) string {
+		t.Helper()
+		wantOK(t, do(t, "GET", inst.URL+"/api/orders", "", nil, sessAuth(tok)...))
+		return up.Last(t).Header.Get("X-Mp-Openid")
+	}
+	lookups := func() int {
+		t.Helper()
+		info, err := rs.Client().Info(context.Background(), "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, l := range strings.Split(info, "\n") {
+			if strings.HasPrefix(l, "cmdstat_evalsha:") || strings.HasPrefix(l, "cmdstat_eval:") {
+				f := strings.TrimPrefix(strings.SplitN(l, ",", 2)[0], strings.SplitN(l, ":", 2)[0]+":calls=")
+				v, _ := strconv.Atoi(f)
+				n += v
+			}
+		}
+		return n
+	}
+	if identity(b) != lr.OpenID {
+		t.Fatal("no identity on b")
+	}
+	before := lookups()
+	for range 20 {
+		if identity(b) != lr.OpenID {
+			t.Fatal("identity lost")
+		}
+	}
+	if n := lookups() - before; n > 2 {
+		t.Errorf("20 requests within the cache's second cost %d store scripts, want at most 2", n)
+	}
+
+	wantOK(t, do(t, "POST", a.URL+"/api/logout", "application/json", []byte(`{}`), sessAuth(tok)...))
+	loggedOut := time.Now()
+	if got := identity(a); got != "" {
+		t.Fatalf("after logout, same instance: identity %q", got)
+	}
+	// b may still give it for up to identity_cache (1s); then never.
+	deadline := loggedOut.Add(5 * time.Second)
+	for identity(b) != "" {
+		if time.Now().After(deadline) {
+			t.Fatal("b still gives the ended session's identity 5s after the logout")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The entry expires 1s after b's last store read at the latest; the
+	// margin is for a loaded machine's request latency.
+	took := time.Since(loggedOut)
+	t.Logf("b stopped giving the ended session's identity %v after the logout", took)
+	if took > 2500*time.Millisecond {
+		t.Errorf("b gave the ended session's identity for %v after the logout (identity_cache 1s)", took)
+	}
 }

@@ -320,7 +320,7 @@ func (b *tokenBinding) requestToken(r *http.Request) string {
 // the login code). An unknown token is session_not_found, an unreachable
 // store store_unavailable.
 func (h *Handler) boundSession(ctx context.Context, r *http.Request) (s store.Session, ok bool, err error) {
-	s, _, kind, err := h.tokenSession(ctx, r, issuedToken(r), true)
+	s, _, kind, err := h.tokenSession(ctx, r, issuedToken(r), true, false)
 	if kind == tokenNone {
 		return s, false, nil
 	}

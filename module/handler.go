@@ -105,6 +105,12 @@ type Handler struct {
 	Compat *CompatConfig `json:"compat,omitempty"`
 	// TokenBinding binds the upstream's login token to the session.
 	TokenBinding *TokenBindingConfig `json:"token_binding,omitempty"`
+	// IdentityCache is how long the identity of a token's session is kept
+	// in the process for requests off the routes (see idcache.go): with a
+	// Redis store default 1s, with the memory store off; 0 turns it off.
+	// A logout (or expiry) on another instance takes effect here at most
+	// this much later.
+	IdentityCache *caddy.Duration `json:"identity_cache,omitempty"`
 	// HeaderNames names the identity headers: "mp" (default: X-Mp-Openid,
 	// X-Mp-Unionid, X-Mp-Platform, X-Mp-App-Id), "cloudrun" (X-WX-OPENID,
 	// X-WX-UNIONID, X-WX-APPID, as WeChat's hosted containers give them) or
@@ -129,6 +135,9 @@ type Handler struct {
 	// binding is set when TokenBinding or Session is configured (see
 	// binding.go).
 	binding *tokenBinding
+	// idCache fronts the store for identity on every request; nil when
+	// off (see idcache.go).
+	idCache *identityCache
 	// sessions is set when Session is configured (see session.go).
 	sessions *issuedSessions
 	// required and logout match RequireSession and Logout (nil: none).
@@ -258,6 +267,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.provisionSessions()
+	h.provisionIdentityCache()
 	if err := h.provisionSessionPaths(); err != nil {
 		return err
 	}

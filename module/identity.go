@@ -77,7 +77,7 @@ func (h *Handler) serveOffRoute(w http.ResponseWriter, r *http.Request, next cad
 	if issued == "" && !bound && !protected && !logout {
 		return next.ServeHTTP(w, r)
 	}
-	s, ref, kind, err := h.tokenSession(r.Context(), r, issued, bound)
+	s, ref, kind, err := h.tokenSession(r.Context(), r, issued, bound, !logout)
 	if kind == tokenNone && !protected && !logout {
 		return next.ServeHTTP(w, r)
 	}

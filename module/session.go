@@ -324,7 +324,15 @@ const (
 // returns the session's store ref and which kind of token found it; err is
 // store.ErrNotFound for an unknown, expired or too old token, or a store
 // error. An issued session due for extension is extended (see extend).
-func (h *Handler) tokenSession(ctx context.Context, r *http.Request, issued string, bound bool) (s store.Session, ref string, kind tokenKind, err error) {
+//
+// With identityOnly (a request off the handler's routes, which needs only
+// openid and unionid), the identity cache (identity_cache) answers first;
+// the session it returns then holds nothing else.
+func (h *Handler) tokenSession(ctx context.Context, r *http.Request, issued string, bound, identityOnly bool) (s store.Session, ref string, kind tokenKind, err error) {
+	cache := h.idCache
+	if !identityOnly {
+		cache = nil
+	}
 	if issued != "" && h.sessions != nil {
 		ref = h.sessionRef(issued)
 		at, ok := sessionIssuedAt(issued)
@@ -336,12 +344,20 @@ func (h *Handler) tokenSession(ctx context.Context, r *http.Request, issued stri
 		if now.Sub(at) >= ss.maxAge {
 			return s, ref, tokenIssued, store.ErrNotFound
 		}
+		if cache != nil {
+			if openid, unionid, ok := cache.get(ref); ok {
+				return store.Session{OpenID: openid, UnionID: unionid}, ref, tokenIssued, nil
+			}
+		}
 		var left time.Duration
 		s, left, err = h.store.LookupTTL(ctx, ref)
 		if err != nil {
 			return s, ref, tokenIssued, err
 		}
 		h.extend(ctx, ref, s.OpenID, at, now, left)
+		if cache != nil {
+			cache.put(ref, s.OpenID, s.UnionID, min(left, ss.maxAge-now.Sub(at)))
+		}
 		return s, ref, tokenIssued, nil
 	}
 	if !bound || h.binding == nil {
@@ -352,7 +368,15 @@ func (h *Handler) tokenSession(ctx context.Context, r *http.Request, issued stri
 		return s, "", tokenNone, nil
 	}
 	ref = h.tokenRef(token)
+	if cache != nil {
+		if openid, unionid, ok := cache.get(ref); ok {
+			return store.Session{OpenID: openid, UnionID: unionid}, ref, tokenBound, nil
+		}
+	}
 	s, err = h.store.Lookup(ctx, ref)
+	if err == nil && cache != nil {
+		cache.put(ref, s.OpenID, s.UnionID, 0)
+	}
 	return s, ref, tokenBound, err
 }
 
@@ -381,9 +405,13 @@ func (h *Handler) extend(ctx context.Context, ref, openid string, issuedAt, now 
 	}
 }
 
-// endSession ends the session of ref in the store (logout): every instance
-// sees it at once (there is no in-process cache).
+// endSession ends the session of ref in the store (logout): this instance
+// sees it at once, the others when their identity cache entry expires (at
+// most identity_cache later; at once with identity_cache off).
 func (h *Handler) endSession(ctx context.Context, ref string) error {
+	if h.idCache != nil {
+		h.idCache.del(ref) // at once here; other instances' caches expire
+	}
 	return h.store.Unbind(context.WithoutCancel(ctx), ref)
 }
 

@@ -130,6 +130,9 @@ func (h *Handler) validate() error {
 	if err := CheckHeaderNames(h.HeaderNames); err != nil {
 		return err
 	}
+	if c := h.IdentityCache; c != nil && (*c < 0 || *c > caddy.Duration(time.Minute)) {
+		return fieldErr("identity_cache", "%v is out of range: want 0 (off) to 1m", time.Duration(*c))
+	}
 	if err := h.validateAccessTokenConfig(); err != nil {
 		return err
 	}
