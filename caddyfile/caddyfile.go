@@ -4,7 +4,7 @@
 // Syntax:
 //
 //	miniprogram [<matcher>] {
-//		platform         wechat|douyin
+//		platform         wechat|douyin    (a registered platform: internal/platform)
 //		app_id           <id>
 //		app_secret       <secret>
 //		api_base         <http(s) origin>

@@ -77,6 +77,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,9 +111,37 @@ type CompatConfig struct {
 // simply asks again sooner; asking is cheap (no platform call).
 const compatFallbackExpiresIn = 300
 
+// compatDialect is one dialect of compat endpoints, selected by the
+// platform's descriptor (platform.Descriptor.Compat).
+type compatDialect struct {
+	// serve answers a request at rest, its path under the prefix.
+	serve func(h *Handler, r *http.Request, rest string) compatAnswer
+	// code2session and token are the paths (under the prefix) of its
+	// code2session and token endpoints, for the route label.
+	code2session, token []string
+	// tokens: its token endpoints hand out the handler's shared token
+	// (h.tokens must be set).
+	tokens bool
+}
+
+// compatDialects are the dialects by name.
+var compatDialects = map[string]compatDialect{
+	platform.CompatWX: {
+		serve:        (*Handler).compatWeChat,
+		code2session: []string{"/sns/jscode2session"},
+		token:        []string{"/cgi-bin/token", "/cgi-bin/stable_token"},
+		tokens:       true,
+	},
+	platform.CompatTT: {
+		serve:        (*Handler).compatDouyin,
+		code2session: []string{"/api/apps/v2/jscode2session", "/api/apps/jscode2session"},
+	},
+}
+
 // compatServer is the provisioned compat configuration.
 type compatServer struct {
-	prefix string
+	dialect compatDialect
+	prefix  string
 	// allowPublic: AllowPublic (requests on any connection are served).
 	allowPublic bool
 	appIDSum    [sha256.Size]byte
@@ -128,6 +157,11 @@ func (h *Handler) validateCompat() error {
 	p := h.Compat.Prefix
 	if err := CheckCompatPrefix(p); err != nil {
 		return err
+	}
+	if h.Platform != "" {
+		if _, ok := compatDialects[h.platformDesc().Compat]; !ok {
+			return fieldErr("compat", "platform %q has no compat endpoints", h.Platform)
+		}
 	}
 	for _, r := range []struct{ name, pattern string }{{"login", h.Login}, {"phone", h.Phone}, {"decrypt", h.Decrypt}} {
 		if compatOverlaps(p, r.pattern) {
@@ -178,15 +212,20 @@ func (h *Handler) provisionCompat(ctx caddy.Context) error {
 	if err := h.checkCompatListeners(ctx); err != nil {
 		return err
 	}
+	dialect, ok := compatDialects[h.platformDesc().Compat]
+	if !ok {
+		return fmt.Errorf("miniprogram: compat: platform %q has no compat endpoints", h.Platform)
+	}
 	c := &compatServer{
+		dialect:     dialect,
 		prefix:      h.Compat.Prefix,
 		allowPublic: h.Compat.AllowPublic,
 		appIDSum:    sha256.Sum256([]byte(h.AppID)),
 		secretSum:   sha256.Sum256([]byte(h.AppSecret)),
 		logger:      h.logger.Named("compat"),
 	}
-	if h.Platform == platform.WeChat && h.tokens == nil {
-		// provisionAccessToken (which runs first) sets it up on WeChat.
+	if dialect.tokens && h.tokens == nil {
+		// provisionAccessToken (which runs first) sets it up.
 		return errors.New("miniprogram: compat: no access token manager for the token endpoints")
 	}
 	h.compat = c
@@ -323,19 +362,11 @@ const compatResultForbidden = "forbidden"
 // compatLabel is the route label of a compat request by its path under the
 // prefix.
 func (h *Handler) compatLabel(rest string) routeLabel {
-	switch rest {
-	case "/sns/jscode2session":
-		if h.Platform == platform.WeChat {
-			return labelCompatCode2Session
-		}
-	case "/cgi-bin/token", "/cgi-bin/stable_token":
-		if h.Platform == platform.WeChat {
-			return labelCompatToken
-		}
-	case "/api/apps/v2/jscode2session", "/api/apps/jscode2session":
-		if h.Platform == platform.Douyin {
-			return labelCompatCode2Session
-		}
+	switch d := h.compat.dialect; {
+	case slices.Contains(d.code2session, rest):
+		return labelCompatCode2Session
+	case slices.Contains(d.token, rest):
+		return labelCompatToken
 	}
 	return labelCompatOther
 }
@@ -372,12 +403,7 @@ func (h *Handler) serveCompat(w http.ResponseWriter, r *http.Request, res *reque
 			return
 		}
 	}
-	var a compatAnswer
-	if h.Platform == platform.Douyin {
-		a = h.compatDouyin(r, rest)
-	} else {
-		a = h.compatWeChat(r, rest)
-	}
+	a := h.compat.dialect.serve(h, r, rest)
 
 	var buf strings.Builder
 	enc := json.NewEncoder(&buf)

@@ -38,7 +38,8 @@ var (
 
 // Handler is the http.handlers.miniprogram module.
 type Handler struct {
-	// Platform is "wechat" or "douyin".
+	// Platform is a registered platform's name (platform.Names: wechat,
+	// douyin). The handler knows it by its descriptor only (h.platformDesc).
 	Platform string `json:"platform,omitempty"`
 	// AppID and AppSecret of the mini-program; placeholders such as
 	// {env.MP_APP_SECRET} are replaced at provisioning.
@@ -142,9 +143,10 @@ type Handler struct {
 	sessions *issuedSessions
 	// required and logout match RequireSession and Logout (nil: none).
 	required, logout *routepath.Matcher
-	// tokens keeps the token of the phone-code exchange: WeChat's access
-	// token, or Douyin's client token when private_key is set (see
-	// phonecode.go); nil when the platform's phone codes are refused.
+	// tokens keeps the token of the phone-code exchange (the platform's
+	// PhoneCodeSpec: WeChat's access token, or Douyin's client token when
+	// private_key is set; see phonecode.go); nil when the platform's phone
+	// codes are refused.
 	tokens *accesstoken.Manager
 	// failures counts failed exchanges per client; nil when off (see
 	// failures.go).
@@ -152,6 +154,9 @@ type Handler struct {
 	// compat is set when Compat is configured (see compat.go).
 	compat *compatServer
 	client platform.Client
+	// desc is the platform's descriptor, set at provisioning (see
+	// platformDesc).
+	desc   *platform.Descriptor
 	store  store.Store
 	flight *singleflight.Group
 	// requestsOK are the "ok" request counters of each route label,
@@ -201,6 +206,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.validate(); err != nil {
 		return err
 	}
+
+	h.desc = h.platformDesc()
 
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err

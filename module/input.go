@@ -4,15 +4,18 @@ import (
 	"net/http"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody"
 )
 
-// Names a client may not set: identity names on every route, result names
-// on the routes that inject them. They are removed from the body and the
-// query under every spelling a lenient binder equates (reqbody.SameName),
-// before the true values are set.
+// Names a client may not set: identity names on every route (openid,
+// unionid and every registered platform's IdentityFields, whichever
+// platform the handler serves), result names on the routes that inject
+// them. They are removed from the body and the query under every spelling
+// a lenient binder equates (reqbody.SameName), before the true values are
+// set.
 var (
-	identityFields = []string{FieldOpenID, FieldUnionID, FieldAnonymousOpenID}
+	identityFields = append([]string{FieldOpenID, FieldUnionID}, platform.IdentityFields()...)
 	resultFields   = []string{FieldPhoneNumber, FieldPurePhoneNumber, FieldCountryCode, FieldDecryptedData}
 )
 

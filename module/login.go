@@ -72,7 +72,7 @@ func (h *Handler) serveLogin(r *http.Request, in *input) (store.Session, error) 
 	if err != nil {
 		return store.Session{}, err
 	}
-	if h.Platform != platform.Douyin {
+	if !h.platformDesc().AnonymousCode {
 		anon = ""
 	}
 	if code == "" && anon == "" {

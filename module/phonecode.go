@@ -64,27 +64,43 @@ func (h *Handler) accessTokenOptions() (accesstoken.Options, error) {
 }
 
 // validateAccessToken checks the access_token configuration against the
-// platform: it configures WeChat's access token only (Douyin's client
-// token has no modes: each fetch supersedes the previous).
+// platform: it configures a token with modes (PhoneCodeSpec.TokenModes:
+// WeChat's access token) only (Douyin's client token has no modes: each
+// fetch supersedes the previous).
 func (h *Handler) validateAccessToken() error {
 	if h.AccessToken == nil {
 		return nil
 	}
-	if h.Platform != platform.WeChat {
-		return fmt.Errorf("miniprogram: access_token is for platform wechat only (Douyin's client token needs no configuration), not %q", h.Platform)
+	d := h.platformDesc()
+	if !hasTokenModes(d) {
+		why := d.Title + " has no phone-code exchange"
+		if d.PhoneCode != nil {
+			why = d.Title + "'s " + d.PhoneCode.TokenTitle + " needs no configuration"
+		}
+		return fmt.Errorf("miniprogram: access_token is for platform %s only (%s), not %q", platform.OrList(platform.NamesWhere(hasTokenModes)), why, h.Platform)
 	}
 	_, err := h.accessTokenOptions()
 	return err
 }
 
-// provisionAccessToken sets h.tokens up: WeChat's access token, or on
-// Douyin with a private_key the client token (the same manager in classic
-// mode, under its own store name: a fetch supersedes the previous token);
-// on Douyin without a private_key it stays nil. The manager does no I/O
+// hasTokenModes: the platform's phone-code token takes access_token.
+func hasTokenModes(d *platform.Descriptor) bool {
+	return d.PhoneCode != nil && d.PhoneCode.TokenModes
+}
+
+// provisionAccessToken sets h.tokens up, as the platform's PhoneCodeSpec
+// says: WeChat's access token, or on Douyin with a private_key the client
+// token (the same manager in classic mode, under its own store name: a
+// fetch supersedes the previous token); without a phone-code exchange
+// (Douyin without a private_key) it stays nil. The manager does no I/O
 // until a token is first needed.
 func (h *Handler) provisionAccessToken(ctx caddy.Context) error {
 	if err := h.validateAccessToken(); err != nil {
 		return err
+	}
+	spec := h.platformDesc().PhoneCode
+	if spec == nil {
+		return nil
 	}
 	if _, ok := h.client.(platform.PhoneClient); !ok {
 		return fmt.Errorf("miniprogram: the %s client cannot exchange phone codes", h.Platform)
@@ -93,22 +109,20 @@ func (h *Handler) provisionAccessToken(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	var tc platform.TokenClient
-	switch c := h.client.(type) {
-	case *platform.DouyinClient:
-		if h.PrivateKey == "" {
-			return nil
-		}
-		tc = c.ClientTokens()
-		opts.Mode = accesstoken.ModeClassic
-		opts.Name = clientTokenName
-		opts.Logger = ctx.Logger().Named(clientTokenName)
-	case platform.StableTokenClient:
-		tc = c
-		opts.Logger = ctx.Logger().Named("access_token")
-	default:
+	if spec.PrivateKey && h.PrivateKey == "" {
+		return nil
+	}
+	tc, ok := spec.Tokens(h.client)
+	if !ok {
 		return fmt.Errorf("miniprogram: the %s client cannot fetch tokens", h.Platform)
 	}
+	if !spec.TokenModes {
+		opts.Mode = accesstoken.ModeClassic
+	} else if _, ok := tc.(platform.StableTokenClient); !ok {
+		return fmt.Errorf("miniprogram: the %s client cannot fetch stable tokens", h.Platform)
+	}
+	opts.Name = spec.TokenName
+	opts.Logger = ctx.Logger().Named(spec.TokenName)
 	h.tokens = accesstoken.New(tc, h.store, opts)
 	return nil
 }
@@ -136,7 +150,11 @@ func (h *Handler) provisionAccessToken(ctx caddy.Context) error {
 //     presence keeps working. A spent phone code is worthless to anyone.
 func (h *Handler) servePhoneCode(r *http.Request, in *input, phoneCode string) error {
 	if h.tokens == nil {
-		return mperr.Newf(mperr.BadRequest, "Douyin phone codes need the app's private_key configured; send %q and %q", h.f.EncryptedData, h.f.IV)
+		d := h.platformDesc()
+		if d.PhoneCode == nil {
+			return mperr.Newf(mperr.BadRequest, "%s has no phone-code exchange; send %q and %q", d.Title, h.f.EncryptedData, h.f.IV)
+		}
+		return mperr.Newf(mperr.BadRequest, "%s phone codes need the app's private_key configured; send %q and %q", d.Title, h.f.EncryptedData, h.f.IV)
 	}
 	ctx := r.Context()
 	// The session first: a store that cannot be reached fails the request

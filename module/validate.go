@@ -259,13 +259,28 @@ func hasPlaceholder(s string) bool {
 	return i >= 0 && strings.IndexByte(s[i:], '}') > 0
 }
 
-// CheckPlatform is the rule for platform.
+// CheckPlatform is the rule for platform: a registered one
+// (internal/platform's registry).
 func CheckPlatform(p string) error {
-	switch p {
-	case platform.WeChat, platform.Douyin:
+	if _, ok := platform.Lookup(p); ok {
 		return nil
 	}
-	return fieldErr("platform", "unknown platform %q (want wechat or douyin)", p)
+	return fieldErr("platform", "unknown platform %q (want %s)", p, platform.OrList(platform.Names()))
+}
+
+// noPlatform is the descriptor of a platform that is not registered (no
+// capabilities): validate refuses such a configuration.
+var noPlatform platform.Descriptor
+
+// platformDesc is the descriptor of h.Platform (noPlatform when unknown).
+func (h *Handler) platformDesc() *platform.Descriptor {
+	if h.desc != nil {
+		return h.desc
+	}
+	if d, ok := platform.Lookup(h.Platform); ok {
+		return d
+	}
+	return &noPlatform
 }
 
 // durationBounds are the durations' accepted ranges, inclusive.

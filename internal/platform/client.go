@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,19 +83,26 @@ type Config struct {
 	Logger *zap.Logger
 }
 
-// New returns the client of the named platform (WeChat or Douyin). It fails
-// on an unknown name or an unusable APIBase.
+// New returns the client of the named platform (a registered one, in any
+// case). It fails on an unknown name or an unusable APIBase.
 func New(platformName string, cfg Config) (Client, error) {
 	if err := CheckAPIBase(cfg.APIBase); err != nil {
 		return nil, fmt.Errorf("platform: api_base: %w", err)
 	}
-	switch strings.ToLower(strings.TrimSpace(platformName)) {
-	case WeChat:
-		return NewWeChat(cfg), nil
-	case Douyin:
-		return NewDouyin(cfg), nil
+	d, ok := Lookup(strings.ToLower(strings.TrimSpace(platformName)))
+	if !ok {
+		return nil, fmt.Errorf("platform: unknown platform %q (want %s)", platformName, quotedOr(Names()))
 	}
-	return nil, fmt.Errorf("platform: unknown platform %q (want %q or %q)", platformName, WeChat, Douyin)
+	return d.New(cfg), nil
+}
+
+// quotedOr is OrList of the names quoted.
+func quotedOr(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return OrList(q)
 }
 
 // CheckAPIBase is the rule for a configured API origin ("" is fine: the

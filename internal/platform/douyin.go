@@ -14,6 +14,30 @@ import (
 // Douyin endpoints (paths under the API origin).
 const ttPathCode2Session = "/api/apps/v2/jscode2session"
 
+// douyinPlatform is Douyin's descriptor.
+var douyinPlatform = Descriptor{
+	Name:           Douyin,
+	Title:          "Douyin",
+	APIBases:       []string{DefaultDouyinAPIBase, DefaultDouyinOpenAPIBase},
+	New:            func(cfg Config) Client { return NewDouyin(cfg) },
+	AnonymousCode:  true,
+	IdentityFields: []string{"anonymous_openid"},
+	PhoneCode: &PhoneCodeSpec{
+		Call:       "get_phonenumber_info",
+		TokenName:  "client_token",
+		TokenTitle: "client token",
+		PrivateKey: true,
+		Tokens: func(c Client) (TokenClient, bool) {
+			dc, ok := c.(*DouyinClient)
+			if !ok {
+				return nil, false
+			}
+			return dc.ClientTokens(), true
+		},
+	},
+	Compat: CompatTT,
+}
+
 // DouyinClient talks to Douyin's (Toutiao's) server API. It is safe for
 // concurrent use.
 type DouyinClient struct {

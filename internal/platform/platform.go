@@ -11,7 +11,8 @@ import (
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/phone"
 )
 
-// Platform names, as written in the Caddyfile and in X-Mp-Platform.
+// Platform names, as written in the Caddyfile and in X-Mp-Platform (see
+// registry.go: the handler knows platforms by their Descriptor only).
 const (
 	WeChat = "wechat"
 	Douyin = "douyin"
@@ -33,7 +34,7 @@ type Token struct {
 
 // Client exchanges login codes.
 type Client interface {
-	// Name is WeChat or Douyin.
+	// Name is the platform's Descriptor.Name.
 	Name() string
 	// Code2Session exchanges a login code (and, on Douyin, an optional
 	// anonymous code) once. Errors are *mperr.Error.

@@ -21,6 +21,25 @@ const (
 	wxPathPhone        = "/wxa/business/getuserphonenumber"
 )
 
+// weChatPlatform is WeChat's descriptor.
+var weChatPlatform = Descriptor{
+	Name:     WeChat,
+	Title:    "WeChat",
+	APIBases: []string{DefaultWeChatAPIBase},
+	New:      func(cfg Config) Client { return NewWeChat(cfg) },
+	PhoneCode: &PhoneCodeSpec{
+		Call:       "getuserphonenumber",
+		TokenName:  "access_token",
+		TokenTitle: "access token",
+		TokenModes: true,
+		Tokens: func(c Client) (TokenClient, bool) {
+			tc, ok := c.(StableTokenClient)
+			return tc, ok
+		},
+	},
+	Compat: CompatWX,
+}
+
 // WeChatClient talks to WeChat's server API. It is safe for concurrent use.
 type WeChatClient struct {
 	core

@@ -11,28 +11,30 @@ import (
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 )
 
-// Douyin's phone-code flow needs the app's RSA private key (private_key):
-// get_phonenumber_info answers with the phone JSON encrypted with the
-// public key uploaded in Douyin's console.
-
-// clientTokenName is the store's named value (and lock) of Douyin's client
-// token, kept apart from WeChat's "access_token" (and from Douyin's
-// mini-app access_token, which the plugin does not use).
-const clientTokenName = "client_token"
+// A platform's phone-code flow may need the app's RSA private key
+// (private_key, PhoneCodeSpec.PrivateKey): Douyin's get_phonenumber_info
+// answers with the phone JSON encrypted with the public key uploaded in
+// its console.
 
 // maxPrivateKeyFile bounds the private_key file read (a 4096-bit PEM key
 // is about 3.3 KB).
 const maxPrivateKeyFile = 64 << 10
 
-// validatePrivateKey is private_key's rule of meaning (no I/O): Douyin's.
+// validatePrivateKey is private_key's rule of meaning (no I/O): for a
+// platform whose phone-code exchange needs it.
 func (h *Handler) validatePrivateKey() error {
 	if h.PrivateKey == "" {
 		return nil
 	}
-	if h.Platform != "" && h.Platform != platform.Douyin {
-		return fieldErr("private_key", "is for platform douyin (its phone-code answers are RSA-encrypted), not %q", h.Platform)
+	if h.Platform != "" && !takesPrivateKey(h.platformDesc()) {
+		return fieldErr("private_key", "is for platform %s (its phone-code answers are RSA-encrypted), not %q", platform.OrList(platform.NamesWhere(takesPrivateKey)), h.Platform)
 	}
 	return nil
+}
+
+// takesPrivateKey: the platform's phone-code exchange needs private_key.
+func takesPrivateKey(d *platform.Descriptor) bool {
+	return d.PhoneCode != nil && d.PhoneCode.PrivateKey
 }
 
 // loadPrivateKey reads private_key: PEM text (an {env.X} holding it) or
@@ -76,8 +78,8 @@ func (h *Handler) loadPrivateKey() (*rsa.PrivateKey, error) {
 // phoneCodeCall names the platform's phone-code exchange in logs and
 // failure records.
 func (h *Handler) phoneCodeCall() string {
-	if h.Platform == platform.Douyin {
-		return "get_phonenumber_info"
+	if pc := h.platformDesc().PhoneCode; pc != nil {
+		return pc.Call
 	}
-	return "getuserphonenumber"
+	return "phone_code"
 }

@@ -1,0 +1,139 @@
+package platform
+
+import "strings"
+
+// The platform seam: everything the handler (module/) needs to know about
+// a platform is in its Descriptor, and the handler names no platform. A
+// platform is one file (or folder) here holding its client and its
+// descriptor, plus one line in registered below.
+
+// Descriptor describes one platform.
+type Descriptor struct {
+	// Name is the platform's name as written in the Caddyfile (platform)
+	// and sent in X-Mp-Platform, lower case.
+	Name string
+	// Title is its name in messages ("WeChat").
+	Title string
+	// APIBases are its real API origins, in the order the client uses
+	// them; the handler's api_base replaces all of them.
+	APIBases []string
+	// New returns its client. cfg.APIBase has been checked (CheckAPIBase).
+	New func(cfg Config) Client
+	// AnonymousCode: its login may carry an anonymous login code (field
+	// anonymous_code), exchanged with or without the login code. Without
+	// it the field is ignored.
+	AnonymousCode bool
+	// IdentityFields are the identity names it yields beyond openid and
+	// unionid (e.g. anonymous_openid): the handler injects them and no
+	// client may set them.
+	IdentityFields []string
+	// PhoneCode describes its phone-code exchange; nil: it has none (the
+	// phone route then decrypts encryptedData only).
+	PhoneCode *PhoneCodeSpec
+	// Compat names the dialect of its platform-compatible endpoints
+	// (compat): one of the Compat* constants, "" for none. The endpoints
+	// themselves are the handler's (module/compat.go), selected by this
+	// name.
+	Compat string
+}
+
+// PhoneCodeSpec describes a platform's phone-code exchange: its client
+// implements PhoneClient, with a server token fetched by Tokens and shared
+// through the session store.
+type PhoneCodeSpec struct {
+	// Call names the exchange in logs and failure records
+	// ("getuserphonenumber").
+	Call string
+	// TokenName is the store's named value (and lock) of its token
+	// ("access_token").
+	TokenName string
+	// TokenTitle names the token in messages ("access token").
+	TokenTitle string
+	// TokenModes: the handler's access_token settings (mode stable or
+	// classic, refresh) apply; Tokens then returns a StableTokenClient.
+	// Without it the token is fetched in classic mode (each fetch
+	// supersedes the previous) and access_token is refused.
+	TokenModes bool
+	// PrivateKey: the exchange needs the app's RSA private key
+	// (private_key; its answers are encrypted with the public half).
+	// Without one configured the platform has no phone-code exchange. A
+	// platform without it refuses private_key.
+	PrivateKey bool
+	// Tokens returns the token client of the exchange, from the
+	// platform's own client (as New made it).
+	Tokens func(Client) (TokenClient, bool)
+}
+
+// Compat dialects: which endpoints compat serves, in whose shapes.
+const (
+	// CompatWX: /sns/jscode2session, /cgi-bin/token and
+	// /cgi-bin/stable_token, WeChat's answers and errcodes.
+	CompatWX = "wx"
+	// CompatTT: /api/apps/v2/jscode2session and /api/apps/jscode2session,
+	// Douyin's answers and err_no.
+	CompatTT = "tt"
+)
+
+// registered are the platforms, in the order messages list them.
+var registered = []*Descriptor{
+	&weChatPlatform,
+	&douyinPlatform,
+}
+
+// Lookup returns the descriptor of the platform named name (exactly, as
+// written in the configuration).
+func Lookup(name string) (*Descriptor, bool) {
+	for _, d := range registered {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return nil, false
+}
+
+// Names are the registered platforms' names.
+func Names() []string {
+	n := make([]string, len(registered))
+	for i, d := range registered {
+		n[i] = d.Name
+	}
+	return n
+}
+
+// NamesWhere are the names of the platforms for which keep is true.
+func NamesWhere(keep func(*Descriptor) bool) []string {
+	var n []string
+	for _, d := range registered {
+		if keep(d) {
+			n = append(n, d.Name)
+		}
+	}
+	return n
+}
+
+// IdentityFields is the union of the platforms' IdentityFields, in
+// registration order.
+func IdentityFields() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, d := range registered {
+		for _, f := range d.IdentityFields {
+			if !seen[f] {
+				seen[f] = true
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// OrList writes names as "a", "a or b", "a, b or c".
+func OrList(names []string) string {
+	switch len(names) {
+	case 0:
+		return ""
+	case 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
