@@ -23,7 +23,6 @@ import (
 // call. The README: "answered 429 too_many_failures ... before any platform
 // call" once over the bound.
 func TestReview2FailureLimiterBypassedByConcurrency(t *testing.T) {
-	t.Skip("known limit, documented in the README (Failed exchanges per client): a concurrent burst is counted after its calls; reserving before the call would also refuse a burst of good logins from one address")
 	const burst = 20 // bound is 3/1m (abuseEnv)
 	for _, tc := range []struct {
 		name, path, field, endpoint string

@@ -179,3 +179,43 @@ func TestNewPanicsOnBadConfig(t *testing.T) {
 		}()
 	}
 }
+
+// Reservations bound what is in flight: Limit attempts at once, the next
+// refused with the wait of a failure; a refund frees its place; a kept
+// reservation is a failure.
+func TestReserveRefund(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	l := New(Config{Limit: 3, Window: time.Minute, Now: func() time.Time { return now }})
+	for i := range 3 {
+		if ok, _ := l.Reserve("a"); !ok {
+			t.Fatalf("reservation %d refused", i+1)
+		}
+	}
+	ok, wait := l.Reserve("a")
+	if ok || wait <= 0 || wait > 20*time.Second {
+		t.Fatalf("4th reservation: ok %v, wait %v", ok, wait)
+	}
+	if ok, _ := l.Reserve("b"); !ok {
+		t.Fatal("another client refused")
+	}
+	l.Refund("a") // one attempt did not fail
+	if ok, _ := l.Reserve("a"); !ok {
+		t.Fatal("refused after a refund")
+	}
+	// Three kept (failed): the client waits like after three Fails.
+	m := New(Config{Limit: 3, Window: time.Minute, Now: func() time.Time { return now }})
+	for range 3 {
+		m.Fail("c")
+	}
+	if got, want := l.Wait("a"), m.Wait("c"); got != want {
+		t.Fatalf("wait after three kept reservations %v, after three failures %v", got, want)
+	}
+	// Refunding everything forgets the client.
+	for range 3 {
+		l.Refund("a")
+	}
+	if l.Wait("a") != 0 {
+		t.Fatal("still limited after every reservation was refunded")
+	}
+	l.Refund("never-seen") // no entry: nothing happens
+}
