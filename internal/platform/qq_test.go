@@ -108,7 +108,7 @@ func TestQQDescriptor(t *testing.T) {
 	var path string
 	f := newFake(t, func(t *testing.T, r *http.Request, _ []byte) { path = r.URL.Path },
 		ok(`{"session_key":"`+testSessionKey+`","openid":"o"}`))
-	if _, err := NewQQ(testConfig1(f.URL() + "/prefix/")).Code2Session(context.Background(), testCode, ""); err != nil {
+	if _, err := NewQQ(testConfig1(f.URL()+"/prefix/")).Code2Session(context.Background(), testCode, ""); err != nil {
 		t.Fatal(err)
 	}
 	if path != "/prefix/sns/jscode2session" {
