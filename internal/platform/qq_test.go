@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mpsim"
 )
 
 // QQ's client: WeChat's login on QQ's origin. The fake checks the request
@@ -113,5 +115,36 @@ func TestQQDescriptor(t *testing.T) {
 	}
 	if path != "/prefix/sns/jscode2session" {
 		t.Errorf("path %q, want /prefix/sns/jscode2session", path)
+	}
+}
+
+// QQ's client against the simulator's QQ answers, in every shape the
+// simulator gives (labels, errcode 0 present or absent, string numbers).
+func TestQQAgainstUnkindSimulator(t *testing.T) {
+	const qqApp, qqSecret = "qqdemoapp0000001", "demo-qq-secret"
+	for _, q := range []mpsim.Quirks{{Seed: 0}, {Seed: 1}, {SuccessErrcode: mpsim.ShapeAlways, StringErrcode: mpsim.ShapeAlways}, {SuccessErrcode: mpsim.ShapeNever, StringErrcode: mpsim.ShapeNever}} {
+		sim := mpsim.New(mpsim.Options{Quirks: q})
+		srv := httptest.NewServer(sim)
+		c := NewQQ(Config{AppID: qqApp, AppSecret: qqSecret, APIBase: srv.URL, MaxRetries: -1, HTTPClient: srv.Client()})
+		for i := 0; i < 4; i++ {
+			lr, err := sim.Login(qqApp, fmt.Sprintf("u%d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := c.Code2Session(context.Background(), lr.Code, "")
+			if err != nil || s.OpenID != lr.OpenID || s.SessionKey == "" {
+				t.Fatalf("%+v: exchange %+v, %v", q, s, err)
+			}
+			_, err = c.Code2Session(context.Background(), lr.Code, "")
+			if e, ok := mperr.As(err); !ok || e.Code != mperr.InvalidCode || e.Errcode != 40163 {
+				t.Fatalf("%+v: reused code: %v", q, err)
+			}
+		}
+		// A WeChat app's secret, a wrong secret: QQ's 40125 is platform_error.
+		_, err := NewQQ(Config{AppID: qqApp, AppSecret: "wrong", APIBase: srv.URL, MaxRetries: -1}).Code2Session(context.Background(), "x", "")
+		if e, ok := mperr.As(err); !ok || e.Code != mperr.PlatformError || e.Errcode != 40125 {
+			t.Fatalf("%+v: wrong secret: %v", q, err)
+		}
+		srv.Close()
 	}
 }
