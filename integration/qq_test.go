@@ -107,3 +107,33 @@ func TestQQLoginPhoneDecrypt(t *testing.T) {
 	e.caddy.Stop()
 	noSecrets(t, e.caddy.Logs(), lr.Code, wx.Code, qqSecret, "13800138300")
 }
+
+// What QQ does not have is refused, not borrowed from WeChat: a phone code
+// alone on the phone route (400: the route wants encryptedData/iv; no
+// platform call), and
+// access_token, private_key and compat in the configuration.
+func TestQQWithoutWeChatCapabilities(t *testing.T) {
+	e := &env{sim: newSim(t), up: newUpstream(t)}
+	e.caddy = startCaddy(t, mpBlock("qq", qqApp, qqSecret, e.sim.URL)+"\n\treverse_proxy "+strings.TrimPrefix(e.up.URL, "http://"))
+	lr := login(t, e.sim, qqApp, "qin")
+	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}))
+	calls := e.sim.Calls(mpsim.EndpointGetUserPhoneNumber) + e.sim.Calls(mpsim.EndpointToken) + e.sim.Calls(mpsim.EndpointStableToken)
+	m := wantError(t, postJSON(t, e.url("/api/phone"), map[string]any{"code": "a-phone-code-of-some-kind"}), 400, "bad_request")
+	if msg, _ := m["message"].(string); !strings.Contains(msg, `no "encryptedData" and "iv"`) {
+		t.Fatalf("message %q", msg)
+	}
+	if n := e.sim.Calls(mpsim.EndpointGetUserPhoneNumber) + e.sim.Calls(mpsim.EndpointToken) + e.sim.Calls(mpsim.EndpointStableToken); n != calls {
+		t.Fatalf("%d WeChat phone/token calls", n-calls)
+	}
+
+	for _, c := range []struct{ extra, want string }{
+		{"access_token classic", "is for platform wechat only (QQ has no phone-code exchange)"},
+		{"private_key /etc/caddy/app_private.pem", `private_key: is for platform douyin (its phone-code answers are RSA-encrypted), not \"qq\"`},
+		{"compat /mp-compat", `platform \"qq\" has no compat endpoints`},
+	} {
+		out := caddyFailsToStart(t, site(freePort(t), freePort(t), mpBlock("qq", qqApp, qqSecret, e.sim.URL, c.extra)+"\n\trespond ok"))
+		if !strings.Contains(out, c.want) {
+			t.Errorf("%s: caddy said:\n%s", c.extra, out)
+		}
+	}
+}
