@@ -103,8 +103,11 @@ func hash64(parts ...string) string {
 // openID is deterministic per (app, user): WeChat "o" + 27 characters,
 // Douyin "_000" + 32 characters (base64url of a hash).
 func openID(a App, name string) string {
-	if a.Platform == Douyin {
+	switch a.Platform {
+	case Douyin:
 		return "_000" + hash64("douyin-openid", a.AppID, name)[:32]
+	case QQ:
+		return qqID("qq-openid", a.AppID, name)
 	}
 	return "o" + hash64("wechat-openid", a.AppID, name)[:27]
 }
@@ -112,12 +115,22 @@ func openID(a App, name string) string {
 // unionID is per (platform, user): the same for every app of a platform.
 // WeChat "o" + 27 characters; Douyin a UUID-shaped string.
 func unionID(platform, name string) string {
+	if platform == QQ {
+		return "UID_" + qqID("qq-unionid", name)
+	}
 	if platform == Douyin {
 		h := sha256.Sum256([]byte("douyin-unionid\x00" + name))
 		x := hex.EncodeToString(h[:16])
 		return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 	}
 	return "o" + hash64("wechat-unionid", name)[:27]
+}
+
+// qqID is 32 upper-case hex digits (QQ's openids look like that; the
+// unionid's shape is not documented, it is made alike).
+func qqID(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return strings.ToUpper(hex.EncodeToString(h[:16]))
 }
 
 func anonymousOpenID(appID, device string) string {

@@ -27,7 +27,8 @@ type PhoneButtonResult struct {
 // needs no login, but the encryptedData beside it is then undecryptable. On
 // Douyin the user must have logged in (ErrNoSession otherwise: the new way
 // still requires a prior tt.login); the phone code is exchangeable with
-// get_phonenumber_info.
+// get_phonenumber_info. On QQ, as on Douyin, the user must have logged
+// in; QQ documents no phone code, so only encryptedData/iv are given.
 func (s *Sim) PhoneButton(appID, userName, phone string) (PhoneButtonResult, error) {
 	if userName == "" || phone == "" {
 		return PhoneButtonResult{}, fmt.Errorf("%w: user and phone are required", ErrInvalid)
@@ -51,6 +52,8 @@ func (s *Sim) PhoneButton(appID, userName, phone string) (PhoneButtonResult, err
 	} else if u := s.users[userKey(appID, userName)]; u != nil && u.key != "" {
 		u.lastSeen = now
 		key = s.liveKeyLocked(u, now)
+	}
+	if key != "" && a.Platform == Douyin {
 		res.Code = randHex(32)
 		s.phoneCodes[res.Code] = &phoneCode{appID: appID, user: userName, phone: phone, expires: now.Add(s.phoneTTL)}
 	}

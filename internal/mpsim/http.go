@@ -53,6 +53,9 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) route(w *recorder, r *http.Request) {
 	p := r.URL.Path
 	switch {
+	case p == "/sns/jscode2session" && s.isQQApp(r.URL.Query().Get("appid")):
+		// QQ's path and WeChat's are the same; the appid tells them apart.
+		s.platformCall(w, r, EndpointJSCode2Session, QQ, s.qqErr, s.qqCode2Session)
 	case p == "/sns/jscode2session":
 		s.platformCall(w, r, EndpointJSCode2Session, WeChat, s.wechatErr, s.wechatCode2Session)
 	case p == "/cgi-bin/token":
@@ -76,7 +79,7 @@ func (s *Sim) route(w *recorder, r *http.Request) {
 		s.wechatErr(w, 40066)
 	case p == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "mpsim: WeChat/Douyin mini-program server API simulator. Control API under /_sim/ (GET /_sim/stats).\n")
+		io.WriteString(w, "mpsim: WeChat/Douyin/QQ mini-program server API simulator. Control API under /_sim/ (GET /_sim/stats).\n")
 	default:
 		http.NotFound(w, r)
 	}
@@ -127,7 +130,8 @@ func (s *Sim) platformCall(w *recorder, r *http.Request, endpoint, platform stri
 // platform labels it (see Quirks.WeChatContentType).
 func (s *Sim) writeAnswer(w *recorder, platform string, v any) {
 	ct := "application/json; charset=utf-8"
-	if platform == WeChat {
+	if platform == WeChat || platform == QQ {
+		// QQ's answers are WeChat's: labelled as unkindly.
 		ct = s.Quirks().WeChatContentType
 	}
 	writeJSONAs(w, http.StatusOK, ct, v)

@@ -1,6 +1,6 @@
-// Package mpsim simulates the server HTTP APIs of the WeChat (微信) and Douyin
-// (抖音) mini-program platforms, for integration tests and for trying the
-// plugin without a real app id. One http.Handler (*Sim) serves both platforms
+// Package mpsim simulates the server HTTP APIs of the WeChat (微信), Douyin
+// (抖音) and QQ mini-program platforms, for integration tests and for trying the
+// plugin without a real app id. One http.Handler (*Sim) serves every platform
 // on one origin: point the plugin's api_base at it.
 //
 // Platform endpoints (HTTP 200 with the platform's JSON in every business
@@ -14,6 +14,7 @@
 //	GET  /api/apps/jscode2session            Douyin code2session (legacy v1)
 //	POST /oauth/client_token/                Douyin client token
 //	POST /api/apps/v1/get_phonenumber_info/  Douyin phone-code exchange (see douyin_phone.go)
+//	GET  /sns/jscode2session                 QQ code2session, for a QQ app's appid (see qq.go)
 //
 // The control API lives under /_sim/ (see control.go); the same operations
 // are methods of *Sim.
@@ -100,6 +101,7 @@ import (
 const (
 	WeChat = "wechat"
 	Douyin = "douyin"
+	QQ     = "qq"
 )
 
 // Endpoint names, as used by Fault.Endpoint, Calls and the stats.
@@ -145,7 +147,7 @@ var (
 
 // App is a registered mini-program.
 type App struct {
-	Platform string `json:"platform"` // "wechat" or "douyin"
+	Platform string `json:"platform"` // "wechat", "douyin" or "qq"
 	AppID    string `json:"appid"`
 	Secret   string `json:"secret"`
 	UnionID  bool   `json:"unionid"` // give unionids (app bound to an open-platform account)
@@ -157,6 +159,7 @@ type Options struct {
 	WeChatCodeTTL time.Duration // default 5m
 	DouyinCodeTTL time.Duration // default 3m (also anonymous codes)
 	PhoneCodeTTL  time.Duration // default 5m (WeChat's and Douyin's phone codes)
+	QQCodeTTL     time.Duration // default 5m (QQ documents none; WeChat's)
 	// DouyinPublicKeys are the app public keys Douyin apps uploaded in the
 	// console (app id → key): get_phonenumber_info encrypts with them.
 	// See also SetPublicKey.
@@ -170,6 +173,7 @@ func DemoApps() []App {
 	return []App{
 		{Platform: WeChat, AppID: "wxdemoapp0000001", Secret: "demo-wechat-secret", UnionID: true},
 		{Platform: Douyin, AppID: "ttdemoapp0000001", Secret: "demo-douyin-secret"},
+		{Platform: QQ, AppID: "qqdemoapp0000001", Secret: "demo-qq-secret"},
 	}
 }
 
@@ -196,7 +200,7 @@ type EncryptOptions struct {
 // See FaultJSON for the control API's form.
 type Fault struct {
 	Endpoint   string        // an Endpoint* name or "*"
-	Platform   string        // "" = both platforms, else "wechat" or "douyin"
+	Platform   string        // "" = every platform, else "wechat", "douyin" or "qq"
 	Errcode    int           // platform error number, answered in the platform's shape (HTTP 200); 0 = none
 	HTTPStatus int           // a bare HTTP error with this status (text/plain body); 0 = none
 	Delay      time.Duration // sleep before answering (real time; ends early if the request is canceled, with no answer)
@@ -205,8 +209,8 @@ type Fault struct {
 
 // Sim is the simulator. It is an http.Handler and safe for concurrent use.
 type Sim struct {
-	wechatTTL, douyinTTL, phoneTTL time.Duration
-	logger                         *log.Logger
+	wechatTTL, douyinTTL, phoneTTL, qqTTL time.Duration
+	logger                                *log.Logger
 
 	mu         sync.Mutex
 	quirks     Quirks
@@ -297,6 +301,7 @@ func New(o Options) *Sim {
 	s := &Sim{
 		wechatTTL: o.WeChatCodeTTL,
 		douyinTTL: o.DouyinCodeTTL,
+		qqTTL:     o.QQCodeTTL,
 		phoneTTL:  o.PhoneCodeTTL,
 		logger:    o.Logger,
 		apps:      map[string]App{},
@@ -304,6 +309,9 @@ func New(o Options) *Sim {
 	}
 	if s.wechatTTL <= 0 {
 		s.wechatTTL = 5 * time.Minute
+	}
+	if s.qqTTL <= 0 {
+		s.qqTTL = 5 * time.Minute
 	}
 	if s.douyinTTL <= 0 {
 		s.douyinTTL = 3 * time.Minute
@@ -334,8 +342,8 @@ func New(o Options) *Sim {
 // ValidateApp reports what is wrong with an app, if anything.
 func ValidateApp(a App) error {
 	switch {
-	case a.Platform != WeChat && a.Platform != Douyin:
-		return fmt.Errorf("%w: platform must be %q or %q, not %q", ErrInvalid, WeChat, Douyin, a.Platform)
+	case a.Platform != WeChat && a.Platform != Douyin && a.Platform != QQ:
+		return fmt.Errorf("%w: platform must be %q, %q or %q, not %q", ErrInvalid, WeChat, Douyin, QQ, a.Platform)
 	case a.AppID == "":
 		return fmt.Errorf("%w: appid is empty", ErrInvalid)
 	case a.Secret == "":
@@ -656,8 +664,11 @@ func (s *Sim) Login(appID, userName string) (LoginResult, error) {
 	u := s.userLocked(a, userName, now)
 	u.rotateLocked(now)
 	ttl := s.wechatTTL
-	if a.Platform == Douyin {
+	switch a.Platform {
+	case Douyin:
 		ttl = s.douyinTTL
+	case QQ:
+		ttl = s.qqTTL
 	}
 	code := randAlnum(32)
 	s.codes[code] = &loginCode{appID: appID, user: userName, expires: now.Add(ttl)}
@@ -764,6 +775,9 @@ func (s *Sim) PhoneCode(appID, userName, phone string) (string, error) {
 	a, err := s.appLocked(appID)
 	if err != nil {
 		return "", err
+	}
+	if a.Platform == QQ {
+		return "", fmt.Errorf("%w: QQ documents no phone-code exchange", ErrWrongPlatform)
 	}
 	now := s.nowLocked()
 	s.pruneLocked(now)

@@ -16,6 +16,7 @@ import (
 const (
 	WeChat = "wechat"
 	Douyin = "douyin"
+	QQ     = "qq"
 )
 
 // Session is the result of one code2session exchange.

@@ -78,6 +78,7 @@ const (
 var registered = []*Descriptor{
 	&weChatPlatform,
 	&douyinPlatform,
+	&qqPlatform,
 }
 
 // Lookup returns the descriptor of the platform named name (exactly, as

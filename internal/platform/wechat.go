@@ -156,6 +156,13 @@ func wechatVerdict(op wxOp, errcode int, errmsg string) verdict {
 // Code2Session calls GET /sns/jscode2session. anonymousCode is ignored
 // (WeChat has none).
 func (c *WeChatClient) Code2Session(ctx context.Context, code, anonymousCode string) (Session, error) {
+	return c.wxCode2Session(ctx, code)
+}
+
+// wxCode2Session is WeChat's GET /sns/jscode2session on c's origin, its
+// answer read in WeChat's shape with WeChat's errcodes: the login of every
+// platform that copied WeChat's wire format (QQ).
+func (c *core) wxCode2Session(ctx context.Context, code string) (Session, error) {
 	if code == "" {
 		return Session{}, mperr.New(mperr.MissingCode, "no login code")
 	}
