@@ -13,17 +13,13 @@ package module
 // timeouts or platform errors, and not a dead code answered from the store.
 // The compat endpoints are neither counted nor bounded: their one client is
 // the operator's backend. The counters are in memory, per handler and
-// process: N instances allow a client N times the bound. A request takes
-// its place before its platform call and gives it back unless the call
-// failed by the client's fault, so a concurrent burst cannot overrun the
-// bound.
+// process: N instances allow a client N times the bound.
 
 import (
 	"context"
 	"errors"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -38,19 +34,9 @@ import (
 const DefaultMaxFailedExchanges = "30/1m"
 
 // failLimitKey is the context key under which a request that may cost a
-// platform call carries its client's reservation, down to where the call
-// fails (exchangeClaimed, inside a single-flight detached from the
-// request).
+// platform call carries its client's limiter key, down to where the call
+// fails (exchangeClaimed, inside a single-flight detached from the request).
 type failLimitKey struct{}
-
-// failReservation is one request's place in its client's bound: counted
-// as a failure before the platform call, so that a concurrent burst cannot
-// overrun the bound before its first failure is counted, and given back
-// when the call did not fail (the request's own call, or one it shared).
-type failReservation struct {
-	key    string
-	failed atomic.Bool
-}
 
 // parseFailureLimit reads max_failed_exchanges: "<n>/<window>", "off", or
 // "" for DefaultMaxFailedExchanges.
@@ -89,47 +75,38 @@ func (h *Handler) provisionFailureLimit() {
 	h.failures = clientlimit.New(clientlimit.Config{Limit: limit, Window: window})
 }
 
-// checkFailures refuses a client at its bound of failed exchanges (failed,
-// or in flight: each request that may cost a platform call takes a place
-// first) with too_many_failures; otherwise it returns the request's context
-// carrying the client's reservation, for countFailure, and release, which
-// the caller defers: it gives the place back unless the request's platform
-// call failed by the client's fault.
-func (h *Handler) checkFailures(r *http.Request) (ctx context.Context, release func(), err error) {
-	ctx = r.Context()
+// checkFailures refuses a client over its bound of failed exchanges with
+// too_many_failures; otherwise it returns the request's context carrying
+// the client's key, for countFailure.
+func (h *Handler) checkFailures(r *http.Request) (context.Context, error) {
+	ctx := r.Context()
 	if h.failures == nil {
-		return ctx, func() {}, nil
+		return ctx, nil
 	}
 	key := clientKey(r)
-	if ok, wait := h.failures.Reserve(key); !ok {
+	if wait := h.failures.Wait(key); wait > 0 {
 		metrics.refused.WithLabelValues(h.Platform, string(mperr.TooManyFailures)).Inc()
 		e := mperr.Newf(mperr.TooManyFailures, "too many failed code exchanges from this client; retry in %d s", int((wait+time.Second-1)/time.Second))
 		e.RetryAfter = wait
-		return ctx, func() {}, e
+		return ctx, e
 	}
-	res := &failReservation{key: key}
-	release = func() {
-		if !res.failed.Load() {
-			h.failures.Refund(key)
-		}
-	}
-	return context.WithValue(ctx, failLimitKey{}, res), release, nil
+	return context.WithValue(ctx, failLimitKey{}, key), nil
 }
 
-// countFailure keeps the reservation of the client whose request made a
-// failed platform call (none for compat requests), when the failure is the
+// countFailure counts a failed platform call against the client whose
+// request made it (none for compat requests), when the failure is the
 // client's fault: the platform rejected the code.
 func (h *Handler) countFailure(ctx context.Context, e *mperr.Error) {
-	res, ok := ctx.Value(failLimitKey{}).(*failReservation)
+	key, ok := ctx.Value(failLimitKey{}).(string)
 	if !ok || h.failures == nil || (e.Code != mperr.InvalidCode && e.Code != mperr.UserBlocked) {
 		return
 	}
 	if errors.Is(e, platform.ErrConsumedByRetry) {
 		return // the platform's lost answer, not the client's bad code
 	}
-	if !res.failed.Swap(true) && h.failures.Wait(res.key) > 0 {
+	if h.failures.Fail(key) {
 		h.logger.Warn("a client reached max_failed_exchanges: its logins are refused for a while",
-			zap.String("client", res.key), zap.Duration("retry_after", h.failures.Wait(res.key)))
+			zap.String("client", key), zap.Duration("retry_after", h.failures.Wait(key)))
 	}
 }
 

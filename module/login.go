@@ -78,11 +78,10 @@ func (h *Handler) serveLogin(r *http.Request, in *input) (store.Session, error) 
 	if code == "" && anon == "" {
 		return store.Session{}, mperr.Newf(mperr.MissingCode, "the login request carries no %q", h.f.Code)
 	}
-	ctx, release, err := h.checkFailures(r)
+	ctx, err := h.checkFailures(r)
 	if err != nil {
 		return store.Session{}, err
 	}
-	defer release()
 	if code == "" {
 		return h.serveAnonymousLogin(ctx, r, body, anon)
 	}

@@ -163,11 +163,10 @@ func (h *Handler) servePhoneCode(r *http.Request, in *input, phoneCode string) e
 	if err != nil {
 		return err
 	}
-	ctx, release, err := h.checkFailures(r)
+	ctx, err = h.checkFailures(r)
 	if err != nil {
 		return err
 	}
-	defer release()
 	ph, err := h.exchangePhoneCode(ctx, phoneCode, openid)
 	if err != nil {
 		return err

@@ -123,47 +123,6 @@ func (l *Limiter) Fail(key string) (limited bool) {
 	return tat.Sub(now) > l.slack
 }
 
-// Reserve counts one failure of key ahead of an attempt whose outcome is
-// not known yet, so that concurrent attempts cannot overrun the bound
-// before the first failure is counted: at most Limit attempts of a client
-// are in flight or failed at once. ok is false, and wait says for how long,
-// when the client is at its bound (nothing is counted then). An attempt
-// that did not fail gives its reservation back with Refund.
-func (l *Limiter) Reserve(key string) (ok bool, wait time.Duration) {
-	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	tat, found := l.tat[key]
-	if tat.Before(now) {
-		tat = now
-	}
-	if d := tat.Sub(now) - l.slack; d > 0 {
-		return false, d
-	}
-	if !found && len(l.tat) >= l.maxKeys {
-		l.evict(now)
-	}
-	l.tat[key] = tat.Add(l.interval)
-	return true, 0
-}
-
-// Refund gives back one reservation of key whose attempt did not fail.
-func (l *Limiter) Refund(key string) {
-	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	tat, ok := l.tat[key]
-	if !ok {
-		return
-	}
-	tat = tat.Add(-l.interval)
-	if !tat.After(now) {
-		delete(l.tat, key)
-		return
-	}
-	l.tat[key] = tat
-}
-
 // evict makes room for one entry: the first forgotten one among a few
 // (Go's map iteration starts at a random place), else the last one looked
 // at. Called with l.mu held.
