@@ -129,6 +129,7 @@ const (
 var registered = []*Descriptor{
 	&weChatPlatform,
 	&douyinPlatform,
+	&baiduPlatform,
 }
 
 // Lookup returns the descriptor of the platform named name (exactly, as
