@@ -94,7 +94,7 @@ func ParseFault(j FaultJSON) (Fault, error) {
 	if !known {
 		return Fault{}, fmt.Errorf("endpoint must be one of %q or %q, not %q", Endpoints, EndpointAll, f.Endpoint)
 	}
-	if f.Platform != "" && f.Platform != WeChat && f.Platform != Douyin {
+	if f.Platform != "" && f.Platform != WeChat && f.Platform != Douyin && f.Platform != Baidu {
 		return Fault{}, fmt.Errorf("platform must be empty, %q or %q", WeChat, Douyin)
 	}
 	if j.Delay != "" {
