@@ -71,18 +71,15 @@ func (h *Handler) checkPayload(p payload) error {
 	if p.data == "" || p.iv == "" {
 		return mperr.Newf(mperr.BadRequest, "both %q and %q are required", h.f.EncryptedData, h.f.IV)
 	}
-	return wxcrypt.CheckPayload(p.data, p.iv)
+	return h.platformDesc().PayloadsOf().Check(p.data, p.iv)
 }
 
-// open decrypts p with the session's keys, the current one first. The
-// watermark is required unless watermarkOptional (the decrypt route with
-// decrypt_watermark optional).
+// open decrypts p with the session's keys, the current one first, by the
+// platform's payload scheme. The watermark is required unless
+// watermarkOptional (the decrypt route with decrypt_watermark optional; a
+// scheme whose integrity check is not a watermark ignores it).
 func (h *Handler) open(s store.Session, p payload, watermarkOptional bool) ([]byte, error) {
-	openFn := wxcrypt.Open
-	if watermarkOptional {
-		openFn = wxcrypt.OpenWatermarkOptional
-	}
-	plain, idx, err := openFn(h.AppID, []string{s.SessionKey, s.PrevSessionKey}, p.data, p.iv)
+	plain, idx, err := h.platformDesc().PayloadsOf().Open(h.AppID, []string{s.SessionKey, s.PrevSessionKey}, p.data, p.iv, watermarkOptional)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +155,7 @@ func (h *Handler) servePhone(r *http.Request, in *input) error {
 		}
 		return err
 	}
-	ph, err := wxcrypt.ParsePhone(plain)
+	ph, err := h.platformDesc().PayloadsOf().ParsePhone(plain)
 	if err != nil {
 		return err
 	}

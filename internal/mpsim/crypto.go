@@ -54,9 +54,9 @@ func encryptJSON(sessionKey string, v any) (encryptedData, iv string, err error)
 	return base64.StdEncoding.EncodeToString(ct), base64.StdEncoding.EncodeToString(ivb), nil
 }
 
-// newSessionKey is 16 random bytes, base64.
-func newSessionKey() string {
-	b := make([]byte, 16)
+// newSessionKeyN is n random bytes, base64.
+func newSessionKeyN(n int) string {
+	b := make([]byte, n)
 	rand.Read(b)
 	return base64.StdEncoding.EncodeToString(b)
 }
@@ -108,6 +108,9 @@ func openID(a App, name string) string {
 		return "_000" + hash64("douyin-openid", a.AppID, name)[:32]
 	case QQ:
 		return qqID("qq-openid", a.AppID, name)
+	}
+	if a.Platform == Baidu {
+		return hash64("baidu-openid", a.AppID, name)[:28]
 	}
 	return "o" + hash64("wechat-openid", a.AppID, name)[:27]
 }

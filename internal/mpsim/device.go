@@ -39,6 +39,10 @@ func (s *Sim) PhoneButton(appID, userName, phone string) (PhoneButtonResult, err
 		s.mu.Unlock()
 		return PhoneButtonResult{}, err
 	}
+	if a.Platform == Baidu {
+		s.mu.Unlock()
+		return PhoneButtonResult{}, fmt.Errorf("%w: Baidu's button gives encryptedData only (EncryptPhone)", ErrWrongPlatform)
+	}
 	now := s.nowLocked()
 	s.pruneLocked(now)
 	var res PhoneButtonResult

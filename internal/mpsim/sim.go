@@ -15,6 +15,7 @@
 //	POST /oauth/client_token/                Douyin client token
 //	POST /api/apps/v1/get_phonenumber_info/  Douyin phone-code exchange (see douyin_phone.go)
 //	GET  /sns/jscode2session                 QQ code2session, for a QQ app's appid (see qq.go)
+//	POST /oauth/jscode2sessionkey            Baidu code2session (see baidu.go)
 //
 // The control API lives under /_sim/ (see control.go); the same operations
 // are methods of *Sim.
@@ -174,6 +175,7 @@ func DemoApps() []App {
 		{Platform: WeChat, AppID: "wxdemoapp0000001", Secret: "demo-wechat-secret", UnionID: true},
 		{Platform: Douyin, AppID: "ttdemoapp0000001", Secret: "demo-douyin-secret"},
 		{Platform: QQ, AppID: "qqdemoapp0000001", Secret: "demo-qq-secret"},
+		{Platform: Baidu, AppID: "bddemoappkey0000000000000000001", Secret: "demo-baidu-secret"},
 	}
 }
 
@@ -234,6 +236,7 @@ type user struct {
 	openID    string
 	unionID   string    // empty when the app gives none
 	key, prev string    // session keys, base64
+	keyLen    int       // bytes of a session key (16; Baidu 24)
 	keyUsed   time.Time // when key was last issued or used (see Quirks.KeyIdleTTL)
 	lastSeen  time.Time
 	rateStart map[string]time.Time
@@ -342,8 +345,8 @@ func New(o Options) *Sim {
 // ValidateApp reports what is wrong with an app, if anything.
 func ValidateApp(a App) error {
 	switch {
-	case a.Platform != WeChat && a.Platform != Douyin && a.Platform != QQ:
-		return fmt.Errorf("%w: platform must be %q, %q or %q, not %q", ErrInvalid, WeChat, Douyin, QQ, a.Platform)
+	case a.Platform != WeChat && a.Platform != Douyin && a.Platform != QQ && a.Platform != Baidu:
+		return fmt.Errorf("%w: platform must be %q, %q, %q or %q, not %q", ErrInvalid, WeChat, Douyin, QQ, Baidu, a.Platform)
 	case a.AppID == "":
 		return fmt.Errorf("%w: appid is empty", ErrInvalid)
 	case a.Secret == "":
@@ -502,7 +505,10 @@ func (s *Sim) userLocked(a App, name string, now time.Time) *user {
 		if len(s.users) >= maxUsers {
 			s.evictUsersLocked()
 		}
-		u = &user{name: name, openID: openID(a, name)}
+		u = &user{name: name, openID: openID(a, name), keyLen: 16}
+		if a.Platform == Baidu {
+			u.keyLen = baiduKeyLen
+		}
 		if a.UnionID {
 			u.unionID = unionID(a.Platform, name)
 		}
@@ -550,7 +556,7 @@ func (s *Sim) SetQuirks(q Quirks) error {
 // rotateLocked gives u a new session key, keeping the old one as the
 // previous one.
 func (u *user) rotateLocked(now time.Time) {
-	u.prev, u.key = u.key, newSessionKey()
+	u.prev, u.key = u.key, newSessionKeyN(u.keyLen)
 	u.keyUsed = now
 }
 
@@ -669,6 +675,8 @@ func (s *Sim) Login(appID, userName string) (LoginResult, error) {
 		ttl = s.douyinTTL
 	case QQ:
 		ttl = s.qqTTL
+	case Baidu:
+		ttl = BaiduCodeTTL
 	}
 	code := randAlnum(32)
 	s.codes[code] = &loginCode{appID: appID, user: userName, expires: now.Add(ttl)}
@@ -730,6 +738,9 @@ func (s *Sim) Encrypt(appID, userName string, data map[string]any, opt EncryptOp
 	if key == "" {
 		return "", "", fmt.Errorf("%w: %q", ErrNoSession, userName)
 	}
+	if a.Platform == Baidu {
+		return encryptBaiduJSON(key, a.AppID, data, opt)
+	}
 	return encryptPayload(key, a.AppID, now, data, opt)
 }
 
@@ -759,6 +770,15 @@ type watermark struct {
 func (s *Sim) EncryptPhone(appID, userName, phone string) (encryptedData, iv string, err error) {
 	if phone == "" {
 		return "", "", fmt.Errorf("%w: phone is empty", ErrInvalid)
+	}
+	s.mu.Lock()
+	a, err := s.appLocked(appID)
+	s.mu.Unlock()
+	if err != nil {
+		return "", "", err
+	}
+	if a.Platform == Baidu {
+		return s.Encrypt(appID, userName, baiduPhonePayload(phone), EncryptOptions{})
 	}
 	return s.Encrypt(appID, userName, phonePayload(phone), EncryptOptions{})
 }

@@ -258,7 +258,7 @@ func TestReset(t *testing.T) {
 		t.Fatal("reset")
 	}
 	wantErrcode(t, e.wxExchange(wxApp, wxSecret, code), 40029)
-	if len(e.sim.Apps()) != 4 {
+	if len(e.sim.Apps()) != len(DemoApps())+1 {
 		t.Fatal(e.sim.Apps())
 	}
 }

@@ -1,6 +1,11 @@
 package platform
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/phone"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/wxcrypt"
+)
 
 // The platform seam: everything the handler (module/) needs to know about
 // a platform is in its Descriptor, and the handler names no platform. A
@@ -35,6 +40,52 @@ type Descriptor struct {
 	// themselves are the handler's (module/compat.go), selected by this
 	// name.
 	Compat string
+	// Payloads is its scheme for encryptedData payloads (cipher, padding,
+	// framing and integrity check, and the phone payload's fields); nil:
+	// the WeChat family's (WXPayloads). See PayloadsOf.
+	Payloads *PayloadScheme
+}
+
+// PayloadScheme is a platform's rule for encryptedData+iv payloads: each
+// platform owns its integrity check (WeChat's watermark.appid, Baidu's app
+// key trailer). Errors are *mperr.Error from the README's table
+// (malformed_payload, decrypt_failed, watermark_mismatch, bad_request).
+type PayloadScheme struct {
+	// Name names the scheme in documentation and tests ("aes-128-cbc").
+	Name string
+	// Check refuses, without any key, a payload that is not well formed
+	// (malformed_payload), before a session is looked up.
+	Check func(encryptedData, iv string) error
+	// Open decrypts with the first of sessionKeys (current, then previous;
+	// "" skipped) that works and checks the payload belongs to appID.
+	// usedKey is the index of that key. watermarkOptional is the decrypt
+	// route's decrypt_watermark optional; a scheme whose check is not
+	// optional ignores it.
+	Open func(appID string, sessionKeys []string, encryptedData, iv string, watermarkOptional bool) (plaintext []byte, usedKey int, err error)
+	// ParsePhone reads the phone number from a decrypted phone payload.
+	ParsePhone func(plaintext []byte) (phone.Number, error)
+}
+
+// WXPayloads is the WeChat family's scheme (internal/wxcrypt): AES-128-CBC,
+// strict PKCS#7, watermark.appid.
+var WXPayloads = PayloadScheme{
+	Name:  "aes-128-cbc",
+	Check: wxcrypt.CheckPayload,
+	Open: func(appID string, keys []string, data, iv string, optional bool) ([]byte, int, error) {
+		if optional {
+			return wxcrypt.OpenWatermarkOptional(appID, keys, data, iv)
+		}
+		return wxcrypt.Open(appID, keys, data, iv)
+	},
+	ParsePhone: wxcrypt.ParsePhone,
+}
+
+// PayloadsOf is d's payload scheme: its own, else WXPayloads.
+func (d *Descriptor) PayloadsOf() *PayloadScheme {
+	if d != nil && d.Payloads != nil {
+		return d.Payloads
+	}
+	return &WXPayloads
 }
 
 // PhoneCodeSpec describes a platform's phone-code exchange: its client
@@ -79,6 +130,7 @@ var registered = []*Descriptor{
 	&weChatPlatform,
 	&douyinPlatform,
 	&qqPlatform,
+	&baiduPlatform,
 }
 
 // Lookup returns the descriptor of the platform named name (exactly, as

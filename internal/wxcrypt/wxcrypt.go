@@ -477,3 +477,15 @@ func identityName(key string) int {
 	}
 	return notIdentity
 }
+
+// DecodeBase64 decodes s with the lenient normalisation payloads get here
+// (percent-encoding, '+' turned into a space, line breaks, the URL-safe
+// alphabet, missing padding; see normalize), for other schemes that take
+// base64 from the same front ends. It allocates the result.
+func DecodeBase64(s string) ([]byte, bool) {
+	_, out, ok := decodeText(nil, nil, s)
+	if !ok {
+		return nil, false
+	}
+	return bytes.Clone(out), true
+}
