@@ -199,3 +199,18 @@ func literal(d []byte, i int, lit string) int {
 	}
 	return i + len(lit)
 }
+
+// IsObject reports whether data is valid JSON whose top-level value is an
+// object (a decrypted payload must be one).
+func IsObject(data []byte) bool {
+	for _, c := range data {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{':
+			return Valid(data)
+		}
+		return false
+	}
+	return false
+}

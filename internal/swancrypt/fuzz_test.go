@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"testing"
 
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/jsonobj"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 )
 
@@ -27,7 +28,7 @@ func FuzzOpen(f *testing.F) {
 				}
 				continue
 			}
-			if idx != 0 || !isObject(out) {
+			if idx != 0 || !jsonobj.IsObject(out) {
 				t.Fatalf("opened %q at %d", out, idx)
 			}
 		}

@@ -14,7 +14,7 @@ import (
 // is read as the WeChat family's (phoneNumber, purePhoneNumber,
 // countryCode). The last of duplicate keys wins.
 func ParsePhone(data []byte) (phone.Number, error) {
-	if !isObject(data) {
+	if !jsonobj.IsObject(data) {
 		return phone.Number{}, errNotPhone()
 	}
 	it, ok := jsonobj.Object(data)

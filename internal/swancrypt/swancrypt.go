@@ -180,23 +180,10 @@ func Open(appKey string, sessionKeys []string, encryptedData, iv string) (data [
 			continue
 		}
 		d, ok := decrypt(appKey, k, ct, ivb)
-		if !ok || !isObject(d) {
+		if !ok || !jsonobj.IsObject(d) {
 			continue
 		}
 		return d, i, nil
 	}
 	return nil, -1, errDecryptFailed()
-}
-
-func isObject(b []byte) bool {
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\n', '\r':
-			continue
-		case '{':
-			return jsonobj.Valid(b)
-		}
-		return false
-	}
-	return false
 }

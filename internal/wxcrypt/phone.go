@@ -15,7 +15,7 @@ import (
 // Keys are matched exactly and the last of duplicates wins. The object is
 // walked once, and the three values share one allocation.
 func ParsePhone(plaintext []byte) (phone.Number, error) {
-	if !isObject(plaintext) {
+	if !jsonobj.IsObject(plaintext) {
 		return phone.Number{}, errNotPhone()
 	}
 	it, ok := jsonobj.Object(plaintext)

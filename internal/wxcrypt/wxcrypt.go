@@ -327,7 +327,7 @@ func open(appID string, sessionKeys []string, encryptedData, iv string, optional
 			continue
 		}
 		pt := out[:n:n]
-		if !isObject(pt) {
+		if !jsonobj.IsObject(pt) {
 			continue
 		}
 		if optional && member(pt, "watermark") == nil {
@@ -342,20 +342,6 @@ func open(appID string, sessionKeys []string, encryptedData, iv string, optional
 		return pt, i, nil
 	}
 	return nil, -1, errDecryptFailed()
-}
-
-// isObject reports whether b is valid JSON whose top-level value is an object.
-func isObject(b []byte) bool {
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\n', '\r':
-			continue
-		case '{':
-			return jsonobj.Valid(b)
-		}
-		return false
-	}
-	return false
 }
 
 // watermarkIs reports whether the JSON object b (valid JSON) has

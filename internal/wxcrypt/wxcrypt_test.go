@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/jsonobj"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/phone"
 )
@@ -543,7 +544,7 @@ func FuzzOpen(f *testing.F) {
 			if idx != 0 && idx != 1 {
 				t.Fatalf("idx %d", idx)
 			}
-			if !isObject(pt) || !watermarkIs(pt, officialAppID) {
+			if !jsonobj.IsObject(pt) || !watermarkIs(pt, officialAppID) {
 				t.Fatalf("accepted %q", pt)
 			}
 			again, err := Decrypt(keys[idx], data, iv)
