@@ -160,3 +160,26 @@ func TestIdentityRoutesOnly(t *testing.T) {
 		t.Fatalf("phone by token: openid %q", got)
 	}
 }
+
+// require_session with a bound token (token_binding, identity all): the
+// backend's own login token is enough on a protected path; an unknown
+// one, or none, is 401 and never reaches the upstream.
+func TestRequireSessionBoundToken(t *testing.T) {
+	e := newEnv(t, "wechat", "token_binding {", "\tfrom json data.token", "}", "require_session /api/private/*")
+	ti := &tokenIssuer{t: t}
+	e.up.setLoginRespond(ti.respond)
+	lr := login(t, e.sim, wxApp, "bea")
+	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}))
+	tok, _ := ti.last(t)
+	wantOK(t, do(t, "GET", e.url("/api/private/report"), "", nil, bearer(tok)...))
+	if got := e.up.Last(t).Header.Get("X-Mp-Openid"); got != lr.OpenID {
+		t.Fatalf("protected path with the bound token: openid %q", got)
+	}
+	for _, hdr := range [][]string{nil, bearer(newTok(t)), {"X-Mp-Openid", lr.OpenID}} {
+		n := e.up.Count()
+		wantError(t, do(t, "GET", e.url("/api/private/report"), "", nil, hdr...), http.StatusUnauthorized, "session_not_found")
+		if e.up.Count() != n {
+			t.Fatalf("protected path with %v: the upstream was called", hdr)
+		}
+	}
+}
