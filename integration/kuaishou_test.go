@@ -119,3 +119,30 @@ func TestKuaishouWatermarkOptional(t *testing.T) {
 	}
 	wantError(t, postJSON(t, e.url("/api/decrypt"), map[string]any{"code": lr.Code, "encryptedData": ed, "iv": iv}), 422, "watermark_mismatch")
 }
+
+// Kuaishou has no phone-code exchange, server token or compat endpoints:
+// a phone code alone is a bad request (no platform call), and the
+// options for them are refused at load.
+func TestKuaishouWithoutWeChatCapabilities(t *testing.T) {
+	e := newKuaishouEnv(t)
+	lr := login(t, e.sim, ksApp, "kai")
+	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}))
+	calls := e.sim.Calls(mpsim.EndpointGetUserPhoneNumber) + e.sim.Calls(mpsim.EndpointToken) + e.sim.Calls(mpsim.EndpointStableToken) + e.sim.Calls(mpsim.EndpointJSCode2Session)
+	m := wantError(t, postJSON(t, e.url("/api/phone"), map[string]any{"code": "a-phone-code-of-some-kind"}), 400, "bad_request")
+	if msg, _ := m["message"].(string); !strings.Contains(msg, `no "encryptedData" and "iv"`) {
+		t.Fatalf("message %q", msg)
+	}
+	if n := e.sim.Calls(mpsim.EndpointGetUserPhoneNumber) + e.sim.Calls(mpsim.EndpointToken) + e.sim.Calls(mpsim.EndpointStableToken) + e.sim.Calls(mpsim.EndpointJSCode2Session); n != calls {
+		t.Fatalf("%d platform calls", n-calls)
+	}
+	for _, c := range []struct{ extra, want string }{
+		{"access_token classic", "is for platform wechat only"},
+		{"private_key /etc/caddy/app_private.pem", `not \"kuaishou\"`},
+		{"compat /mp-compat", `platform \"kuaishou\" has no compat endpoints`},
+	} {
+		out := caddyFailsToStart(t, site(freePort(t), freePort(t), mpBlock("kuaishou", ksApp, ksSecret, e.sim.URL, c.extra)+"\n\trespond ok"))
+		if !strings.Contains(out, c.want) {
+			t.Errorf("%s: caddy said:\n%s", c.extra, out)
+		}
+	}
+}
