@@ -94,8 +94,8 @@ func ParseFault(j FaultJSON) (Fault, error) {
 	if !known {
 		return Fault{}, fmt.Errorf("endpoint must be one of %q or %q, not %q", Endpoints, EndpointAll, f.Endpoint)
 	}
-	if f.Platform != "" && f.Platform != WeChat && f.Platform != Douyin && f.Platform != QQ && f.Platform != Baidu {
-		return Fault{}, fmt.Errorf("platform must be empty, %q, %q, %q or %q", WeChat, Douyin, QQ, Baidu)
+	if f.Platform != "" && f.Platform != WeChat && f.Platform != Douyin && f.Platform != QQ && f.Platform != Baidu && f.Platform != Kuaishou {
+		return Fault{}, fmt.Errorf("platform must be empty, %q, %q, %q, %q or %q", WeChat, Douyin, QQ, Baidu, Kuaishou)
 	}
 	if j.Delay != "" {
 		d, err := time.ParseDuration(j.Delay)

@@ -28,7 +28,8 @@ type PhoneButtonResult struct {
 // Douyin the user must have logged in (ErrNoSession otherwise: the new way
 // still requires a prior tt.login); the phone code is exchangeable with
 // get_phonenumber_info. On QQ, as on Douyin, the user must have logged
-// in; QQ documents no phone code, so only encryptedData/iv are given.
+// in; QQ documents no phone code, so only encryptedData/iv are given. The
+// same for Kuaishou (no phone-code exchange here).
 func (s *Sim) PhoneButton(appID, userName, phone string) (PhoneButtonResult, error) {
 	if userName == "" || phone == "" {
 		return PhoneButtonResult{}, fmt.Errorf("%w: user and phone are required", ErrInvalid)

@@ -74,6 +74,8 @@ func (s *Sim) route(w *recorder, r *http.Request) {
 		s.platformCall(w, r, EndpointGetPhoneNumberInfo, Douyin, s.douyinPhoneErr, s.douyinPhone)
 	case p == "/oauth/jscode2sessionkey":
 		s.platformCall(w, r, EndpointJSCode2Session, Baidu, s.baiduErr, s.baiduCode2Session)
+	case p == "/oauth2/mp/code2session":
+		s.platformCall(w, r, EndpointJSCode2Session, Kuaishou, s.kuaishouErr, s.kuaishouCode2Session)
 	case p == "/_sim" || strings.HasPrefix(p, "/_sim/"):
 		s.control(w, r)
 	case strings.HasPrefix(p, "/sns/") || strings.HasPrefix(p, "/cgi-bin/") || strings.HasPrefix(p, "/wxa/"):

@@ -16,6 +16,7 @@
 //	POST /api/apps/v1/get_phonenumber_info/  Douyin phone-code exchange (see douyin_phone.go)
 //	GET  /sns/jscode2session                 QQ code2session, for a QQ app's appid (see qq.go)
 //	POST /oauth/jscode2sessionkey            Baidu code2session (see baidu.go)
+//	POST /oauth2/mp/code2session             Kuaishou code2session (see kuaishou.go)
 //
 // The control API lives under /_sim/ (see control.go); the same operations
 // are methods of *Sim.
@@ -176,6 +177,7 @@ func DemoApps() []App {
 		{Platform: Douyin, AppID: "ttdemoapp0000001", Secret: "demo-douyin-secret"},
 		{Platform: QQ, AppID: "qqdemoapp0000001", Secret: "demo-qq-secret"},
 		{Platform: Baidu, AppID: "bddemoappkey0000000000000000001", Secret: "demo-baidu-secret"},
+		{Platform: Kuaishou, AppID: "ks000000000000001", Secret: "demo-kuaishou-secret"},
 	}
 }
 
@@ -345,8 +347,8 @@ func New(o Options) *Sim {
 // ValidateApp reports what is wrong with an app, if anything.
 func ValidateApp(a App) error {
 	switch {
-	case a.Platform != WeChat && a.Platform != Douyin && a.Platform != QQ && a.Platform != Baidu:
-		return fmt.Errorf("%w: platform must be %q, %q, %q or %q, not %q", ErrInvalid, WeChat, Douyin, QQ, Baidu, a.Platform)
+	case a.Platform != WeChat && a.Platform != Douyin && a.Platform != QQ && a.Platform != Baidu && a.Platform != Kuaishou:
+		return fmt.Errorf("%w: platform must be %q, %q, %q, %q or %q, not %q", ErrInvalid, WeChat, Douyin, QQ, Baidu, Kuaishou, a.Platform)
 	case a.AppID == "":
 		return fmt.Errorf("%w: appid is empty", ErrInvalid)
 	case a.Secret == "":
@@ -677,6 +679,8 @@ func (s *Sim) Login(appID, userName string) (LoginResult, error) {
 		ttl = s.qqTTL
 	case Baidu:
 		ttl = BaiduCodeTTL
+	case Kuaishou:
+		ttl = KuaishouCodeTTL
 	}
 	code := randAlnum(32)
 	s.codes[code] = &loginCode{appID: appID, user: userName, expires: now.Add(ttl)}
@@ -798,6 +802,9 @@ func (s *Sim) PhoneCode(appID, userName, phone string) (string, error) {
 	}
 	if a.Platform == QQ {
 		return "", fmt.Errorf("%w: QQ documents no phone-code exchange", ErrWrongPlatform)
+	}
+	if a.Platform == Kuaishou {
+		return "", fmt.Errorf("%w: Kuaishou has no phone-code exchange here", ErrWrongPlatform)
 	}
 	now := s.nowLocked()
 	s.pruneLocked(now)

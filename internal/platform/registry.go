@@ -131,6 +131,7 @@ var registered = []*Descriptor{
 	&douyinPlatform,
 	&qqPlatform,
 	&baiduPlatform,
+	&kuaishouPlatform,
 }
 
 // Lookup returns the descriptor of the platform named name (exactly, as

@@ -9,7 +9,7 @@ import (
 // Every registered descriptor is complete and agrees with the client it
 // makes: what the handler relies on when it names no platform.
 func TestRegistry(t *testing.T) {
-	if got, want := Names(), []string{WeChat, Douyin, QQ, Baidu}; !slices.Equal(got, want) {
+	if got, want := Names(), []string{WeChat, Douyin, QQ, Baidu, Kuaishou}; !slices.Equal(got, want) {
 		t.Fatalf("Names() = %q, want %q", got, want)
 	}
 	seen := map[string]bool{}
@@ -121,7 +121,7 @@ func TestOrList(t *testing.T) {
 			t.Errorf("OrList(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
-	if _, err := New("nosuchplatform", Config{}); err == nil || !strings.Contains(err.Error(), `(want "wechat", "douyin", "qq" or "baidu")`) {
+	if _, err := New("nosuchplatform", Config{}); err == nil || !strings.Contains(err.Error(), `(want "wechat", "douyin", "qq", "baidu" or "kuaishou")`) {
 		t.Errorf("New(nosuchplatform): %v", err)
 	}
 }
