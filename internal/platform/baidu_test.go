@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,30 +17,7 @@ import (
 // replies in turn (the last one repeats), checking each request's form.
 func baiduServer(t *testing.T, replies ...reply) (*httptest.Server, *atomic.Int32) {
 	t.Helper()
-	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		i := int(n.Add(1)) - 1
-		if r.Method != http.MethodPost || r.URL.Path != "/oauth/jscode2sessionkey" || r.URL.RawQuery != "" {
-			t.Errorf("request %s %s", r.Method, r.URL)
-		}
-		if ct := r.Header.Get("Content-Type"); ct != "application/x-www-form-urlencoded" {
-			t.Errorf("content type %q", ct)
-		}
-		if err := r.ParseForm(); err != nil {
-			t.Error(err)
-		}
-		if r.PostForm.Get("code") != testCode || r.PostForm.Get("client_id") != "bdappkey" || r.PostForm.Get("sk") != testSecret || len(r.PostForm) != 3 {
-			t.Errorf("form %v", r.PostForm)
-		}
-		if i >= len(replies) {
-			i = len(replies) - 1
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(replies[i].status)
-		w.Write([]byte(replies[i].body))
-	}))
-	t.Cleanup(srv.Close)
-	return srv, &n
+	return formServer(t, "/oauth/jscode2sessionkey", url.Values{"code": {testCode}, "client_id": {"bdappkey"}, "sk": {testSecret}}, replies...)
 }
 
 func TestBaiduCode2Session(t *testing.T) {

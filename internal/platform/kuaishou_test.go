@@ -3,8 +3,8 @@ package platform
 import (
 	"context"
 	"errors"
-	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,30 +19,7 @@ import (
 // js_code, nothing in the query string.
 func ksServer(t *testing.T, prefix string, replies ...reply) (*httptest.Server, *atomic.Int32) {
 	t.Helper()
-	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		i := int(n.Add(1)) - 1
-		if r.Method != http.MethodPost || r.URL.Path != prefix+"/oauth2/mp/code2session" || r.URL.RawQuery != "" {
-			t.Errorf("request %s %s", r.Method, r.URL)
-		}
-		if ct := r.Header.Get("Content-Type"); ct != "application/x-www-form-urlencoded" {
-			t.Errorf("content type %q", ct)
-		}
-		if err := r.ParseForm(); err != nil {
-			t.Error(err)
-		}
-		if r.PostForm.Get("js_code") != testCode || r.PostForm.Get("app_id") != "ksapp1" || r.PostForm.Get("app_secret") != testSecret || len(r.PostForm) != 3 {
-			t.Errorf("form %v", r.PostForm)
-		}
-		if i >= len(replies) {
-			i = len(replies) - 1
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(replies[i].status)
-		w.Write([]byte(replies[i].body))
-	}))
-	t.Cleanup(srv.Close)
-	return srv, &n
+	return formServer(t, prefix+"/oauth2/mp/code2session", url.Values{"js_code": {testCode}, "app_id": {"ksapp1"}, "app_secret": {testSecret}}, replies...)
 }
 
 func TestKuaishouCode2Session(t *testing.T) {
