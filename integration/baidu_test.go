@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mpsim"
@@ -13,19 +12,12 @@ const (
 	bdSecret = "demo-baidu-secret"
 )
 
-func newBaiduEnv(t *testing.T, extra ...string) *env {
-	t.Helper()
-	e := &env{sim: newSim(t), up: newUpstream(t)}
-	e.caddy = startCaddy(t, mpBlock("baidu", bdApp, bdSecret, e.sim.URL, extra...)+"\n\treverse_proxy "+strings.TrimPrefix(e.up.URL, "http://"))
-	return e
-}
-
 // Baidu through the real Caddy: login (X-Mp-Openid, X-Mp-Platform baidu),
 // a used code refused, the decrypt route (AES-192-CBC frame with the app
 // key trailer), the phone route ("mobile"), and a payload whose trailer is
 // another app key's refused.
 func TestBaiduLoginDecryptPhone(t *testing.T) {
-	e := newBaiduEnv(t)
+	e := newEnv(t, "baidu")
 	lr := login(t, e.sim, bdApp, "li")
 	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}, "X-Mp-Openid", "spoofed", "X-Mp-Platform", "wechat"))
 	got := e.up.Last(t)

@@ -13,19 +13,12 @@ const (
 	ksSecret = "demo-kuaishou-secret"
 )
 
-func newKuaishouEnv(t *testing.T, extra ...string) *env {
-	t.Helper()
-	e := &env{sim: newSim(t), up: newUpstream(t)}
-	e.caddy = startCaddy(t, mpBlock("kuaishou", ksApp, ksSecret, e.sim.URL, extra...)+"\n\treverse_proxy "+strings.TrimPrefix(e.up.URL, "http://"))
-	return e
-}
-
 // Kuaishou through the real Caddy: login (X-Mp-Openid, X-Mp-Platform
 // kuaishou, spoofed headers replaced), a used or made-up code refused
 // (invalid_code), the decrypt route and the phone route (WeChat-style
 // payloads, watermarked), another app's watermark refused.
 func TestKuaishouLoginDecryptPhone(t *testing.T) {
-	e := newKuaishouEnv(t)
+	e := newEnv(t, "kuaishou")
 	lr := login(t, e.sim, ksApp, "kim")
 	calls := e.sim.Calls("jscode2session")
 	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}, "X-Mp-Openid", "spoofed", "X-Mp-Platform", "wechat", "X-Mp-Unionid", "spoofed-union"))
@@ -102,7 +95,7 @@ func TestKuaishouLoginDecryptPhone(t *testing.T) {
 // watermark (whether Kuaishou's carry one is unconfirmed): they then pass
 // on the decrypt route; another app's watermark is still refused.
 func TestKuaishouWatermarkOptional(t *testing.T) {
-	e := newKuaishouEnv(t, "decrypt_watermark optional")
+	e := newEnv(t, "kuaishou", "decrypt_watermark optional")
 	lr := login(t, e.sim, ksApp, "lee")
 	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}))
 	ed, iv, err := e.sim.Encrypt(ksApp, "lee", map[string]any{"nickName": "lee", "gender": 2, "city": "Shanghai"}, mpsim.EncryptOptions{NoWatermark: true})
@@ -124,7 +117,7 @@ func TestKuaishouWatermarkOptional(t *testing.T) {
 // a phone code alone is a bad request (no platform call), and the
 // options for them are refused at load.
 func TestKuaishouWithoutWeChatCapabilities(t *testing.T) {
-	e := newKuaishouEnv(t)
+	e := newEnv(t, "kuaishou")
 	lr := login(t, e.sim, ksApp, "kai")
 	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}))
 	calls := e.sim.Calls(mpsim.EndpointGetUserPhoneNumber) + e.sim.Calls(mpsim.EndpointToken) + e.sim.Calls(mpsim.EndpointStableToken) + e.sim.Calls(mpsim.EndpointJSCode2Session)

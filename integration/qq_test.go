@@ -30,8 +30,7 @@ var spoofed = []string{
 // sent; a WeChat app's code and a payload watermarked for another app are
 // refused.
 func TestQQLoginPhoneDecrypt(t *testing.T) {
-	e := &env{sim: newSim(t), up: newUpstream(t)}
-	e.caddy = startCaddy(t, mpBlock("qq", qqApp, qqSecret, e.sim.URL)+"\n\treverse_proxy "+strings.TrimPrefix(e.up.URL, "http://"))
+	e := newEnv(t, "qq")
 	checkIdentity := func(what string, got Recorded, openid string) {
 		t.Helper()
 		h := got.Header
@@ -113,8 +112,7 @@ func TestQQLoginPhoneDecrypt(t *testing.T) {
 // platform call), and
 // access_token, private_key and compat in the configuration.
 func TestQQWithoutWeChatCapabilities(t *testing.T) {
-	e := &env{sim: newSim(t), up: newUpstream(t)}
-	e.caddy = startCaddy(t, mpBlock("qq", qqApp, qqSecret, e.sim.URL)+"\n\treverse_proxy "+strings.TrimPrefix(e.up.URL, "http://"))
+	e := newEnv(t, "qq")
 	lr := login(t, e.sim, qqApp, "qin")
 	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}))
 	calls := e.sim.Calls(mpsim.EndpointGetUserPhoneNumber) + e.sim.Calls(mpsim.EndpointToken) + e.sim.Calls(mpsim.EndpointStableToken)

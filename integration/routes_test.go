@@ -24,8 +24,15 @@ func newEnv(t *testing.T, platform string, extra ...string) *env {
 	t.Helper()
 	e := &env{sim: newSim(t), up: newUpstream(t)}
 	app, secret := wxApp, wxSecret
-	if platform == "douyin" {
+	switch platform {
+	case "douyin":
 		app, secret = ttApp, ttSecret
+	case "baidu":
+		app, secret = bdApp, bdSecret
+	case "kuaishou":
+		app, secret = ksApp, ksSecret
+	case "qq":
+		app, secret = qqApp, qqSecret
 	}
 	e.caddy = startCaddy(t, mpBlock(platform, app, secret, e.sim.URL, extra...)+"\n\treverse_proxy "+strings.TrimPrefix(e.up.URL, "http://"))
 	return e
