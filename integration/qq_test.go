@@ -125,7 +125,7 @@ func TestQQWithoutWeChatCapabilities(t *testing.T) {
 	}
 
 	for _, c := range []struct{ extra, want string }{
-		{"access_token classic", "is for platform wechat only (QQ has no phone-code exchange)"},
+		{"access_token classic", "is for platform wechat only (QQ has no server token)"},
 		{"private_key /etc/caddy/app_private.pem", `private_key: is for platform douyin (its phone-code answers are RSA-encrypted), not \"qq\"`},
 		{"compat /mp-compat", `platform \"qq\" has no compat endpoints`},
 	} {

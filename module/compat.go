@@ -592,7 +592,7 @@ func (h *Handler) wxCompatCode2Session(r *http.Request) compatAnswer {
 	if !secretOK {
 		return wxCompatErr(40125)
 	}
-	s, err := h.exchange(r.Context(), code, "")
+	s, err := h.exchange(r.Context(), platform.LoginCodes{Code: code})
 	if err != nil {
 		return wxCompatErr(wxErrcode(err)).because(err)
 	}
@@ -818,13 +818,13 @@ func (h *Handler) ttCompatSession(ctx context.Context, appID, secret, code, anon
 	}
 	var d ttCompatData
 	if code != "" {
-		s, err := h.exchange(ctx, code, anon)
+		s, err := h.exchange(ctx, platform.LoginCodes{Code: code, Anonymous: anon})
 		if err != nil {
 			return d, ttErrcode(err, false), err
 		}
 		d = ttCompatData{SessionKey: s.SessionKey, OpenID: s.OpenID, UnionID: s.UnionID}
 		if anon != "" {
-			d.AnonymousOpenID = s.AnonymousOpenID
+			d.AnonymousOpenID = s.Fields[platform.FieldAnonymousOpenID]
 		}
 		return d, 0, nil
 	}
@@ -832,5 +832,5 @@ func (h *Handler) ttCompatSession(ctx context.Context, appID, secret, code, anon
 	if err != nil {
 		return d, ttErrcode(err, true), err
 	}
-	return ttCompatData{AnonymousOpenID: aoid}, 0, nil
+	return ttCompatData{AnonymousOpenID: aoid[platform.FieldAnonymousOpenID]}, 0, nil
 }

@@ -251,6 +251,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Timeout:    time.Duration(h.PlatformTimeout),
 		MaxRetries: retries,
 		Logger:     h.logger.Named("platform"),
+		Tokens:     h.withToken,
 	})
 	if err != nil {
 		return err

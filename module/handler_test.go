@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/routepath"
 	"io"
 	"net/http"
@@ -214,7 +215,7 @@ func TestLapsedClaimIsTakenOver(t *testing.T) {
 	if won, _, err := h.store.Claim(context.Background(), h.codeRef(lr.Code), 500*1e6); !won || err != nil {
 		t.Fatalf("claim: %v %v", won, err)
 	}
-	s, err := h.exchange(context.Background(), lr.Code, "")
+	s, err := h.exchange(context.Background(), platform.LoginCodes{Code: lr.Code})
 	if err != nil || s.OpenID != lr.OpenID {
 		t.Fatalf("exchange after a lapsed claim: %+v %v", s, err)
 	}
@@ -225,7 +226,7 @@ func TestLapsedClaimIsTakenOver(t *testing.T) {
 	// A claim that outlives exchange_wait: platform_timeout, no exchange.
 	lr2, _ := sim.Login("wxdemoapp0000001", "dead-claim-2")
 	h.store.Claim(context.Background(), h.codeRef(lr2.Code), 10*1e9)
-	_, err = h.exchange(context.Background(), lr2.Code, "")
+	_, err = h.exchange(context.Background(), platform.LoginCodes{Code: lr2.Code})
 	if e, ok := mperr.As(err); !ok || e.Code != mperr.PlatformTimeout {
 		t.Fatalf("held claim: %v", err)
 	}
@@ -266,15 +267,15 @@ func TestFailedSaveKeepsTheExchange(t *testing.T) {
 	fs := &failingSaves{Store: h.store, fail: 2}
 	h.store = fs
 	lr, _ := sim.Login("wxdemoapp0000001", "flaky")
-	if _, err := h.exchange(context.Background(), lr.Code, ""); err == nil {
+	if _, err := h.exchange(context.Background(), platform.LoginCodes{Code: lr.Code}); err == nil {
 		t.Fatal("first exchange: no error although the save failed")
 	} else if e, _ := mperr.As(err); e.Code != mperr.StoreUnavailable {
 		t.Fatalf("first exchange: %v", err)
 	}
-	if _, err := h.exchange(context.Background(), lr.Code, ""); err == nil {
+	if _, err := h.exchange(context.Background(), platform.LoginCodes{Code: lr.Code}); err == nil {
 		t.Fatal("second try: the store is still failing")
 	}
-	s, err := h.exchange(context.Background(), lr.Code, "")
+	s, err := h.exchange(context.Background(), platform.LoginCodes{Code: lr.Code})
 	if err != nil || s.OpenID != lr.OpenID || s.SessionKey == "" {
 		t.Fatalf("retry after the store came back: %+v %v", s, err)
 	}

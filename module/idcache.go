@@ -1,6 +1,7 @@
 package module
 
 import (
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 	"sync"
 	"time"
 
@@ -27,8 +28,8 @@ type identityCache struct {
 }
 
 type idEntry struct {
-	openid, unionid string
-	exp             time.Time
+	id  store.Session // identity only: OpenID, UnionID, Fields
+	exp time.Time
 }
 
 // identityCacheMax bounds the entries: at the bound, an arbitrary one goes.
@@ -42,19 +43,20 @@ func newIdentityCache(ttl time.Duration) *identityCache {
 }
 
 // get returns the identity cached for ref, if any and still fresh.
-func (c *identityCache) get(ref string) (openid, unionid string, ok bool) {
+func (c *identityCache) get(ref string) (store.Session, bool) {
 	c.mu.RLock()
 	e, ok := c.m[ref]
 	c.mu.RUnlock()
 	if !ok || !c.now().Before(e.exp) {
-		return "", "", false
+		return store.Session{}, false
 	}
-	return e.openid, e.unionid, true
+	return e.id, true
 }
 
 // put caches ref's identity for the cache's ttl, or less when the
 // session itself has less left (left > 0).
-func (c *identityCache) put(ref, openid, unionid string, left time.Duration) {
+// Only s's identity is kept (never a session key).
+func (c *identityCache) put(ref string, s store.Session, left time.Duration) {
 	ttl := c.ttl
 	if left > 0 && left < ttl {
 		ttl = left
@@ -74,7 +76,7 @@ func (c *identityCache) put(ref, openid, unionid string, left time.Duration) {
 			}
 		}
 	}
-	c.m[ref] = idEntry{openid: openid, unionid: unionid, exp: exp}
+	c.m[ref] = idEntry{id: store.Session{OpenID: s.OpenID, UnionID: s.UnionID, Fields: s.Fields}, exp: exp}
 	c.mu.Unlock()
 }
 

@@ -2,7 +2,11 @@ package module
 
 import (
 	"errors"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/reqbody"
 	"net/http"
+	"net/textproto"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -36,9 +40,70 @@ const (
 	HeaderNamesBoth     = "both"     // both sets
 )
 
+// identityHeaders are the header names of the registered platforms'
+// identity fields: X-Mp- and the field's name with "_" as "-", in
+// canonical form (anonymous_openid: X-Mp-Anonymous-Openid). The boundary
+// strips every client X-Mp-* header, so each is protected.
+var identityHeaders = func() map[string]string {
+	m := map[string]string{}
+	for _, f := range platform.IdentityFields() {
+		m[f] = identityHeader(f)
+	}
+	return m
+}()
+
+// identityHeader is the header of an identity field named f.
+func identityHeader(f string) string {
+	return "X-Mp-" + textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(f, "_", "-"))
+}
+
+// declaredFields keeps of fields those the platform declares
+// (Descriptor.IdentityFields) and are not empty; nil when none is left.
+// Only these are stored and injected.
+func (h *Handler) declaredFields(fields map[string]string) map[string]string {
+	if len(fields) == 0 {
+		return nil
+	}
+	var out map[string]string
+	for _, f := range h.platformDesc().IdentityFields {
+		if v := fields[f]; v != "" {
+			if out == nil {
+				out = make(map[string]string, len(fields))
+			}
+			out[f] = v
+		}
+	}
+	return out
+}
+
+// setIdentityBody sets a login's identity fields in the body: openid (when
+// known), unionid and the platform's identity fields when known, every
+// other identity name removed.
+func (h *Handler) setIdentityBody(body *reqbody.Body, openid, unionid string, fields map[string]string) {
+	body.Del(identityFields...)
+	if openid != "" {
+		body.Set(FieldOpenID, openid)
+	}
+	if unionid != "" {
+		body.Set(FieldUnionID, unionid)
+	}
+	for _, f := range h.platformDesc().IdentityFields {
+		if v := fields[f]; v != "" {
+			body.Set(f, v)
+		}
+	}
+}
+
 // setIdentity sets a session's identity headers, in the configured names:
-// openid and unionid when known, the platform and the app id.
-func (h *Handler) setIdentity(hdr http.Header, openid, unionid string) {
+// openid and unionid when known, the platform and the app id; and the
+// platform's identity fields when known, as X-Mp-<Name> whatever the
+// header names (CloudRun has no names for them).
+func (h *Handler) setIdentity(hdr http.Header, openid, unionid string, fields map[string]string) {
+	for _, f := range h.platformDesc().IdentityFields {
+		if v := fields[f]; v != "" {
+			hdr.Set(identityHeaders[f], v)
+		}
+	}
 	if h.HeaderNames != HeaderNamesCloudRun {
 		if openid != "" {
 			hdr.Set(HeaderOpenID, openid)
@@ -105,7 +170,7 @@ func (h *Handler) serveOffRoute(w http.ResponseWriter, r *http.Request, next cad
 				h.sessions.endCookie(w)
 			}
 		}
-		h.setIdentity(r.Header, s.OpenID, s.UnionID)
+		h.setIdentity(r.Header, s.OpenID, s.UnionID, s.Fields)
 		caddyhttp.SetVar(r.Context(), openidVar, s.OpenID)
 		if kind == tokenBound && !logout && b.rebind != nil && b.rebind.Match(r) {
 			return h.proxyAndBind(w, r, next, s)

@@ -21,18 +21,20 @@ import (
 
 // Headers and body fields the handler injects.
 const (
-	HeaderOpenID          = "X-Mp-Openid"
-	HeaderUnionID         = "X-Mp-Unionid"
-	HeaderAnonymousOpenID = "X-Mp-Anonymous-Openid"
-	HeaderPlatform        = "X-Mp-Platform"
-	HeaderAppID           = "X-Mp-App-Id"
-	HeaderPhone           = "X-Mp-Phone"
-	HeaderPurePhone       = "X-Mp-Pure-Phone"
-	HeaderCountryCode     = "X-Mp-Country-Code"
+	HeaderOpenID      = "X-Mp-Openid"
+	HeaderUnionID     = "X-Mp-Unionid"
+	HeaderPlatform    = "X-Mp-Platform"
+	HeaderAppID       = "X-Mp-App-Id"
+	HeaderPhone       = "X-Mp-Phone"
+	HeaderPurePhone   = "X-Mp-Pure-Phone"
+	HeaderCountryCode = "X-Mp-Country-Code"
+	// A platform's other identity fields (Descriptor.IdentityFields) are
+	// injected as body fields of their own name and as headers
+	// X-Mp-<Name> (identityHeader): anonymous_openid is
+	// X-Mp-Anonymous-Openid, tenant_key X-Mp-Tenant-Key.
 
 	FieldOpenID          = "openid"
 	FieldUnionID         = "unionid"
-	FieldAnonymousOpenID = "anonymous_openid"
 	FieldPhoneNumber     = "phoneNumber"
 	FieldPurePhoneNumber = "purePhoneNumber"
 	FieldCountryCode     = "countryCode"
@@ -85,28 +87,13 @@ func (h *Handler) serveLogin(r *http.Request, in *input) (store.Session, error) 
 	if code == "" {
 		return h.serveAnonymousLogin(ctx, r, body, anon)
 	}
-	s, err := h.exchange(ctx, code, anon)
+	s, err := h.exchange(ctx, platform.LoginCodes{Code: code, Anonymous: anon})
 	if err != nil {
 		return s, err
 	}
 
-	hdr := r.Header
-	h.setIdentity(hdr, s.OpenID, s.UnionID)
-	if s.AnonymousOpenID != "" {
-		hdr.Set(HeaderAnonymousOpenID, s.AnonymousOpenID)
-	}
-	body.Del(identityFields...)
-	body.Set(FieldOpenID, s.OpenID)
-	if s.UnionID != "" {
-		body.Set(FieldUnionID, s.UnionID)
-	} else {
-		body.Del(FieldUnionID)
-	}
-	if s.AnonymousOpenID != "" {
-		body.Set(FieldAnonymousOpenID, s.AnonymousOpenID)
-	} else {
-		body.Del(FieldAnonymousOpenID)
-	}
+	h.setIdentity(r.Header, s.OpenID, s.UnionID, s.Fields)
+	h.setIdentityBody(body, s.OpenID, s.UnionID, s.Fields)
 	body.Apply(r)
 	caddyhttp.SetVar(r.Context(), openidVar, s.OpenID)
 	if c := h.logger.Check(zap.DebugLevel, "login"); c != nil {
@@ -115,92 +102,95 @@ func (h *Handler) serveLogin(r *http.Request, in *input) (store.Session, error) 
 	return s, nil
 }
 
-// serveAnonymousLogin serves Douyin's anonymous-only login: tt.login
-// outside a host-app login gives only an anonymous code, which the platform
-// exchanges for anonymous_openid alone (no openid, no session key). The
-// upstream gets X-Mp-Anonymous-Openid (and field anonymous_openid) and no
-// X-Mp-Openid. Nothing is stored as a session: there is no user record to
-// hold, no key to decrypt with, no token to bind; only the exchange's
-// result, under the hash of the anonymous code, for deadCodeTTL, so that a
-// retried request (or a request on another instance) with the same code
-// gets the same answer instead of the platform's "code used".
+// serveAnonymousLogin serves an anonymous-only login (a platform whose
+// descriptor has AnonymousCode: Douyin's tt.login outside a host-app login
+// gives only an anonymous code), which the platform exchanges for its
+// anonymous identity fields alone (Douyin: anonymous_openid; no openid, no
+// session key). The upstream gets those (X-Mp-Anonymous-Openid and field
+// anonymous_openid) and no X-Mp-Openid. Nothing is stored as a session:
+// there is no user record to hold, no key to decrypt with, no token to
+// bind; only the exchange's result, under the hash of the anonymous code,
+// for deadCodeTTL, so that a retried request (or a request on another
+// instance) with the same code gets the same answer instead of the
+// platform's "code used".
 func (h *Handler) serveAnonymousLogin(ctx context.Context, r *http.Request, body *reqbody.Body, anon string) (store.Session, error) {
-	aoid, err := h.exchangeAnonymous(ctx, anon)
+	fields, err := h.exchangeAnonymous(ctx, anon)
 	if err != nil {
 		return store.Session{}, err
 	}
-	hdr := r.Header
-	hdr.Set(HeaderAnonymousOpenID, aoid)
-	h.setIdentity(hdr, "", "")
-	body.Del(identityFields...)
-	body.Set(FieldAnonymousOpenID, aoid)
+	h.setIdentity(r.Header, "", "", fields)
+	h.setIdentityBody(body, "", "", fields)
 	body.Apply(r)
 	h.logger.Debug("anonymous login")
-	return store.Session{AnonymousOpenID: aoid}, nil
+	return store.Session{Fields: fields}, nil
 }
 
-// exchangeAnonymous returns the anonymous_openid of an anonymous code,
+// exchangeAnonymous returns the identity fields of an anonymous code,
 // exchanging the code with the platform at most once (single-flight here,
 // a claim across instances), like exchange.
-func (h *Handler) exchangeAnonymous(ctx context.Context, anon string) (string, error) {
+func (h *Handler) exchangeAnonymous(ctx context.Context, anon string) (map[string]string, error) {
 	ref := h.ref('a', anon)
 	name := "anon:" + ref
-	result := func(ctx context.Context) (string, bool, error) {
+	result := func(ctx context.Context) (map[string]string, bool, error) {
 		b, err := h.store.Get(ctx, name)
 		switch {
 		case err == nil:
-			return string(b), true, nil
+			if f := h.declaredFields(store.DecodeFields(string(b))); f != nil {
+				return f, true, nil
+			}
+			return nil, true, mperr.New(mperr.Internal, "the stored result of this anonymous code is unreadable")
 		case errors.Is(err, store.ErrNotFound):
-			return "", false, nil
+			return nil, false, nil
 		}
-		return "", false, storeErr(err)
+		return nil, false, storeErr(err)
 	}
-	if aoid, ok, err := result(ctx); err != nil || ok {
-		if ok {
+	if f, ok, err := result(ctx); err != nil || ok {
+		if ok && err == nil {
 			metrics.dedup.WithLabelValues(h.Platform, "store").Inc()
 		}
-		return aoid, err
+		return f, err
 	}
 	v, err, shared := h.flight.Do(ref, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.ExchangeWait+h.PlatformTimeout))
 		defer cancel()
-		aoid, err := claim.Run(ctx, time.Duration(h.ExchangeWait), claim.Steps[string]{
+		f, err := claim.Run(ctx, time.Duration(h.ExchangeWait), claim.Steps[map[string]string]{
 			Claim: h.claimer(ref, time.Duration(h.PlatformTimeout)+time.Second),
-			Work: func(ctx context.Context) (string, error) {
-				ps, err := h.code2Session(ctx, ref, "", anon)
+			Work: func(ctx context.Context) (map[string]string, error) {
+				ps, err := h.code2Session(ctx, ref, platform.LoginCodes{Anonymous: anon})
 				if err != nil {
-					return "", err
+					return nil, err
 				}
-				if ps.AnonymousOpenID == "" { // the client checks it; never inject ""
-					return "", mperr.New(mperr.PlatformError, "the platform's answer has no anonymous_openid")
+				f := h.declaredFields(ps.Fields)
+				if f == nil { // the client checks it; never inject nothing
+					return nil, mperr.New(mperr.PlatformError, "the platform's answer to an anonymous code has no identity")
 				}
-				err = h.store.Set(ctx, name, []byte(ps.AnonymousOpenID), deadCodeTTL)
+				err = h.store.Set(ctx, name, []byte(store.EncodeFields(f)), deadCodeTTL)
 				if err != nil {
 					// This request still gets its answer; a retry with the
 					// same code on another instance waits, then fails.
 					h.logger.Warn("could not keep an anonymous login's result for retries", zap.Error(err))
 				}
-				return ps.AnonymousOpenID, nil
+				return f, nil
 			},
 			Result: result,
 		})
-		return aoid, waitErr(err, "the exchange of this anonymous code by another instance")
+		return f, waitErr(err, "the exchange of this anonymous code by another instance")
 	})
 	if shared {
 		metrics.dedup.WithLabelValues(h.Platform, "singleflight").Inc()
 	}
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return v.(string), nil
+	return v.(map[string]string), nil
 }
 
 // exchange returns the session of a login code, exchanging the code with
 // the platform only if nobody did yet: once per code in this process
 // (single-flight) and across instances sharing the store (a claim the
 // others wait on).
-func (h *Handler) exchange(ctx context.Context, code, anon string) (store.Session, error) {
-	ref := h.codeRef(code)
+func (h *Handler) exchange(ctx context.Context, in platform.LoginCodes) (store.Session, error) {
+	ref := h.codeRef(in.Code)
 	if s, ok := h.unsaved.get(ref); ok {
 		return h.saveUnsaved(ctx, ref, s)
 	}
@@ -219,7 +209,7 @@ func (h *Handler) exchange(ctx context.Context, code, anon string) (store.Sessio
 		// claim lapses, one exchange of our own (PlatformTimeout).
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.ExchangeWait+h.PlatformTimeout))
 		defer cancel()
-		return h.exchangeOnce(ctx, ref, code, anon)
+		return h.exchangeOnce(ctx, ref, in)
 	})
 	if shared {
 		metrics.dedup.WithLabelValues(h.Platform, "singleflight").Inc()
@@ -230,12 +220,12 @@ func (h *Handler) exchange(ctx context.Context, code, anon string) (store.Sessio
 	return v.(store.Session), nil
 }
 
-func (h *Handler) exchangeOnce(ctx context.Context, ref, code, anon string) (store.Session, error) {
+func (h *Handler) exchangeOnce(ctx context.Context, ref string, in platform.LoginCodes) (store.Session, error) {
 	claimTTL := time.Duration(h.PlatformTimeout) + time.Second
 	s, err := claim.Run(ctx, time.Duration(h.ExchangeWait), claim.Steps[store.Session]{
 		Claim: h.claimer(ref, claimTTL),
 		Work: func(ctx context.Context) (store.Session, error) {
-			return h.exchangeClaimed(ctx, ref, code, anon)
+			return h.exchangeClaimed(ctx, ref, in)
 		},
 		Result: func(ctx context.Context) (store.Session, bool, error) {
 			s, err := h.store.Lookup(ctx, ref)
@@ -281,9 +271,9 @@ func waitErr(err error, what string) error {
 
 // code2Session makes the claimed platform call for ref's code: timed,
 // counted, and a failure recorded for the waiters and the client's limit.
-func (h *Handler) code2Session(ctx context.Context, ref, code, anon string) (platform.Session, error) {
+func (h *Handler) code2Session(ctx context.Context, ref string, in platform.LoginCodes) (platform.Session, error) {
 	start := time.Now()
-	ps, err := h.client.Code2Session(ctx, code, anon)
+	ps, err := h.client.Code2Session(ctx, in)
 	metrics.code2sessionTime.WithLabelValues(h.Platform).Observe(time.Since(start).Seconds())
 	metrics.code2session.WithLabelValues(h.Platform, outcome(err)).Inc()
 	if err != nil {
@@ -295,26 +285,22 @@ func (h *Handler) code2Session(ctx context.Context, ref, code, anon string) (pla
 	return ps, nil
 }
 
-func (h *Handler) exchangeClaimed(ctx context.Context, ref, code, anon string) (store.Session, error) {
+func (h *Handler) exchangeClaimed(ctx context.Context, ref string, in platform.LoginCodes) (store.Session, error) {
 	start := time.Now()
-	ps, err := h.code2Session(ctx, ref, code, anon)
+	ps, err := h.code2Session(ctx, ref, in)
 	if err != nil {
 		return store.Session{}, err
 	}
-	s, err := h.store.Save(ctx, ref, store.Session{
-		OpenID:          ps.OpenID,
-		UnionID:         ps.UnionID,
-		AnonymousOpenID: ps.AnonymousOpenID,
-		SessionKey:      ps.SessionKey,
-	}, time.Duration(h.SessionTTL))
+	rec := store.Session{
+		OpenID:     ps.OpenID,
+		UnionID:    ps.UnionID,
+		Fields:     h.declaredFields(ps.Fields),
+		SessionKey: ps.SessionKey,
+	}
+	s, err := h.store.Save(ctx, ref, rec, time.Duration(h.SessionTTL))
 	if err != nil {
 		// The code is spent: keep the result for a retry on this instance.
-		h.unsaved.put(ref, store.Session{
-			OpenID:          ps.OpenID,
-			UnionID:         ps.UnionID,
-			AnonymousOpenID: ps.AnonymousOpenID,
-			SessionKey:      ps.SessionKey,
-		})
+		h.unsaved.put(ref, rec)
 		return store.Session{}, storeErr(err)
 	}
 	h.logger.Debug("code2session", zap.String("openid", ps.OpenID), zap.Duration("took", time.Since(start)))

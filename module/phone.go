@@ -237,7 +237,7 @@ func (h *Handler) injectPhone(r *http.Request, body *reqbody.Body, openid string
 		body.Set(FieldOpenID, openid)
 		caddyhttp.SetVar(r.Context(), openidVar, openid)
 	}
-	h.setIdentity(hdr, openid, "")
+	h.setIdentity(hdr, openid, "", nil)
 	body.Apply(r)
 	if c := h.logger.Check(zap.DebugLevel, "phone"); c != nil {
 		c.Write(zap.String("openid", openid), zap.String("phone", phone.Mask(ph.PhoneNumber)))
@@ -254,7 +254,7 @@ func (h *Handler) serveDecrypt(r *http.Request, in *input) error {
 	body.Del(h.payloadProtected...)
 	body.SetRaw(FieldDecryptedData, plain)
 	body.Set(FieldOpenID, s.OpenID)
-	h.setIdentity(r.Header, s.OpenID, s.UnionID)
+	h.setIdentity(r.Header, s.OpenID, s.UnionID, s.Fields)
 	body.Apply(r)
 	caddyhttp.SetVar(r.Context(), openidVar, s.OpenID)
 	if c := h.logger.Check(zap.DebugLevel, "decrypt"); c != nil {

@@ -64,18 +64,18 @@ func (h *Handler) accessTokenOptions() (accesstoken.Options, error) {
 }
 
 // validateAccessToken checks the access_token configuration against the
-// platform: it configures a token with modes (PhoneCodeSpec.TokenModes:
-// WeChat's access token) only (Douyin's client token has no modes: each
-// fetch supersedes the previous).
+// platform: it configures a token with modes (TokenSpec.Modes: WeChat's
+// access token) only (Douyin's client token has no modes: each fetch
+// supersedes the previous).
 func (h *Handler) validateAccessToken() error {
 	if h.AccessToken == nil {
 		return nil
 	}
 	d := h.platformDesc()
 	if !hasTokenModes(d) {
-		why := d.Title + " has no phone-code exchange"
-		if d.PhoneCode != nil {
-			why = d.Title + "'s " + d.PhoneCode.TokenTitle + " needs no configuration"
+		why := d.Title + " has no server token"
+		if d.Token != nil {
+			why = d.Title + "'s " + d.Token.Title + " needs no configuration"
 		}
 		return fmt.Errorf("miniprogram: access_token is for platform %s only (%s), not %q", platform.OrList(platform.NamesWhere(hasTokenModes)), why, h.Platform)
 	}
@@ -83,46 +83,51 @@ func (h *Handler) validateAccessToken() error {
 	return err
 }
 
-// hasTokenModes: the platform's phone-code token takes access_token.
+// hasTokenModes: the platform's token takes access_token.
 func hasTokenModes(d *platform.Descriptor) bool {
-	return d.PhoneCode != nil && d.PhoneCode.TokenModes
+	return d.Token != nil && d.Token.Modes
 }
 
-// provisionAccessToken sets h.tokens up, as the platform's PhoneCodeSpec
-// says: WeChat's access token, or on Douyin with a private_key the client
-// token (the same manager in classic mode, under its own store name: a
-// fetch supersedes the previous token); without a phone-code exchange
-// (Douyin without a private_key) it stays nil. The manager does no I/O
-// until a token is first needed.
+// phoneCodesOn: the platform has a phone-code exchange and has what it
+// needs (a private_key where its spec asks for one).
+func (h *Handler) phoneCodesOn() bool {
+	spec := h.platformDesc().PhoneCode
+	return spec != nil && (!spec.PrivateKey || h.PrivateKey != "")
+}
+
+// provisionAccessToken sets h.tokens up, as the platform's TokenSpec
+// says, when something uses the token: its login (LoginToken: Feishu's app
+// access token) or its phone-code exchange (WeChat's access token; on
+// Douyin, with a private_key, the client token: the same manager in
+// classic mode, under its own store name). Otherwise it stays nil. The
+// manager does no I/O until a token is first needed.
 func (h *Handler) provisionAccessToken(ctx caddy.Context) error {
 	if err := h.validateAccessToken(); err != nil {
 		return err
 	}
-	spec := h.platformDesc().PhoneCode
-	if spec == nil {
+	d := h.platformDesc()
+	phoneCodes := h.phoneCodesOn()
+	if d.Token == nil || (!d.LoginToken && !phoneCodes) {
 		return nil
 	}
-	if _, ok := h.client.(platform.PhoneClient); !ok {
+	if _, ok := h.client.(platform.PhoneClient); phoneCodes && !ok {
 		return fmt.Errorf("miniprogram: the %s client cannot exchange phone codes", h.Platform)
 	}
 	opts, err := h.accessTokenOptions()
 	if err != nil {
 		return err
 	}
-	if spec.PrivateKey && h.PrivateKey == "" {
-		return nil
-	}
-	tc, ok := spec.Tokens(h.client)
+	tc, ok := d.Token.Tokens(h.client)
 	if !ok {
 		return fmt.Errorf("miniprogram: the %s client cannot fetch tokens", h.Platform)
 	}
-	if !spec.TokenModes {
+	if !d.Token.Modes {
 		opts.Mode = accesstoken.ModeClassic
 	} else if _, ok := tc.(platform.StableTokenClient); !ok {
 		return fmt.Errorf("miniprogram: the %s client cannot fetch stable tokens", h.Platform)
 	}
-	opts.Name = spec.TokenName
-	opts.Logger = ctx.Logger().Named(spec.TokenName)
+	opts.Name = d.Token.Name
+	opts.Logger = ctx.Logger().Named(d.Token.Name)
 	h.tokens = accesstoken.New(tc, h.store, opts)
 	return nil
 }
@@ -149,7 +154,7 @@ func (h *Handler) provisionAccessToken(ctx caddy.Context) error {
 //     upstream reads on this route, and an upstream that validates its
 //     presence keeps working. A spent phone code is worthless to anyone.
 func (h *Handler) servePhoneCode(r *http.Request, in *input, phoneCode string) error {
-	if h.tokens == nil {
+	if h.tokens == nil || !h.phoneCodesOn() {
 		d := h.platformDesc()
 		if d.PhoneCode == nil {
 			return mperr.Newf(mperr.BadRequest, "%s has no phone-code exchange; send %q and %q", d.Title, h.f.EncryptedData, h.f.IV)
@@ -291,7 +296,7 @@ func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code, openid st
 	// out; the store bounds each operation itself.
 	sctx := context.WithoutCancel(ctx)
 	if err != nil {
-		e := phoneCodeErr(err)
+		e := tokenCallErr(err)
 		metrics.tokenCalls.WithLabelValues(string(e.Code)).Inc()
 		h.recordFailure(sctx, h.phoneCodeCall(), ref, e, time.Since(start))
 		h.countFailure(sctx, e)
@@ -309,8 +314,23 @@ func (h *Handler) exchangePhoneClaimed(ctx context.Context, ref, code, openid st
 	return ph, nil
 }
 
-// phoneCodeErr maps a failed exchange (token or call) onto the README's error table.
-func phoneCodeErr(err error) *mperr.Error {
+// withToken runs f with the platform's shared token (platform.Config's
+// Tokens: a login that needs the token), refreshed once when f says the
+// platform rejected it.
+func (h *Handler) withToken(ctx context.Context, f func(token string) error) error {
+	if h.tokens == nil {
+		return mperr.Newf(mperr.Internal, "%s needs its server token, which is not set up", h.platformDesc().Title)
+	}
+	if err := h.tokens.Do(ctx, f); err != nil {
+		return tokenCallErr(err)
+	}
+	return nil
+}
+
+// tokenCallErr maps a failed call with the platform token (obtaining the
+// token, or the call itself: a phone code, a login that needs the token)
+// onto the README's error table.
+func tokenCallErr(err error) *mperr.Error {
 	switch {
 	case errors.Is(err, accesstoken.ErrWaitTimeout):
 		return mperr.Wrap(mperr.PlatformTimeout, "timed out waiting for another instance to refresh the access token", err)

@@ -507,12 +507,12 @@ func TestPhoneCodeErr(t *testing.T) {
 		{fmt.Errorf("accesstoken: fetch (stable): %w", mperr.Platform(mperr.PlatformError, 40013, "appid")), mperr.PlatformError, false},
 		{errors.New("accesstoken: fetch (stable): the platform gave no usable token"), mperr.PlatformError, false},
 	} {
-		e := phoneCodeErr(c.err)
+		e := tokenCallErr(c.err)
 		if e.Code != c.code || (c.same && e != c.err) {
-			t.Errorf("phoneCodeErr(%v) = %v, want %s", c.err, e, c.code)
+			t.Errorf("tokenCallErr(%v) = %v, want %s", c.err, e, c.code)
 		}
 		if e.Code == mperr.PlatformError && !e.HasErrcode && !errors.Is(e, c.err) {
-			t.Errorf("phoneCodeErr(%v) lost its cause", c.err)
+			t.Errorf("tokenCallErr(%v) lost its cause", c.err)
 		}
 	}
 }

@@ -24,7 +24,7 @@ func TestPlatformSeam(t *testing.T) {
 		}
 	}
 	// The names the login route injects are among the protected ones.
-	for _, f := range []string{FieldOpenID, FieldUnionID, FieldAnonymousOpenID} {
+	for _, f := range []string{FieldOpenID, FieldUnionID, platform.FieldAnonymousOpenID} {
 		if !slices.Contains(identityFields, f) {
 			t.Errorf("%q is not protected", f)
 		}
@@ -49,7 +49,7 @@ func TestPlatformWithoutCapabilities(t *testing.T) {
 		t.Errorf("private_key: %v", err)
 	}
 	h = &Handler{Platform: "bare", desc: bare, AccessToken: &AccessTokenConfig{}}
-	if err := h.validateAccessToken(); err == nil || !strings.Contains(err.Error(), `access_token is for platform wechat only (Bare has no phone-code exchange), not "bare"`) {
+	if err := h.validateAccessToken(); err == nil || !strings.Contains(err.Error(), `access_token is for platform wechat only (Bare has no server token), not "bare"`) {
 		t.Errorf("access_token: %v", err)
 	}
 	if h.phoneCodeCall() == "" {

@@ -326,7 +326,7 @@ const (
 // error. An issued session due for extension is extended (see extend).
 //
 // With identityOnly (a request off the handler's routes, which needs only
-// openid and unionid), the identity cache (identity_cache) answers first;
+// openid, unionid and identity fields), the identity cache (identity_cache) answers first;
 // the session it returns then holds nothing else.
 func (h *Handler) tokenSession(ctx context.Context, r *http.Request, issued string, bound, identityOnly bool) (s store.Session, ref string, kind tokenKind, err error) {
 	cache := h.idCache
@@ -345,8 +345,8 @@ func (h *Handler) tokenSession(ctx context.Context, r *http.Request, issued stri
 			return s, ref, tokenIssued, store.ErrNotFound
 		}
 		if cache != nil {
-			if openid, unionid, ok := cache.get(ref); ok {
-				return store.Session{OpenID: openid, UnionID: unionid}, ref, tokenIssued, nil
+			if id, ok := cache.get(ref); ok {
+				return id, ref, tokenIssued, nil
 			}
 		}
 		var left time.Duration
@@ -356,7 +356,7 @@ func (h *Handler) tokenSession(ctx context.Context, r *http.Request, issued stri
 		}
 		h.extend(ctx, ref, s.OpenID, at, now, left)
 		if cache != nil {
-			cache.put(ref, s.OpenID, s.UnionID, min(left, ss.maxAge-now.Sub(at)))
+			cache.put(ref, s, min(left, ss.maxAge-now.Sub(at)))
 		}
 		return s, ref, tokenIssued, nil
 	}
@@ -369,13 +369,13 @@ func (h *Handler) tokenSession(ctx context.Context, r *http.Request, issued stri
 	}
 	ref = h.tokenRef(token)
 	if cache != nil {
-		if openid, unionid, ok := cache.get(ref); ok {
-			return store.Session{OpenID: openid, UnionID: unionid}, ref, tokenBound, nil
+		if id, ok := cache.get(ref); ok {
+			return id, ref, tokenBound, nil
 		}
 	}
 	s, err = h.store.Lookup(ctx, ref)
 	if err == nil && cache != nil {
-		cache.put(ref, s.OpenID, s.UnionID, 0)
+		cache.put(ref, s, 0)
 	}
 	return s, ref, tokenBound, err
 }

@@ -93,6 +93,13 @@ func (h *Handler) validate() error {
 	if err := CheckRoutes(h.Login, h.Phone, h.Decrypt); err != nil {
 		return err
 	}
+	if d := h.platformDesc(); d.NoPayloads {
+		for _, r := range []struct{ name, path string }{{"phone", h.Phone}, {"decrypt", h.Decrypt}} {
+			if r.path != "" {
+				return fieldErr(r.name, "%s has no %s route: how its encryptedData is encrypted is not published, and it has no phone-code exchange", d.Title, r.name)
+			}
+		}
+	}
 	if err := h.validateRouteParams(); err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 //	POST   /_sim/phone_button     {"appid","user","phone"} → {"errMsg","code","encryptedData","iv","cloudID"} (e.detail of the button)
 //	POST   /_sim/werun            {"appid","user","steps":[{"timestamp","step"}]} → {"encryptedData","iv"} (steps optional)
 //	POST   /_sim/rotate_key       {"appid","user"} → {"ok":true}
+//	POST   /_sim/revoke_app_tokens {"appid"} → {"ok":true} (a Feishu or Lark app's app access tokens)
 //	GET    /_sim/quirks           → QuirksJSON
 //	POST   /_sim/quirks           QuirksJSON {"seed","wechat_content_type","success_errcode","string_errcode","werun_watermark","key_idle_ttl"} → QuirksJSON in force
 //	POST   /_sim/advance          {"duration":"10m"} → {"now"}
@@ -94,8 +95,8 @@ func ParseFault(j FaultJSON) (Fault, error) {
 	if !known {
 		return Fault{}, fmt.Errorf("endpoint must be one of %q or %q, not %q", Endpoints, EndpointAll, f.Endpoint)
 	}
-	if f.Platform != "" && f.Platform != WeChat && f.Platform != Douyin && f.Platform != QQ && f.Platform != Baidu && f.Platform != Kuaishou {
-		return Fault{}, fmt.Errorf("platform must be empty, %q, %q, %q, %q or %q", WeChat, Douyin, QQ, Baidu, Kuaishou)
+	if f.Platform != "" && f.Platform != WeChat && f.Platform != Douyin && f.Platform != QQ && f.Platform != Baidu && f.Platform != Kuaishou && f.Platform != Feishu {
+		return Fault{}, fmt.Errorf("platform must be empty, %q, %q, %q, %q, %q or %q (Feishu's faults apply to Lark too)", WeChat, Douyin, QQ, Baidu, Kuaishou, Feishu)
 	}
 	if j.Delay != "" {
 		d, err := time.ParseDuration(j.Delay)
@@ -289,6 +290,17 @@ func (s *Sim) control(w *recorder, r *http.Request) {
 			return
 		}
 		if err := s.RotateKey(req.AppID, req.User); err != nil {
+			bad(err)
+			return
+		}
+		writeJSON(w, http.StatusOK, okResp{true})
+
+	case "/_sim/revoke_app_tokens":
+		var req ctlUserReq
+		if !method(http.MethodPost) || !decode(&req) {
+			return
+		}
+		if err := s.RevokeAppTokens(req.AppID); err != nil {
 			bad(err)
 			return
 		}

@@ -112,6 +112,9 @@ func openID(a App, name string) string {
 	if a.Platform == Baidu {
 		return hash64("baidu-openid", a.AppID, name)[:28]
 	}
+	if isFeishuFamily(a.Platform) {
+		return "ou_" + hex.EncodeToString([]byte(hash64("feishu-openid", a.AppID, name)))[:32]
+	}
 	return "o" + hash64("wechat-openid", a.AppID, name)[:27]
 }
 

@@ -44,6 +44,10 @@ func (s *Sim) PhoneButton(appID, userName, phone string) (PhoneButtonResult, err
 		s.mu.Unlock()
 		return PhoneButtonResult{}, fmt.Errorf("%w: Baidu's button gives encryptedData only (EncryptPhone)", ErrWrongPlatform)
 	}
+	if isFeishuFamily(a.Platform) {
+		s.mu.Unlock()
+		return PhoneButtonResult{}, fmt.Errorf("%w: Feishu documents no phone button flow", ErrWrongPlatform)
+	}
 	now := s.nowLocked()
 	s.pruneLocked(now)
 	var res PhoneButtonResult

@@ -76,6 +76,10 @@ func (s *Sim) route(w *recorder, r *http.Request) {
 		s.platformCall(w, r, EndpointJSCode2Session, Baidu, s.baiduErr, s.baiduCode2Session)
 	case p == "/oauth2/mp/code2session":
 		s.platformCall(w, r, EndpointJSCode2Session, Kuaishou, s.kuaishouErr, s.kuaishouCode2Session)
+	case p == "/open-apis/auth/v3/app_access_token/internal":
+		s.platformCall(w, r, EndpointAppAccessToken, Feishu, s.fsFail, s.feishuAppAccessToken)
+	case p == "/open-apis/mina/v2/tokenLoginValidate":
+		s.platformCall(w, r, EndpointTokenLoginValidate, Feishu, s.fsFail, s.feishuLogin)
 	case p == "/_sim" || strings.HasPrefix(p, "/_sim/"):
 		s.control(w, r)
 	case strings.HasPrefix(p, "/sns/") || strings.HasPrefix(p, "/cgi-bin/") || strings.HasPrefix(p, "/wxa/"):

@@ -1,6 +1,7 @@
 // Package mpsim simulates the server HTTP APIs of the WeChat (微信), Douyin
-// (抖音) and QQ mini-program platforms, for integration tests and for trying the
-// plugin without a real app id. One http.Handler (*Sim) serves every platform
+// (抖音), QQ, Baidu (百度), Kuaishou (快手) and Feishu (飞书, and Lark)
+// mini-program platforms, for integration tests and for trying the plugin
+// without a real app id. One http.Handler (*Sim) serves every platform
 // on one origin: point the plugin's api_base at it.
 //
 // Platform endpoints (HTTP 200 with the platform's JSON in every business
@@ -17,6 +18,8 @@
 //	GET  /sns/jscode2session                 QQ code2session, for a QQ app's appid (see qq.go)
 //	POST /oauth/jscode2sessionkey            Baidu code2session (see baidu.go)
 //	POST /oauth2/mp/code2session             Kuaishou code2session (see kuaishou.go)
+//	POST /open-apis/auth/v3/app_access_token/internal  Feishu/Lark app access token (see feishu.go)
+//	POST /open-apis/mina/v2/tokenLoginValidate         Feishu/Lark code2session
 //
 // The control API lives under /_sim/ (see control.go); the same operations
 // are methods of *Sim.
@@ -178,6 +181,8 @@ func DemoApps() []App {
 		{Platform: QQ, AppID: "qqdemoapp0000001", Secret: "demo-qq-secret"},
 		{Platform: Baidu, AppID: "bddemoappkey0000000000000000001", Secret: "demo-baidu-secret"},
 		{Platform: Kuaishou, AppID: "ks000000000000001", Secret: "demo-kuaishou-secret"},
+		{Platform: Feishu, AppID: "cli_demofeishu00001", Secret: "demo-feishu-secret"},
+		{Platform: Lark, AppID: "cli_demolark000001", Secret: "demo-lark-secret"},
 	}
 }
 
@@ -347,8 +352,8 @@ func New(o Options) *Sim {
 // ValidateApp reports what is wrong with an app, if anything.
 func ValidateApp(a App) error {
 	switch {
-	case a.Platform != WeChat && a.Platform != Douyin && a.Platform != QQ && a.Platform != Baidu && a.Platform != Kuaishou:
-		return fmt.Errorf("%w: platform must be %q, %q, %q, %q or %q, not %q", ErrInvalid, WeChat, Douyin, QQ, Baidu, Kuaishou, a.Platform)
+	case a.Platform != WeChat && a.Platform != Douyin && a.Platform != QQ && a.Platform != Baidu && a.Platform != Kuaishou && !isFeishuFamily(a.Platform):
+		return fmt.Errorf("%w: platform must be %q, %q, %q, %q, %q, %q or %q, not %q", ErrInvalid, WeChat, Douyin, QQ, Baidu, Kuaishou, Feishu, Lark, a.Platform)
 	case a.AppID == "":
 		return fmt.Errorf("%w: appid is empty", ErrInvalid)
 	case a.Secret == "":
@@ -681,6 +686,8 @@ func (s *Sim) Login(appID, userName string) (LoginResult, error) {
 		ttl = BaiduCodeTTL
 	case Kuaishou:
 		ttl = KuaishouCodeTTL
+	case Feishu, Lark:
+		ttl = FeishuCodeTTL
 	}
 	code := randAlnum(32)
 	s.codes[code] = &loginCode{appID: appID, user: userName, expires: now.Add(ttl)}
@@ -723,6 +730,10 @@ func (s *Sim) Encrypt(appID, userName string, data map[string]any, opt EncryptOp
 	if err != nil {
 		s.mu.Unlock()
 		return "", "", err
+	}
+	if isFeishuFamily(a.Platform) {
+		s.mu.Unlock()
+		return "", "", fmt.Errorf("%w: Feishu's payload encryption is not published", ErrWrongPlatform)
 	}
 	now := s.nowLocked()
 	var key string
@@ -805,6 +816,9 @@ func (s *Sim) PhoneCode(appID, userName, phone string) (string, error) {
 	}
 	if a.Platform == Kuaishou {
 		return "", fmt.Errorf("%w: Kuaishou has no phone-code exchange here", ErrWrongPlatform)
+	}
+	if isFeishuFamily(a.Platform) {
+		return "", fmt.Errorf("%w: Feishu documents no phone-code exchange", ErrWrongPlatform)
 	}
 	now := s.nowLocked()
 	s.pruneLocked(now)

@@ -90,8 +90,9 @@ func baiduVerdict(name, desc string) verdict {
 }
 
 // Code2Session calls POST /oauth/jscode2sessionkey (form code, client_id,
-// sk). Baidu has no anonymous code: anonymousCode is ignored.
-func (c *BaiduClient) Code2Session(ctx context.Context, code, _ string) (Session, error) {
+// sk). Baidu has no anonymous code.
+func (c *BaiduClient) Code2Session(ctx context.Context, in LoginCodes) (Session, error) {
+	code := in.Code
 	if code == "" {
 		return Session{}, mperr.New(mperr.MissingCode, "no login code")
 	}

@@ -24,11 +24,11 @@ func TestBaiduAgainstSimulator(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := cl.Code2Session(ctx, lr.Code, "")
+		s, err := cl.Code2Session(ctx, LoginCodes{Code: lr.Code})
 		if err != nil || s.OpenID != lr.OpenID {
 			t.Fatalf("login: %+v %v", s, err)
 		}
-		if _, err := cl.Code2Session(ctx, lr.Code, ""); mperr.From(err).Code != mperr.InvalidCode {
+		if _, err := cl.Code2Session(ctx, LoginCodes{Code: lr.Code}); mperr.From(err).Code != mperr.InvalidCode {
 			t.Fatalf("reused code: %v", err)
 		}
 		ed, iv, err := sim.EncryptPhone(app, "dora", "13800138000")
@@ -49,11 +49,11 @@ func TestBaiduAgainstSimulator(t *testing.T) {
 		}
 		bad := NewBaidu(Config{AppID: app, AppSecret: "wrong", APIBase: srv.URL, MaxRetries: -1, HTTPClient: srv.Client()})
 		lr, _ = sim.Login(app, "dora")
-		if _, err := bad.Code2Session(ctx, lr.Code, ""); mperr.From(err).Code != mperr.PlatformError {
+		if _, err := bad.Code2Session(ctx, LoginCodes{Code: lr.Code}); mperr.From(err).Code != mperr.PlatformError {
 			t.Fatalf("wrong secret: %v", err)
 		}
 		sim.Inject(mpsim.Fault{Endpoint: mpsim.EndpointJSCode2Session, Errcode: 7, Times: 1})
-		if _, err := cl.Code2Session(ctx, lr.Code, ""); mperr.From(err).Code != mperr.PlatformError || mperr.From(err).Errcode != 7 {
+		if _, err := cl.Code2Session(ctx, LoginCodes{Code: lr.Code}); mperr.From(err).Code != mperr.PlatformError || mperr.From(err).Errcode != 7 {
 			t.Fatalf("errno: %v", err)
 		}
 		srv.Close()

@@ -48,12 +48,12 @@ func TestBaiduCode2Session(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cl.Close()
-			s, err := cl.Code2Session(context.Background(), testCode, "ignored")
+			s, err := cl.Code2Session(context.Background(), LoginCodes{Code: testCode, Anonymous: "ignored"})
 			if n.Load() != c.calls {
 				t.Errorf("calls %d, want %d", n.Load(), c.calls)
 			}
 			if c.want == "" {
-				if err != nil || s.OpenID == "" || s.SessionKey == "" || s.UnionID != "" || s.AnonymousOpenID != "" {
+				if err != nil || s.OpenID == "" || s.SessionKey == "" || s.UnionID != "" || s.Fields != nil {
 					t.Fatalf("session %+v, %v", s, err)
 				}
 				return
@@ -73,7 +73,7 @@ func TestBaiduCode2Session(t *testing.T) {
 		})
 	}
 	cl := NewBaidu(Config{AppID: "bdappkey", AppSecret: testSecret})
-	if _, err := cl.Code2Session(context.Background(), "", "anon"); mperr.From(err).Code != mperr.MissingCode {
+	if _, err := cl.Code2Session(context.Background(), LoginCodes{Code: "", Anonymous: "anon"}); mperr.From(err).Code != mperr.MissingCode {
 		t.Errorf("no code: %v", err)
 	}
 	if cl.base != DefaultBaiduAPIBase {

@@ -81,6 +81,12 @@ type Config struct {
 	// Logger gets debug lines (platform, endpoint, attempt, status, errcode,
 	// duration). May be nil.
 	Logger *zap.Logger
+	// Tokens runs f with the app's shared server token (the platform's
+	// Descriptor.Token), for a platform whose login needs it
+	// (Descriptor.LoginToken): when f's error wraps ErrTokenInvalid the
+	// token is refreshed and f runs once more. The handler sets it; nil:
+	// such a login fails with an internal_error.
+	Tokens func(ctx context.Context, f func(token string) error) error
 }
 
 // New returns the client of the named platform (a registered one, in any

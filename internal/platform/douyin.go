@@ -21,12 +21,10 @@ var douyinPlatform = Descriptor{
 	APIBases:       []string{DefaultDouyinAPIBase, DefaultDouyinOpenAPIBase},
 	New:            func(cfg Config) Client { return NewDouyin(cfg) },
 	AnonymousCode:  true,
-	IdentityFields: []string{"anonymous_openid"},
-	PhoneCode: &PhoneCodeSpec{
-		Call:       "get_phonenumber_info",
-		TokenName:  "client_token",
-		TokenTitle: "client token",
-		PrivateKey: true,
+	IdentityFields: []string{FieldAnonymousOpenID},
+	Token: &TokenSpec{
+		Name:  "client_token",
+		Title: "client token",
 		Tokens: func(c Client) (TokenClient, bool) {
 			dc, ok := c.(*DouyinClient)
 			if !ok {
@@ -35,7 +33,8 @@ var douyinPlatform = Descriptor{
 			return dc.ClientTokens(), true
 		},
 	},
-	Compat: CompatTT,
+	PhoneCode: &PhoneCodeSpec{Call: "get_phonenumber_info", PrivateKey: true},
+	Compat:    CompatTT,
 }
 
 // DouyinClient talks to Douyin's (Toutiao's) server API. It is safe for
@@ -123,7 +122,8 @@ func douyinVerdict(errno int, tips string) verdict {
 // Code2Session calls POST /api/apps/v2/jscode2session with the code and/or
 // the anonymous code (at least one). With a code, the answer must carry
 // session_key and openid; with only an anonymous code, anonymous_openid.
-func (c *DouyinClient) Code2Session(ctx context.Context, code, anonymousCode string) (Session, error) {
+func (c *DouyinClient) Code2Session(ctx context.Context, in LoginCodes) (Session, error) {
+	code, anonymousCode := in.Code, in.Anonymous
 	if code == "" && anonymousCode == "" {
 		return Session{}, mperr.New(mperr.MissingCode, "no login code")
 	}
@@ -165,10 +165,12 @@ func (c *DouyinClient) Code2Session(ctx context.Context, code, anonymousCode str
 				return ec, incomplete("anonymous_openid")
 			}
 			s = Session{
-				OpenID:          string(d.OpenID),
-				UnionID:         string(d.UnionID),
-				AnonymousOpenID: string(d.AnonymousOpenID),
-				SessionKey:      string(d.SessionKey),
+				OpenID:     string(d.OpenID),
+				UnionID:    string(d.UnionID),
+				SessionKey: string(d.SessionKey),
+			}
+			if d.AnonymousOpenID != "" {
+				s.Fields = map[string]string{FieldAnonymousOpenID: string(d.AnonymousOpenID)}
 			}
 			return ec, verdict{}
 		},

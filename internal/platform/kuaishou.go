@@ -71,9 +71,9 @@ func kuaishouVerdict(result int, name, msg string) verdict {
 }
 
 // Code2Session calls POST /oauth2/mp/code2session with the form app_id,
-// app_secret, js_code. Kuaishou has no anonymous code: anonymousCode is
-// ignored.
-func (c *KuaishouClient) Code2Session(ctx context.Context, code, _ string) (Session, error) {
+// app_secret, js_code. Kuaishou has no anonymous code.
+func (c *KuaishouClient) Code2Session(ctx context.Context, in LoginCodes) (Session, error) {
+	code := in.Code
 	if code == "" {
 		return Session{}, mperr.New(mperr.MissingCode, "no login code")
 	}

@@ -54,12 +54,12 @@ func TestKuaishouCode2Session(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cl.Close()
-			s, err := cl.Code2Session(context.Background(), testCode, "ignored")
+			s, err := cl.Code2Session(context.Background(), LoginCodes{Code: testCode, Anonymous: "ignored"})
 			if n.Load() != c.calls {
 				t.Errorf("calls %d, want %d", n.Load(), c.calls)
 			}
 			if c.want == "" {
-				if err != nil || s.OpenID == "" || s.SessionKey == "" || s.UnionID != "" || s.AnonymousOpenID != "" {
+				if err != nil || s.OpenID == "" || s.SessionKey == "" || s.UnionID != "" || s.Fields != nil {
 					t.Fatalf("session %+v, %v", s, err)
 				}
 				return
@@ -82,7 +82,7 @@ func TestKuaishouCode2Session(t *testing.T) {
 		})
 	}
 	cl := NewKuaishou(Config{AppID: "ksapp1", AppSecret: testSecret})
-	if _, err := cl.Code2Session(context.Background(), "", "anon"); mperr.From(err).Code != mperr.MissingCode {
+	if _, err := cl.Code2Session(context.Background(), LoginCodes{Code: "", Anonymous: "anon"}); mperr.From(err).Code != mperr.MissingCode {
 		t.Errorf("no code: %v", err)
 	}
 }
@@ -122,7 +122,7 @@ func TestKuaishouDescriptor(t *testing.T) {
 		t.Error("the Kuaishou client claims a server token")
 	}
 	srv, n := ksServer(t, "/prefix", ok(`{"result":1,"session_key":"k","open_id":"o"}`))
-	if _, err := NewKuaishou(Config{AppID: "ksapp1", AppSecret: testSecret, APIBase: srv.URL + "/prefix/"}).Code2Session(context.Background(), testCode, ""); err != nil || n.Load() != 1 {
+	if _, err := NewKuaishou(Config{AppID: "ksapp1", AppSecret: testSecret, APIBase: srv.URL + "/prefix/"}).Code2Session(context.Background(), LoginCodes{Code: testCode}); err != nil || n.Load() != 1 {
 		t.Fatalf("prefix: %v (%d calls)", err, n.Load())
 	}
 }
@@ -141,11 +141,11 @@ func TestKuaishouAgainstSimulator(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := cl.Code2Session(ctx, lr.Code, "")
+		s, err := cl.Code2Session(ctx, LoginCodes{Code: lr.Code})
 		if err != nil || s.OpenID != lr.OpenID || s.SessionKey == "" {
 			t.Fatalf("login: %+v %v", s, err)
 		}
-		if _, err := cl.Code2Session(ctx, lr.Code, ""); mperr.From(err).Code != mperr.InvalidCode {
+		if _, err := cl.Code2Session(ctx, LoginCodes{Code: lr.Code}); mperr.From(err).Code != mperr.InvalidCode {
 			t.Fatalf("reused code: %v", err)
 		}
 		ed, iv, err := sim.EncryptPhone(app, "kim", "13800138000")
@@ -169,11 +169,11 @@ func TestKuaishouAgainstSimulator(t *testing.T) {
 		}
 		bad := NewKuaishou(Config{AppID: app, AppSecret: "wrong", APIBase: srv.URL, MaxRetries: -1, HTTPClient: srv.Client()})
 		lr, _ = sim.Login(app, "kim")
-		if e := mperr.From(func() error { _, err := bad.Code2Session(ctx, lr.Code, ""); return err }()); e.Code != mperr.PlatformError || e.Errcode != 100200101 {
+		if e := mperr.From(func() error { _, err := bad.Code2Session(ctx, LoginCodes{Code: lr.Code}); return err }()); e.Code != mperr.PlatformError || e.Errcode != 100200101 {
 			t.Fatalf("wrong secret: %v", e)
 		}
 		sim.Inject(mpsim.Fault{Endpoint: mpsim.EndpointJSCode2Session, Platform: mpsim.Kuaishou, Errcode: 7, Times: 1})
-		if _, err := cl.Code2Session(ctx, lr.Code, ""); mperr.From(err).Code != mperr.PlatformError || mperr.From(err).Errcode != 7 {
+		if _, err := cl.Code2Session(ctx, LoginCodes{Code: lr.Code}); mperr.From(err).Code != mperr.PlatformError || mperr.From(err).Errcode != 7 {
 			t.Fatalf("injected result: %v", err)
 		}
 		srv.Close()

@@ -56,13 +56,13 @@ func TestAgainstUnkindSimulator(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				s, err := wx.Code2Session(ctx, lr.Code, "")
+				s, err := wx.Code2Session(ctx, LoginCodes{Code: lr.Code})
 				if err != nil || s.OpenID != lr.OpenID || s.UnionID != lr.UnionID || s.SessionKey == "" {
 					t.Fatalf("round %d: code2session %+v %v", i, s, err)
 				}
-				_, err = wx.Code2Session(ctx, lr.Code, "")
+				_, err = wx.Code2Session(ctx, LoginCodes{Code: lr.Code})
 				wantCode(t, "reused code", err, mperr.InvalidCode, 40163)
-				_, err = wx.Code2Session(ctx, "no-such-code", "")
+				_, err = wx.Code2Session(ctx, LoginCodes{Code: "no-such-code"})
 				wantCode(t, "unknown code", err, mperr.InvalidCode, 40029)
 
 				tok, err := wx.StableToken(ctx, false)
@@ -88,17 +88,17 @@ func TestAgainstUnkindSimulator(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ds, err := tt.Code2Session(ctx, dl.Code, "")
+				ds, err := tt.Code2Session(ctx, LoginCodes{Code: dl.Code})
 				if err != nil || ds.OpenID != dl.OpenID || ds.SessionKey == "" {
 					t.Fatalf("douyin %+v %v", ds, err)
 				}
-				_, err = tt.Code2Session(ctx, dl.Code, "")
+				_, err = tt.Code2Session(ctx, LoginCodes{Code: dl.Code})
 				wantCode(t, "douyin reused code", err, mperr.InvalidCode, 40018)
 			}
 			// A fault in the platform's shape, under the same quirks.
 			sim.Inject(mpsim.Fault{Endpoint: mpsim.EndpointJSCode2Session, Errcode: 40226, Times: 1})
 			lr, _ := sim.Login(wxApp, "blocked")
-			_, err := wx.Code2Session(ctx, lr.Code, "")
+			_, err := wx.Code2Session(ctx, LoginCodes{Code: lr.Code})
 			wantCode(t, "40226", err, mperr.UserBlocked, 40226)
 		})
 	}

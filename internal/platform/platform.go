@@ -19,12 +19,31 @@ const (
 	QQ     = "qq"
 )
 
+// Identity field names platforms declare in IdentityFields (the handler
+// injects each as a body field of that name and a header X-Mp-<Name>).
+const (
+	// FieldAnonymousOpenID is Douyin's anonymous_openid.
+	FieldAnonymousOpenID = "anonymous_openid"
+)
+
 // Session is the result of one code2session exchange.
 type Session struct {
-	OpenID          string
-	UnionID         string // empty when the platform gave none
-	AnonymousOpenID string // Douyin, when an anonymous_code was sent
-	SessionKey      string // base64 text, as the platform gave it
+	OpenID     string
+	UnionID    string // empty when the platform gave none
+	SessionKey string // base64 text, as the platform gave it
+	// Fields are the platform's other identity fields, by the names its
+	// Descriptor.IdentityFields declares (Douyin's anonymous_openid,
+	// Feishu's tenant_key); nil when there are none. Never "" values.
+	Fields map[string]string
+}
+
+// LoginCodes are what a login request carries for code2session.
+type LoginCodes struct {
+	// Code is the login code (wx.login's, tt.login's code).
+	Code string
+	// Anonymous is an anonymous login code, sent only to a platform whose
+	// Descriptor has AnonymousCode (Douyin); others never see one.
+	Anonymous string
 }
 
 // Token is an access token.
@@ -37,9 +56,9 @@ type Token struct {
 type Client interface {
 	// Name is the platform's Descriptor.Name.
 	Name() string
-	// Code2Session exchanges a login code (and, on Douyin, an optional
-	// anonymous code) once. Errors are *mperr.Error.
-	Code2Session(ctx context.Context, code, anonymousCode string) (Session, error)
+	// Code2Session exchanges a login code (and, where the platform has
+	// them, an anonymous code) once. Errors are *mperr.Error.
+	Code2Session(ctx context.Context, in LoginCodes) (Session, error)
 	// Close releases the client's resources (idle connections) when the
 	// handler that made it is cleaned up.
 	Close() error

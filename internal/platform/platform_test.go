@@ -347,9 +347,9 @@ func TestWeChatCode2Session(t *testing.T) {
 			f := newFake(t, wxLoginCheck, tc.replies...)
 			cfg, logs := testConfig(f.URL())
 			c := NewWeChat(cfg)
-			s, err := c.Code2Session(context.Background(), testCode, "ignored-anon")
+			s, err := c.Code2Session(context.Background(), LoginCodes{Code: testCode, Anonymous: "ignored-anon"})
 			checkErr(t, err, tc.want)
-			if s != tc.session {
+			if !reflect.DeepEqual(s, tc.session) {
 				t.Errorf("session = %+v, want %+v", s, tc.session)
 			}
 			if n := int(f.attempts.Load()); n != tc.attempts {
@@ -366,7 +366,7 @@ func TestWeChatCode2Session(t *testing.T) {
 
 func TestWeChatMissingCode(t *testing.T) {
 	f := newFake(t, nil, ok(`{}`))
-	_, err := NewWeChat(testConfig1(f.URL())).Code2Session(context.Background(), "", "")
+	_, err := NewWeChat(testConfig1(f.URL())).Code2Session(context.Background(), LoginCodes{})
 	checkErr(t, err, want{code: mperr.MissingCode})
 	if f.attempts.Load() != 0 {
 		t.Errorf("the platform was called")
@@ -393,8 +393,8 @@ func TestDouyinCode2Session(t *testing.T) {
 	}{
 		{"success with unionid", testCode, "", []reply{ok(okBody)}, want{}, withUnion, 1},
 		{"success without unionid", testCode, "", []reply{ok(noUnion)}, want{}, without, 1},
-		{"code and anonymous code", testCode, testAnonCode, []reply{ok(`{"err_no":0,"data":{"session_key":"` + testSessionKey + `","openid":"o","anonymous_openid":"a"}}`)}, want{}, Session{OpenID: "o", AnonymousOpenID: "a", SessionKey: testSessionKey}, 1},
-		{"anonymous code only", "", testAnonCode, []reply{ok(`{"err_no":0,"err_tips":"success","data":{"session_key":"","openid":"","anonymous_openid":"anon-1","unionid":""}}`)}, want{}, Session{AnonymousOpenID: "anon-1"}, 1},
+		{"code and anonymous code", testCode, testAnonCode, []reply{ok(`{"err_no":0,"data":{"session_key":"` + testSessionKey + `","openid":"o","anonymous_openid":"a"}}`)}, want{}, Session{OpenID: "o", SessionKey: testSessionKey, Fields: map[string]string{FieldAnonymousOpenID: "a"}}, 1},
+		{"anonymous code only", "", testAnonCode, []reply{ok(`{"err_no":0,"err_tips":"success","data":{"session_key":"","openid":"","anonymous_openid":"anon-1","unionid":""}}`)}, want{}, Session{Fields: map[string]string{FieldAnonymousOpenID: "anon-1"}}, 1},
 		{"anonymous code only, no anonymous_openid", "", testAnonCode, []reply{ok(`{"err_no":0,"data":{"openid":""}}`)}, want{code: mperr.PlatformError}, Session{}, 1},
 		{"lenient: string err_no, numeric ids", testCode, "", []reply{ok(`{"err_no":"0","data":{"session_key":"` + testSessionKey + `","openid":42,"unionid":null}}`)}, want{}, Session{OpenID: "42", SessionKey: testSessionKey}, 1},
 		{"old flat success", testCode, "", []reply{ok(`{"session_key":"` + testSessionKey + `","openid":"o","anonymous_openid":""}`)}, want{}, Session{OpenID: "o", SessionKey: testSessionKey}, 1},
@@ -427,9 +427,9 @@ func TestDouyinCode2Session(t *testing.T) {
 			f := newFake(t, ttLoginCheck(tc.code, tc.anon), tc.replies...)
 			cfg, logs := testConfig(f.URL())
 			c := NewDouyin(cfg)
-			s, err := c.Code2Session(context.Background(), tc.code, tc.anon)
+			s, err := c.Code2Session(context.Background(), LoginCodes{Code: tc.code, Anonymous: tc.anon})
 			checkErr(t, err, tc.want)
-			if s != tc.session {
+			if !reflect.DeepEqual(s, tc.session) {
 				t.Errorf("session = %+v, want %+v", s, tc.session)
 			}
 			if n := int(f.attempts.Load()); n != tc.attempts {
@@ -442,7 +442,7 @@ func TestDouyinCode2Session(t *testing.T) {
 
 func TestDouyinMissingCodes(t *testing.T) {
 	f := newFake(t, nil, ok(`{}`))
-	_, err := NewDouyin(testConfig1(f.URL())).Code2Session(context.Background(), "", "")
+	_, err := NewDouyin(testConfig1(f.URL())).Code2Session(context.Background(), LoginCodes{})
 	checkErr(t, err, want{code: mperr.MissingCode})
 	if f.attempts.Load() != 0 {
 		t.Errorf("the platform was called")
@@ -460,7 +460,7 @@ func TestMaxRetries(t *testing.T) {
 			f := newFake(t, wxLoginCheck, busy)
 			cfg := testConfig1(f.URL())
 			cfg.MaxRetries = tc.maxRetries
-			_, err := NewWeChat(cfg).Code2Session(context.Background(), testCode, "")
+			_, err := NewWeChat(cfg).Code2Session(context.Background(), LoginCodes{Code: testCode})
 			checkErr(t, err, want{code: mperr.PlatformError, errcode: ec(-1)})
 			if n := int(f.attempts.Load()); n != tc.attempts {
 				t.Errorf("%d attempts, want %d", n, tc.attempts)
@@ -479,7 +479,7 @@ func TestBackoffGrows(t *testing.T) {
 	}, ok(`{"errcode":-1}`))
 	cfg := testConfig1(f.URL())
 	cfg.Backoff = 40 * time.Millisecond
-	_, err := NewWeChat(cfg).Code2Session(context.Background(), testCode, "")
+	_, err := NewWeChat(cfg).Code2Session(context.Background(), LoginCodes{Code: testCode})
 	checkErr(t, err, want{code: mperr.PlatformError, errcode: ec(-1)})
 	if len(times) != 3 {
 		t.Fatalf("%d attempts, want 3", len(times))
@@ -497,7 +497,7 @@ func TestSlowServerTimesOut(t *testing.T) {
 	cfg, logs := testConfig(f.URL())
 	cfg.Timeout = 300 * time.Millisecond
 	start := time.Now()
-	_, err := NewWeChat(cfg).Code2Session(context.Background(), testCode, "")
+	_, err := NewWeChat(cfg).Code2Session(context.Background(), LoginCodes{Code: testCode})
 	elapsed := time.Since(start)
 	checkErr(t, err, want{code: mperr.PlatformTimeout})
 	if !errors.Is(err, context.DeadlineExceeded) {
@@ -519,7 +519,7 @@ func TestCallerDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := NewDouyin(cfg).Code2Session(ctx, testCode, "")
+	_, err := NewDouyin(cfg).Code2Session(ctx, LoginCodes{Code: testCode})
 	checkErr(t, err, want{code: mperr.PlatformTimeout})
 	if elapsed := time.Since(start); elapsed > 1500*time.Millisecond {
 		t.Errorf("took %v, want about 200ms", elapsed)
@@ -530,7 +530,7 @@ func TestCallerCancel(t *testing.T) {
 	f := newFake(t, wxLoginCheck, reply{hang: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
-	_, err := NewWeChat(testConfig1(f.URL())).Code2Session(ctx, testCode, "")
+	_, err := NewWeChat(testConfig1(f.URL())).Code2Session(ctx, LoginCodes{Code: testCode})
 	checkErr(t, err, want{code: mperr.PlatformError})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error does not wrap context.Canceled: %v", err)
@@ -545,7 +545,7 @@ func TestRetriesStayWithinTimeout(t *testing.T) {
 	cfg.Timeout = 300 * time.Millisecond
 	cfg.Backoff = time.Second
 	start := time.Now()
-	_, err := NewWeChat(cfg).Code2Session(context.Background(), testCode, "")
+	_, err := NewWeChat(cfg).Code2Session(context.Background(), LoginCodes{Code: testCode})
 	checkErr(t, err, want{code: mperr.PlatformError, errcode: ec(-1)})
 	if elapsed := time.Since(start); elapsed > 250*time.Millisecond {
 		t.Errorf("took %v: slept although the backoff could not fit", elapsed)
@@ -569,7 +569,7 @@ func TestTimeoutBoundsRetries(t *testing.T) {
 	cfg := testConfig1(srv.URL)
 	cfg.Timeout = 300 * time.Millisecond
 	start := time.Now()
-	_, err := NewWeChat(cfg).Code2Session(context.Background(), testCode, "")
+	_, err := NewWeChat(cfg).Code2Session(context.Background(), LoginCodes{Code: testCode})
 	checkErr(t, err, want{code: mperr.PlatformTimeout})
 	if elapsed := time.Since(start); elapsed > 1500*time.Millisecond {
 		t.Errorf("took %v, want about 300ms", elapsed)
@@ -594,11 +594,11 @@ func TestConnectionRefused(t *testing.T) {
 	base := refusedBase(t)
 	calls := map[string]func(Config) error{
 		"wechat login": func(cfg Config) error {
-			_, err := NewWeChat(cfg).Code2Session(context.Background(), testCode, "")
+			_, err := NewWeChat(cfg).Code2Session(context.Background(), LoginCodes{Code: testCode})
 			return err
 		},
 		"douyin login": func(cfg Config) error {
-			_, err := NewDouyin(cfg).Code2Session(context.Background(), testCode, testAnonCode)
+			_, err := NewDouyin(cfg).Code2Session(context.Background(), LoginCodes{Code: testCode, Anonymous: testAnonCode})
 			return err
 		},
 		"token":        func(cfg Config) error { _, err := NewWeChat(cfg).Token(context.Background()); return err },
@@ -825,7 +825,7 @@ func TestCustomHTTPClient(t *testing.T) {
 	cfg := testConfig1(f.URL() + "/") // a trailing slash is fine
 	cfg.HTTPClient = hc
 	c := NewWeChat(cfg)
-	if _, err := c.Code2Session(context.Background(), testCode, ""); err != nil {
+	if _, err := c.Code2Session(context.Background(), LoginCodes{Code: testCode}); err != nil {
 		t.Fatal(err)
 	}
 	if !used.Load() {
@@ -852,7 +852,7 @@ func TestAPIBasePrefix(t *testing.T) {
 		_, _ = io.WriteString(w, `{"openid":"o","session_key":"k"}`)
 	}))
 	defer srv.Close()
-	if _, err := NewWeChat(testConfig1(srv.URL+"/prefix/")).Code2Session(context.Background(), testCode, ""); err != nil {
+	if _, err := NewWeChat(testConfig1(srv.URL+"/prefix/")).Code2Session(context.Background(), LoginCodes{Code: testCode}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -864,7 +864,7 @@ func TestConcurrentCalls(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 50 {
 		wg.Go(func() {
-			if _, err := c.Code2Session(context.Background(), testCode, ""); err != nil {
+			if _, err := c.Code2Session(context.Background(), LoginCodes{Code: testCode}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -938,7 +938,7 @@ func TestLongErrmsgWithSecretAtTheCut(t *testing.T) {
 	for pad := 150; pad <= 200; pad += 5 {
 		msg := strings.Repeat("z", pad) + " js_code=" + testCode
 		f := newFake(t, wxLoginCheck, ok(fmt.Sprintf(`{"errcode":40099,"errmsg":%q}`, msg)))
-		_, err := NewWeChat(testConfig1(f.URL())).Code2Session(context.Background(), testCode, "")
+		_, err := NewWeChat(testConfig1(f.URL())).Code2Session(context.Background(), LoginCodes{Code: testCode})
 		checkErr(t, err, want{code: mperr.PlatformError, errcode: ec(40099)})
 		if strings.Contains(err.Error(), testCode[:6]) {
 			t.Errorf("pad %d: part of the code in %q", pad, err)
@@ -946,7 +946,7 @@ func TestLongErrmsgWithSecretAtTheCut(t *testing.T) {
 	}
 	// Without a secret, the platform's text is kept (shortened) for logs.
 	f := newFake(t, wxLoginCheck, ok(`{"errcode":40099,"errmsg":"`+strings.Repeat("y", 500)+`, rid: 1"}`))
-	_, err := NewWeChat(testConfig1(f.URL())).Code2Session(context.Background(), testCode, "")
+	_, err := NewWeChat(testConfig1(f.URL())).Code2Session(context.Background(), LoginCodes{Code: testCode})
 	if s := err.Error(); !strings.Contains(s, "yyyy") || strings.Contains(s, strings.Repeat("y", 200)) || strings.Contains(s, "rid") {
 		t.Errorf("error %q: want the platform text, shortened, without rid", s)
 	}

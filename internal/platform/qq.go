@@ -42,7 +42,7 @@ func NewQQ(cfg Config) *QQClient {
 func (c *QQClient) Name() string { return QQ }
 
 // Code2Session calls GET /sns/jscode2session on QQ's origin, exactly as
-// WeChat's client does on WeChat's. anonymousCode is ignored (QQ has none).
-func (c *QQClient) Code2Session(ctx context.Context, code, anonymousCode string) (Session, error) {
-	return c.wxCode2Session(ctx, code)
+// WeChat's client does on WeChat's. QQ has no anonymous code.
+func (c *QQClient) Code2Session(ctx context.Context, in LoginCodes) (Session, error) {
+	return c.wxCode2Session(ctx, in.Code)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
@@ -47,9 +48,9 @@ func TestQQCode2Session(t *testing.T) {
 			f := newFake(t, wxLoginCheck, tc.replies...)
 			cfg, logs := testConfig(f.URL())
 			c := NewQQ(cfg)
-			s, err := c.Code2Session(context.Background(), testCode, "ignored-anon")
+			s, err := c.Code2Session(context.Background(), LoginCodes{Code: testCode, Anonymous: "ignored-anon"})
 			checkErr(t, err, tc.want)
-			if s != tc.session {
+			if !reflect.DeepEqual(s, tc.session) {
 				t.Errorf("session = %+v, want %+v", s, tc.session)
 			}
 			if n := int(f.attempts.Load()); n != tc.attempts {
@@ -67,7 +68,7 @@ func TestQQCode2Session(t *testing.T) {
 
 func TestQQMissingCode(t *testing.T) {
 	f := newFake(t, nil, ok(`{}`))
-	_, err := NewQQ(testConfig1(f.URL())).Code2Session(context.Background(), "", "")
+	_, err := NewQQ(testConfig1(f.URL())).Code2Session(context.Background(), LoginCodes{})
 	checkErr(t, err, want{code: mperr.MissingCode})
 	if f.attempts.Load() != 0 {
 		t.Errorf("the platform was called")
@@ -110,7 +111,7 @@ func TestQQDescriptor(t *testing.T) {
 	var path string
 	f := newFake(t, func(t *testing.T, r *http.Request, _ []byte) { path = r.URL.Path },
 		ok(`{"session_key":"`+testSessionKey+`","openid":"o"}`))
-	if _, err := NewQQ(testConfig1(f.URL()+"/prefix/")).Code2Session(context.Background(), testCode, ""); err != nil {
+	if _, err := NewQQ(testConfig1(f.URL()+"/prefix/")).Code2Session(context.Background(), LoginCodes{Code: testCode}); err != nil {
 		t.Fatal(err)
 	}
 	if path != "/prefix/sns/jscode2session" {
@@ -131,17 +132,17 @@ func TestQQAgainstUnkindSimulator(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := c.Code2Session(context.Background(), lr.Code, "")
+			s, err := c.Code2Session(context.Background(), LoginCodes{Code: lr.Code})
 			if err != nil || s.OpenID != lr.OpenID || s.SessionKey == "" {
 				t.Fatalf("%+v: exchange %+v, %v", q, s, err)
 			}
-			_, err = c.Code2Session(context.Background(), lr.Code, "")
+			_, err = c.Code2Session(context.Background(), LoginCodes{Code: lr.Code})
 			if e, ok := mperr.As(err); !ok || e.Code != mperr.InvalidCode || e.Errcode != 40163 {
 				t.Fatalf("%+v: reused code: %v", q, err)
 			}
 		}
 		// A WeChat app's secret, a wrong secret: QQ's 40125 is platform_error.
-		_, err := NewQQ(Config{AppID: qqApp, AppSecret: "wrong", APIBase: srv.URL, MaxRetries: -1}).Code2Session(context.Background(), "x", "")
+		_, err := NewQQ(Config{AppID: qqApp, AppSecret: "wrong", APIBase: srv.URL, MaxRetries: -1}).Code2Session(context.Background(), LoginCodes{Code: "x"})
 		if e, ok := mperr.As(err); !ok || e.Code != mperr.PlatformError || e.Errcode != 40125 {
 			t.Fatalf("%+v: wrong secret: %v", q, err)
 		}

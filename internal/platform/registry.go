@@ -32,9 +32,20 @@ type Descriptor struct {
 	// unionid (e.g. anonymous_openid): the handler injects them and no
 	// client may set them.
 	IdentityFields []string
-	// PhoneCode describes its phone-code exchange; nil: it has none (the
-	// phone route then decrypts encryptedData only).
+	// Token describes its server token (WeChat's access token, Douyin's
+	// client token, Feishu's app access token), one per app, shared by the
+	// handler's instances through the session store; nil: none.
+	Token *TokenSpec
+	// LoginToken: its code2session needs Token. Its client then calls the
+	// token through Config.Tokens (the handler's shared token, refreshed
+	// once when the platform rejects it).
+	LoginToken bool
+	// PhoneCode describes its phone-code exchange, which needs Token; nil:
+	// it has none (the phone route then decrypts encryptedData only).
 	PhoneCode *PhoneCodeSpec
+	// NoPayloads: its encryptedData scheme is unknown, so it has no phone
+	// or decrypt route (Payloads is then ignored).
+	NoPayloads bool
 	// Compat names the dialect of its platform-compatible endpoints
 	// (compat): one of the Compat* constants, "" for none. The endpoints
 	// themselves are the handler's (module/compat.go), selected by this
@@ -88,31 +99,35 @@ func (d *Descriptor) PayloadsOf() *PayloadScheme {
 	return &WXPayloads
 }
 
+// TokenSpec describes a platform's server token: fetched by its client
+// (Tokens) and shared through the session store.
+type TokenSpec struct {
+	// Name is the store's named value (and lock) of the token
+	// ("access_token").
+	Name string
+	// Title names the token in messages ("access token").
+	Title string
+	// Modes: the handler's access_token settings (mode stable or classic,
+	// refresh) apply; Tokens then returns a StableTokenClient. Without it
+	// the token is fetched in classic mode (a fetch may supersede the
+	// previous token) and access_token is refused.
+	Modes bool
+	// Tokens returns the token client, from the platform's own client (as
+	// New made it).
+	Tokens func(Client) (TokenClient, bool)
+}
+
 // PhoneCodeSpec describes a platform's phone-code exchange: its client
-// implements PhoneClient, with a server token fetched by Tokens and shared
-// through the session store.
+// implements PhoneClient, with the platform's Token.
 type PhoneCodeSpec struct {
 	// Call names the exchange in logs and failure records
 	// ("getuserphonenumber").
 	Call string
-	// TokenName is the store's named value (and lock) of its token
-	// ("access_token").
-	TokenName string
-	// TokenTitle names the token in messages ("access token").
-	TokenTitle string
-	// TokenModes: the handler's access_token settings (mode stable or
-	// classic, refresh) apply; Tokens then returns a StableTokenClient.
-	// Without it the token is fetched in classic mode (each fetch
-	// supersedes the previous) and access_token is refused.
-	TokenModes bool
 	// PrivateKey: the exchange needs the app's RSA private key
 	// (private_key; its answers are encrypted with the public half).
 	// Without one configured the platform has no phone-code exchange. A
 	// platform without it refuses private_key.
 	PrivateKey bool
-	// Tokens returns the token client of the exchange, from the
-	// platform's own client (as New made it).
-	Tokens func(Client) (TokenClient, bool)
 }
 
 // Compat dialects: which endpoints compat serves, in whose shapes.
@@ -132,6 +147,8 @@ var registered = []*Descriptor{
 	&qqPlatform,
 	&baiduPlatform,
 	&kuaishouPlatform,
+	&feishuPlatform,
+	&larkPlatform,
 }
 
 // Lookup returns the descriptor of the platform named name (exactly, as

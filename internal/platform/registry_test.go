@@ -9,7 +9,7 @@ import (
 // Every registered descriptor is complete and agrees with the client it
 // makes: what the handler relies on when it names no platform.
 func TestRegistry(t *testing.T) {
-	if got, want := Names(), []string{WeChat, Douyin, QQ, Baidu, Kuaishou}; !slices.Equal(got, want) {
+	if got, want := Names(), []string{WeChat, Douyin, QQ, Baidu, Kuaishou, Feishu, Lark}; !slices.Equal(got, want) {
 		t.Fatalf("Names() = %q, want %q", got, want)
 	}
 	seen := map[string]bool{}
@@ -39,20 +39,28 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("%s: the client is named %q", d.Name, c.Name())
 		}
 		if pc := d.PhoneCode; pc != nil {
-			if pc.Call == "" || pc.TokenName == "" || pc.TokenTitle == "" || pc.Tokens == nil {
-				t.Errorf("%s: incomplete PhoneCodeSpec %+v", d.Name, *pc)
+			if pc.Call == "" || d.Token == nil {
+				t.Errorf("%s: incomplete PhoneCodeSpec %+v or no Token", d.Name, *pc)
 			}
 			if _, ok := c.(PhoneClient); !ok {
 				t.Errorf("%s: declares a phone-code exchange, its client is no PhoneClient", d.Name)
 			}
-			tc, ok := pc.Tokens(c)
+		}
+		if d.LoginToken && d.Token == nil {
+			t.Errorf("%s: LoginToken without a Token", d.Name)
+		}
+		if ts := d.Token; ts != nil {
+			if ts.Name == "" || ts.Title == "" || ts.Tokens == nil {
+				t.Errorf("%s: incomplete TokenSpec %+v", d.Name, *ts)
+			}
+			tc, ok := ts.Tokens(c)
 			if !ok || tc == nil {
 				t.Fatalf("%s: Tokens(client) = %v, %v", d.Name, tc, ok)
 			}
-			if _, stable := tc.(StableTokenClient); stable != pc.TokenModes {
-				t.Errorf("%s: TokenModes %v, but the token client is stable: %v", d.Name, pc.TokenModes, stable)
+			if _, stable := tc.(StableTokenClient); stable != ts.Modes {
+				t.Errorf("%s: Modes %v, but the token client is stable: %v", d.Name, ts.Modes, stable)
 			}
-			if _, ok := pc.Tokens(otherClient(d.Name)); ok {
+			if _, ok := ts.Tokens(otherClient(d.Name)); ok {
 				t.Errorf("%s: Tokens accepts another platform's client", d.Name)
 			}
 		}
@@ -85,11 +93,11 @@ func TestDescriptors(t *testing.T) {
 	if wx.PhoneCode.Call != "getuserphonenumber" || tt.PhoneCode.Call != "get_phonenumber_info" {
 		t.Errorf("phone-code calls: %q, %q", wx.PhoneCode.Call, tt.PhoneCode.Call)
 	}
-	if wx.PhoneCode.TokenName != "access_token" || !wx.PhoneCode.TokenModes || wx.PhoneCode.PrivateKey {
-		t.Errorf("wechat phone code: %+v", *wx.PhoneCode)
+	if wx.Token.Name != "access_token" || !wx.Token.Modes || wx.PhoneCode.PrivateKey {
+		t.Errorf("wechat phone code: %+v %+v", *wx.Token, *wx.PhoneCode)
 	}
-	if tt.PhoneCode.TokenName != "client_token" || tt.PhoneCode.TokenModes || !tt.PhoneCode.PrivateKey {
-		t.Errorf("douyin phone code: %+v", *tt.PhoneCode)
+	if tt.Token.Name != "client_token" || tt.Token.Modes || !tt.PhoneCode.PrivateKey {
+		t.Errorf("douyin phone code: %+v %+v", *tt.Token, *tt.PhoneCode)
 	}
 	if wx.Compat != CompatWX || tt.Compat != CompatTT {
 		t.Errorf("compat: %q, %q", wx.Compat, tt.Compat)
@@ -104,7 +112,7 @@ func TestDescriptors(t *testing.T) {
 	if c := tt.New(Config{}).(*DouyinClient); c.base != tt.APIBases[0] || c.openBase != tt.APIBases[1] {
 		t.Errorf("douyin client bases %q, %q", c.base, c.openBase)
 	}
-	if got := IdentityFields(); !slices.Equal(got, []string{"anonymous_openid"}) {
+	if got := IdentityFields(); !slices.Equal(got, []string{"anonymous_openid", "tenant_key", "employee_id"}) {
 		t.Errorf("IdentityFields() = %q", got)
 	}
 	if got := NamesWhere(func(d *Descriptor) bool { return d.AnonymousCode }); !slices.Equal(got, []string{Douyin}) {
@@ -121,7 +129,7 @@ func TestOrList(t *testing.T) {
 			t.Errorf("OrList(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
-	if _, err := New("nosuchplatform", Config{}); err == nil || !strings.Contains(err.Error(), `(want "wechat", "douyin", "qq", "baidu" or "kuaishou")`) {
+	if _, err := New("nosuchplatform", Config{}); err == nil || !strings.Contains(err.Error(), `(want "wechat", "douyin", "qq", "baidu", "kuaishou", "feishu" or "lark")`) {
 		t.Errorf("New(nosuchplatform): %v", err)
 	}
 }

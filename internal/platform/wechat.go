@@ -27,17 +27,17 @@ var weChatPlatform = Descriptor{
 	Title:    "WeChat",
 	APIBases: []string{DefaultWeChatAPIBase},
 	New:      func(cfg Config) Client { return NewWeChat(cfg) },
-	PhoneCode: &PhoneCodeSpec{
-		Call:       "getuserphonenumber",
-		TokenName:  "access_token",
-		TokenTitle: "access token",
-		TokenModes: true,
+	Token: &TokenSpec{
+		Name:  "access_token",
+		Title: "access token",
+		Modes: true,
 		Tokens: func(c Client) (TokenClient, bool) {
 			tc, ok := c.(StableTokenClient)
 			return tc, ok
 		},
 	},
-	Compat: CompatWX,
+	PhoneCode: &PhoneCodeSpec{Call: "getuserphonenumber"},
+	Compat:    CompatWX,
 }
 
 // WeChatClient talks to WeChat's server API. It is safe for concurrent use.
@@ -153,10 +153,10 @@ func wechatVerdict(op wxOp, errcode int, errmsg string) verdict {
 	return fail(mperr.PlatformError, "the platform returned an error")
 }
 
-// Code2Session calls GET /sns/jscode2session. anonymousCode is ignored
-// (WeChat has none).
-func (c *WeChatClient) Code2Session(ctx context.Context, code, anonymousCode string) (Session, error) {
-	return c.wxCode2Session(ctx, code)
+// Code2Session calls GET /sns/jscode2session. WeChat has no anonymous
+// code.
+func (c *WeChatClient) Code2Session(ctx context.Context, in LoginCodes) (Session, error) {
+	return c.wxCode2Session(ctx, in.Code)
 }
 
 // wxCode2Session is WeChat's GET /sns/jscode2session on c's origin, its

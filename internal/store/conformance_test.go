@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -122,14 +123,15 @@ func wantNotFound(t *testing.T, err error, what string) {
 }
 
 func testSaveLookup(t *testing.T, h harness) {
-	in := Session{OpenID: "oABC123", UnionID: "uXYZ", AnonymousOpenID: "anon1", SessionKey: sessionKey(1), PrevSessionKey: "ignored"}
+	in := Session{OpenID: "oABC123", UnionID: "uXYZ", SessionKey: sessionKey(1), PrevSessionKey: "ignored",
+		Fields: map[string]string{"anonymous_openid": "anon1", "tenant_key": "t&=%1 x"}}
 	got := mustSave(t, h, ref("code1"), in, time.Hour)
 	want := in
 	want.PrevSessionKey = ""
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Save returned %+v, want %+v", got, want)
 	}
-	if got := mustLookup(t, h, ref("code1")); got != want {
+	if got := mustLookup(t, h, ref("code1")); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Lookup = %+v, want %+v", got, want)
 	}
 	_, err := h.s.Lookup(bg, ref("other"))
@@ -137,7 +139,7 @@ func testSaveLookup(t *testing.T, h harness) {
 	// An empty unionid stays empty.
 	in2 := Session{OpenID: "o2", SessionKey: sessionKey(2)}
 	mustSave(t, h, ref("code2"), in2, time.Hour)
-	if got := mustLookup(t, h, ref("code2")); got != in2 {
+	if got := mustLookup(t, h, ref("code2")); !reflect.DeepEqual(got, in2) {
 		t.Fatalf("Lookup = %+v, want %+v", got, in2)
 	}
 }
@@ -180,10 +182,14 @@ func testOldRef(t *testing.T, h harness) {
 }
 
 func testMerge(t *testing.T, h harness) {
-	mustSave(t, h, ref("m1"), Session{OpenID: "oM", UnionID: "uM", AnonymousOpenID: "aM", SessionKey: sessionKey(1)}, time.Hour)
+	mustSave(t, h, ref("m1"), Session{OpenID: "oM", UnionID: "uM", Fields: map[string]string{"a": "aM", "b": "bM"}, SessionKey: sessionKey(1)}, time.Hour)
 	got := mustSave(t, h, ref("m2"), Session{OpenID: "oM", SessionKey: sessionKey(1)}, time.Hour)
-	if got.UnionID != "uM" || got.AnonymousOpenID != "aM" {
-		t.Fatalf("empty unionid/anonymous openid replaced the stored ones: %+v", got)
+	if got.UnionID != "uM" || got.Fields["a"] != "aM" || got.Fields["b"] != "bM" {
+		t.Fatalf("empty unionid/fields replaced the stored ones: %+v", got)
+	}
+	got = mustSave(t, h, ref("m2"), Session{OpenID: "oM", Fields: map[string]string{"a": "aM2"}, SessionKey: sessionKey(1)}, time.Hour)
+	if !reflect.DeepEqual(got.Fields, map[string]string{"a": "aM2"}) {
+		t.Fatalf("new fields did not replace the stored ones as a whole: %+v", got)
 	}
 	got = mustSave(t, h, ref("m3"), Session{OpenID: "oM", UnionID: "uM2", SessionKey: sessionKey(1)}, time.Hour)
 	if got.UnionID != "uM2" {

@@ -178,7 +178,7 @@ func (m *Memory) Save(ctx context.Context, ref string, s Session, ttl time.Durat
 
 // rotate merges a new login into the stored record: the stored current
 // key becomes the previous one when the key changed; an empty unionid or
-// anonymous openid keeps the stored one.
+// no identity fields keep the stored ones.
 func rotate(old, s Session) Session {
 	if old.SessionKey != s.SessionKey {
 		s.PrevSessionKey = old.SessionKey
@@ -188,8 +188,8 @@ func rotate(old, s Session) Session {
 	if s.UnionID == "" {
 		s.UnionID = old.UnionID
 	}
-	if s.AnonymousOpenID == "" {
-		s.AnonymousOpenID = old.AnonymousOpenID
+	if len(s.Fields) == 0 {
+		s.Fields = old.Fields
 	}
 	return s
 }
@@ -355,10 +355,10 @@ func newLockToken() uint64 {
 }
 
 // encodeUser packs a record into one string: the lengths of openid,
-// unionid, anonymous openid and session key as uvarints, then the five
-// fields, the previous key last.
+// unionid, the encoded identity fields (EncodeFields) and session key as
+// uvarints, then the five strings, the previous key last.
 func encodeUser(s Session) string {
-	fields := [...]string{s.OpenID, s.UnionID, s.AnonymousOpenID, s.SessionKey, s.PrevSessionKey}
+	fields := [...]string{s.OpenID, s.UnionID, EncodeFields(s.Fields), s.SessionKey, s.PrevSessionKey}
 	n := 0
 	for i, f := range fields {
 		n += len(f)
@@ -378,7 +378,7 @@ func encodeUser(s Session) string {
 	return b.String()
 }
 
-// decodeUser unpacks encodeUser's string; the fields are slices of it.
+// decodeUser unpacks encodeUser's string; the strings are slices of it.
 func decodeUser(p string) Session {
 	var lens [4]int
 	i := 0
@@ -399,7 +399,7 @@ func decodeUser(p string) Session {
 		f[k] = p[i : i+l]
 		i += l
 	}
-	return Session{OpenID: f[0], UnionID: f[1], AnonymousOpenID: f[2], SessionKey: f[3], PrevSessionKey: p[i:]}
+	return Session{OpenID: f[0], UnionID: f[1], Fields: DecodeFields(f[2]), SessionKey: f[3], PrevSessionKey: p[i:]}
 }
 
 func uvarintLen(v uint64) int {

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
 	"sync"
 	"testing"
@@ -268,10 +269,10 @@ func TestEncodeUser(t *testing.T) {
 	for _, s := range []Session{
 		{},
 		{OpenID: "o"},
-		{OpenID: "o", UnionID: "u", AnonymousOpenID: "a", SessionKey: "k", PrevSessionKey: "p"},
-		{OpenID: long, UnionID: long + "x", AnonymousOpenID: "", SessionKey: long, PrevSessionKey: long + "yy"},
+		{OpenID: "o", UnionID: "u", Fields: map[string]string{"a": "1", "b c": "=&%"}, SessionKey: "k", PrevSessionKey: "p"},
+		{OpenID: long, UnionID: long + "x", Fields: map[string]string{"x": long}, SessionKey: long, PrevSessionKey: long + "yy"},
 	} {
-		if got := decodeUser(encodeUser(s)); got != s {
+		if got := decodeUser(encodeUser(s)); !reflect.DeepEqual(got, s) {
 			t.Fatalf("round trip of %+v gave %+v", s, got)
 		}
 	}

@@ -80,7 +80,7 @@ const DefaultRedisTimeout = 500 * time.Millisecond
 // Key layout ({prefix} is RedisOptions.Prefix; refs are the caller's
 // hashes, so no raw code, token or session key is ever part of a key):
 //
-//	{prefix}u:{openid}  HASH sk, psk, uid, aoid [, skf]  user record, TTL
+//	{prefix}u:{openid}  HASH sk, psk, uid, idf [, skf]  user record, TTL
 //	                    sk/psk: current/previous session key (sealed when a
 //	                    KeyCodec is set); skf: hash of the plain current key
 //	                    (only with a KeyCodec, to detect rotation)
@@ -412,22 +412,22 @@ func ms(ttl time.Duration) time.Duration {
 
 // saveScript rotates the user record on its single key. ARGV: sealed key,
 // fingerprint of the plain key ("" without a codec: compare sk itself),
-// unionid, anonymous openid, ttl in ms (0: no expiry). It returns
-// {sk, psk, uid, aoid} as stored.
+// unionid, identity fields (EncodeFields), ttl in ms (0: no expiry). It
+// returns {sk, psk, uid, idf} as stored.
 var saveScript = redis.NewScript(`
 local k = KEYS[1]
-local sk, fp, uid, aoid, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local cur = redis.call('HMGET', k, 'sk', 'psk', 'uid', 'aoid', 'skf')
+local sk, fp, uid, idf, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local cur = redis.call('HMGET', k, 'sk', 'psk', 'uid', 'idf', 'skf')
 local psk = cur[2] or ''
 local same
 if fp ~= '' then same = (cur[5] == fp) else same = (cur[1] == sk) end
 if cur[1] and not same then psk = cur[1] end
 if uid == '' then uid = cur[3] or '' end
-if aoid == '' then aoid = cur[4] or '' end
-redis.call('HSET', k, 'sk', sk, 'psk', psk, 'uid', uid, 'aoid', aoid)
+if idf == '' then idf = cur[4] or '' end
+redis.call('HSET', k, 'sk', sk, 'psk', psk, 'uid', uid, 'idf', idf)
 if fp ~= '' then redis.call('HSET', k, 'skf', fp) elseif cur[5] then redis.call('HDEL', k, 'skf') end
 if ttl > 0 then redis.call('PEXPIRE', k, ttl) else redis.call('PERSIST', k) end
-return {sk, psk, uid, aoid}
+return {sk, psk, uid, idf}
 `)
 
 // unlockScript deletes a lock only if it still holds our token.
@@ -460,7 +460,7 @@ func (r *Redis) Save(ctx context.Context, ref string, s Session, ttl time.Durati
 	defer cancel()
 	c := r.conn.client
 	keys := []string{r.userKey(s.OpenID)}
-	args := []any{sealed, fp, s.UnionID, s.AnonymousOpenID, ms(ttl).Milliseconds()}
+	args := []any{sealed, fp, s.UnionID, EncodeFields(s.Fields), ms(ttl).Milliseconds()}
 	var eval *redis.Cmd
 	var set *redis.StatusCmd
 	_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -488,8 +488,8 @@ func (r *Redis) Save(ctx context.Context, ref string, s Session, ttl time.Durati
 // openRecord opens the stored keys. A current key that does not open
 // (codec changed) means the session is lost: ErrNotFound; a previous one
 // that does not open is dropped.
-func (r *Redis) openRecord(openid, sk, psk, uid, aoid string) (Session, error) {
-	s := Session{OpenID: openid, UnionID: uid, AnonymousOpenID: aoid, SessionKey: sk, PrevSessionKey: psk}
+func (r *Redis) openRecord(openid, sk, psk, uid, idf string) (Session, error) {
+	s := Session{OpenID: openid, UnionID: uid, Fields: DecodeFields(idf), SessionKey: sk, PrevSessionKey: psk}
 	if r.codec == nil {
 		return s, nil
 	}
@@ -515,13 +515,13 @@ func keyFingerprint(plain string) string {
 
 // lookupScript follows a ref to the user record in one round trip:
 // KEYS[1] is the ref, ARGV[1] the user keys' prefix ("{prefix}u:"). It
-// returns {openid, sk, psk, uid, aoid} (nil where absent), or nil when the
+// returns {openid, sk, psk, uid, idf} (nil where absent), or nil when the
 // ref is absent. The user key it reads is not in KEYS, so it is only used
 // where every key is on one server (not on a Cluster).
 var lookupScript = redis.NewScript(`
 local openid = redis.call('GET', KEYS[1])
 if not openid then return false end
-local v = redis.call('HMGET', ARGV[1] .. openid, 'sk', 'psk', 'uid', 'aoid')
+local v = redis.call('HMGET', ARGV[1] .. openid, 'sk', 'psk', 'uid', 'idf')
 return {openid, v[1], v[2], v[3], v[4]}
 `)
 
@@ -530,7 +530,7 @@ return {openid, v[1], v[2], v[3], v[4]}
 var lookupTTLScript = redis.NewScript(`
 local openid = redis.call('GET', KEYS[1])
 if not openid then return false end
-local v = redis.call('HMGET', ARGV[1] .. openid, 'sk', 'psk', 'uid', 'aoid')
+local v = redis.call('HMGET', ARGV[1] .. openid, 'sk', 'psk', 'uid', 'idf')
 return {openid, v[1], v[2], v[3], v[4], redis.call('PTTL', KEYS[1])}
 `)
 
@@ -599,7 +599,7 @@ func (r *Redis) lookup(ctx context.Context, ref string, withTTL bool) (Session, 
 			ttl = d
 		}
 	}
-	vals, err := c.HMGet(ctx, r.userKey(openid), "sk", "psk", "uid", "aoid").Result()
+	vals, err := c.HMGet(ctx, r.userKey(openid), "sk", "psk", "uid", "idf").Result()
 	if err != nil {
 		return Session{}, 0, fail("lookup", err)
 	}
@@ -658,7 +658,7 @@ func (r *Redis) Unbind(ctx context.Context, ref string) error {
 }
 
 // record opens the user record of openid from the values of its fields
-// sk, psk, uid and aoid; ErrNotFound when it has no sk (the record is gone).
+// sk, psk, uid and idf; ErrNotFound when it has no sk (the record is gone).
 func (r *Redis) record(openid string, vals []any) (Session, error) {
 	if len(vals) != 4 || vals[0] == nil || openid == "" {
 		return Session{}, ErrNotFound

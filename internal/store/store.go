@@ -12,7 +12,7 @@
 // ttl, refreshing the record's; a ref made at an older login keeps its own
 // TTL and, while it and the record live, finds the user's current record.
 //
-// Save merges: an empty UnionID or AnonymousOpenID keeps the stored one.
+// Save merges: an empty UnionID or Fields keeps the stored one.
 package store
 
 import (
@@ -35,11 +35,14 @@ var errNoTTL = errors.New("store: touch needs a ttl greater than zero")
 
 // Session is a user's record.
 type Session struct {
-	OpenID          string
-	UnionID         string
-	AnonymousOpenID string
-	SessionKey      string // current key, base64 text
-	PrevSessionKey  string // the key before the last rotation, or ""
+	OpenID         string
+	UnionID        string
+	SessionKey     string // current key, base64 text
+	PrevSessionKey string // the key before the last rotation, or ""
+	// Fields are the platform's other identity fields by name (Douyin's
+	// anonymous_openid, Feishu's tenant_key), nil when none. Save replaces
+	// them as a whole when non-empty, and keeps the stored ones otherwise.
+	Fields map[string]string
 }
 
 // Store is what the handler needs from a session store.
