@@ -22,6 +22,7 @@ import (
 //	POST   /_sim/phone_button     {"appid","user","phone"} → {"errMsg","code","encryptedData","iv","cloudID"} (e.detail of the button)
 //	POST   /_sim/werun            {"appid","user","steps":[{"timestamp","step"}]} → {"encryptedData","iv"} (steps optional)
 //	POST   /_sim/rotate_key       {"appid","user"} → {"ok":true}
+//	POST   /_sim/invalidate_token {"appid","expired":bool} → {"ok":true} (WeChat: every live access token dies now: 40001, or 42001 with expired)
 //	GET    /_sim/quirks           → QuirksJSON
 //	POST   /_sim/quirks           QuirksJSON {"seed","wechat_content_type","success_errcode","string_errcode","werun_watermark","key_idle_ttl"} → QuirksJSON in force
 //	POST   /_sim/advance          {"duration":"10m"} → {"now"}
@@ -289,6 +290,20 @@ func (s *Sim) control(w *recorder, r *http.Request) {
 			return
 		}
 		if err := s.RotateKey(req.AppID, req.User); err != nil {
+			bad(err)
+			return
+		}
+		writeJSON(w, http.StatusOK, okResp{true})
+
+	case "/_sim/invalidate_token":
+		var req struct {
+			AppID   string `json:"appid"`
+			Expired bool   `json:"expired"`
+		}
+		if !method(http.MethodPost) || !decode(&req) {
+			return
+		}
+		if err := s.InvalidateTokens(req.AppID, req.Expired); err != nil {
 			bad(err)
 			return
 		}

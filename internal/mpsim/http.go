@@ -76,6 +76,14 @@ func (s *Sim) route(w *recorder, r *http.Request) {
 		s.platformCall(w, r, EndpointJSCode2Session, Baidu, s.baiduErr, s.baiduCode2Session)
 	case p == "/oauth2/mp/code2session":
 		s.platformCall(w, r, EndpointJSCode2Session, Kuaishou, s.kuaishouErr, s.kuaishouCode2Session)
+	case p == "/cgi-bin/message/subscribe/send":
+		s.platformCall(w, r, EndpointSubscribeSend, WeChat, s.wechatErr, s.wechatSubscribeSend)
+	case p == "/wxa/msg_sec_check":
+		s.platformCall(w, r, EndpointMsgSecCheck, WeChat, s.wechatErr, s.wechatMsgSecCheck)
+	case p == "/cgi-bin/media/upload":
+		s.platformCall(w, r, EndpointMediaUpload, WeChat, s.wechatErr, s.wechatMediaUpload)
+	case p == "/cgi-bin/media/get":
+		s.platformCall(w, r, EndpointMediaGet, WeChat, s.wechatErr, s.wechatMediaGet)
 	case p == "/_sim" || strings.HasPrefix(p, "/_sim/"):
 		s.control(w, r)
 	case strings.HasPrefix(p, "/sns/") || strings.HasPrefix(p, "/cgi-bin/") || strings.HasPrefix(p, "/wxa/"):

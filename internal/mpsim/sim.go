@@ -17,6 +17,10 @@
 //	GET  /sns/jscode2session                 QQ code2session, for a QQ app's appid (see qq.go)
 //	POST /oauth/jscode2sessionkey            Baidu code2session (see baidu.go)
 //	POST /oauth2/mp/code2session             Kuaishou code2session (see kuaishou.go)
+//	POST /cgi-bin/message/subscribe/send     WeChat subscribe message (see openapi.go)
+//	POST /wxa/msg_sec_check                  WeChat content-security check
+//	POST /cgi-bin/media/upload               WeChat temporary media upload (multipart)
+//	GET  /cgi-bin/media/get                  WeChat temporary media download (binary)
 //
 // The control API lives under /_sim/ (see control.go); the same operations
 // are methods of *Sim.
@@ -118,7 +122,8 @@ const (
 )
 
 // Endpoints lists the endpoint names in a stable order.
-var Endpoints = []string{EndpointJSCode2Session, EndpointToken, EndpointStableToken, EndpointGetUserPhoneNumber, EndpointClientToken, EndpointGetPhoneNumberInfo}
+var Endpoints = []string{EndpointJSCode2Session, EndpointToken, EndpointStableToken, EndpointGetUserPhoneNumber, EndpointClientToken, EndpointGetPhoneNumberInfo,
+	EndpointSubscribeSend, EndpointMsgSecCheck, EndpointMediaUpload, EndpointMediaGet}
 
 // Limits of the simulated platforms.
 const (
@@ -225,6 +230,7 @@ type Sim struct {
 	phoneCodes map[string]*phoneCode
 	tokens     map[string]*token
 	appTok     map[string]*appTokens
+	media      map[string]*medium        // temporary media (see openapi.go)
 	pubKeys    map[string]*rsa.PublicKey // Douyin app public keys; kept by Reset
 	faults     []*Fault
 	calls      map[string]int
@@ -415,6 +421,7 @@ func (s *Sim) resetLocked() {
 	s.phoneCodes = map[string]*phoneCode{}
 	s.tokens = map[string]*token{}
 	s.appTok = map[string]*appTokens{}
+	s.media = map[string]*medium{}
 	s.faults = nil
 	s.calls = map[string]int{}
 	s.offset = 0
