@@ -172,20 +172,25 @@ func (h *Handler) validateCompat() error {
 // CheckCompatPrefix checks the shape of a compat prefix: a clean path
 // starting with /, not ending with one, and not / itself; no *, ? or #.
 // (Overlaps with the handler's routes are checked by Validate.)
-func CheckCompatPrefix(p string) error {
+func CheckCompatPrefix(p string) error { return checkPrefix("compat", p, "/mp-compat") }
+
+// checkPrefix checks the prefix of field (compat, gateway): a clean path
+// starting with /, not ending with one, and not / itself; no *, ? or #.
+// example is a good prefix, for the messages.
+func checkPrefix(field, p, example string) error {
 	switch {
 	case p == "":
-		return fieldErr("compat", "needs a path prefix, e.g. /mp-compat")
+		return fieldErr(field, "needs a path prefix, e.g. %s", example)
 	case p == "/":
-		return fieldErr("compat", "prefix must not be / (it would take every request); use a path such as /mp-compat")
+		return fieldErr(field, "prefix must not be / (it would take every request); use a path such as %s", example)
 	case !strings.HasPrefix(p, "/"):
-		return fieldErr("compat", "prefix %q must start with /", p)
+		return fieldErr(field, "prefix %q must start with /", p)
 	case strings.HasSuffix(p, "/"):
-		return fieldErr("compat", "prefix %q must not end with / (write /mp-compat, not /mp-compat/)", p)
-	case strings.ContainsAny(p, "*?#"):
-		return fieldErr("compat", "prefix %q must be a plain path (no *, ? or #)", p)
+		return fieldErr(field, "prefix %q must not end with / (write %s, not %s/)", p, example, example)
+	case strings.ContainsAny(p, "*?#%"):
+		return fieldErr(field, "prefix %q must be a plain path (no *, ?, # or %%)", p)
 	case path.Clean(p) != p:
-		return fieldErr("compat", "prefix %q is not a clean path (want %q)", p, path.Clean(p))
+		return fieldErr(field, "prefix %q is not a clean path (want %q)", p, path.Clean(p))
 	}
 	return nil
 }
