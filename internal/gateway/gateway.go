@@ -507,9 +507,6 @@ func (g *Gateway) fail(w http.ResponseWriter, c Call) Call {
 	e := mperr.From(c.Err)
 	c.Status = e.Status()
 	c.Errcode = ErrcodeGateway
-	if e.Code == mperr.BadRequest {
-		c.Errcode = ErrcodeOther
-	}
 	mperr.Write(w, e)
 	return c
 }
