@@ -353,13 +353,30 @@ func TestGatewayTokenRefreshTwoInstances(t *testing.T) {
 			t.Errorf("%v requests failed after their retry", v)
 		}
 	}
-	// Sequentially now: no refresh, no retry.
+	// Once more, one request at a time: A meets the dead token, refreshes
+	// it and retries once; B meets it too (its copy in memory), takes A's
+	// new token from Redis without a refresh, and retries once.
+	if err := sim.InvalidateTokens(wxApp, false); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []*Caddy{a, b} {
+		before := sim.Calls(mpsim.EndpointMsgSecCheck)
+		st, m, raw, _ := gwCall(t, "POST", c.URL+gwPrefix+"/wxa/msg_sec_check", "", check)
+		wantWxOK(t, "sequential", st, m, raw)
+		if got := sim.Calls(mpsim.EndpointMsgSecCheck) - before; got != 2 {
+			t.Fatalf("instance %d: msg_sec_check calls %d, want 2 (one retry)", i, got)
+		}
+		if got := sim.Calls(mpsim.EndpointStableToken); got != 3 {
+			t.Fatalf("instance %d: stable_token calls %d, want 3 (one refresh for both)", i, got)
+		}
+	}
+	// Then: no refresh, no retry.
 	before = sim.Calls(mpsim.EndpointMsgSecCheck)
 	for _, c := range []*Caddy{a, b} {
 		st, m, raw, _ := gwCall(t, "POST", c.URL+gwPrefix+"/wxa/msg_sec_check", "", check)
 		wantWxOK(t, "after", st, m, raw)
 	}
-	if sim.Calls(mpsim.EndpointMsgSecCheck)-before != 2 || sim.Calls(mpsim.EndpointStableToken) != 2 {
+	if sim.Calls(mpsim.EndpointMsgSecCheck)-before != 2 || sim.Calls(mpsim.EndpointStableToken) != 3 {
 		t.Fatalf("calls %v", sim.AllCalls())
 	}
 }

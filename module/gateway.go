@@ -12,7 +12,7 @@ package module
 // with compat (internal.go), metrics and the log line.
 //
 // Host mode (host_mode): a request whose Host is the platform's API host
-// (api.weixin.qq.com) is relayed with its path as it is, whatever the
+// (GatewaySpec.Host) is relayed with its path as it is, whatever the
 // path: for a backend that calls the platform's URL unchanged, its hosts
 // file pointing that name at this (plain HTTP) listener.
 //
