@@ -50,6 +50,12 @@
 //		compat           <prefix> [{
 //			allow_public
 //		}]
+//		gateway          <prefix> {
+//			allow        <api path>...
+//			max_buffer   <size>
+//			host_mode
+//			allow_public
+//		}
 //		token_binding    {
 //			from              json <dotted.path>|header <name>|cookie <name>
 //			request           bearer|header <name>|cookie <name>
@@ -71,7 +77,7 @@
 //	}
 //
 // platform, app_id and app_secret are required, and so is at least one of
-// login, phone, decrypt and compat. Values holding a placeholder such as
+// login, phone, decrypt, compat and gateway. Values holding a placeholder such as
 // {env.MP_APP_ID} are kept verbatim (the handler replaces them when it is
 // provisioned, and checks them then).
 //
@@ -248,6 +254,8 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 			err = p.parseAccessToken(h)
 		case "compat":
 			err = p.parseCompat(h)
+		case "gateway":
+			err = p.parseGateway(h)
 		case "token_binding":
 			err = p.parseTokenBinding(h)
 		case "session":

@@ -239,6 +239,11 @@ func TestAdaptErrors(t *testing.T) {
 		{"compat bad prefix", site(ok + "\t\tcompat mp-compat\n"), []string{"must start with /"}, okLine},
 		{"compat unknown option", site(ok + "\t\tcompat /mp-compat {\n\t\t\tpublic\n\t\t}\n"), []string{"unrecognized compat option", "public"}, okLine + 1},
 		{"compat allow_public arg", site(ok + "\t\tcompat /mp-compat {\n\t\t\tallow_public yes\n\t\t}\n"), []string{"allow_public takes no value"}, okLine + 1},
+		{"gateway no prefix", site(ok + "\t\tgateway\n"), []string{"gateway: no value given"}, okLine},
+		{"gateway unknown option", site(ok + "\t\tgateway /mp-api {\n\t\t\tallow /wxa/msg_sec_check\n\t\t\tpublic\n\t\t}\n"), []string{"unrecognized gateway option", "public"}, okLine + 2},
+		{"gateway host_mode arg", site(ok + "\t\tgateway /mp-api {\n\t\t\thost_mode yes\n\t\t}\n"), []string{"host_mode takes no value"}, okLine + 1},
+		{"gateway allow no path", site(ok + "\t\tgateway /mp-api {\n\t\t\tallow\n\t\t}\n"), []string{"allow"}, okLine + 1},
+		{"gateway max_buffer twice", site(ok + "\t\tgateway /mp-api {\n\t\t\tallow /x\n\t\t\tmax_buffer 1KiB\n\t\t\tmax_buffer 2KiB\n\t\t}\n"), []string{"duplicate gateway option"}, okLine + 3},
 		{"compat allow_public twice", site(ok + "\t\tcompat /mp-compat {\n\t\t\tallow_public\n\t\t\tallow_public\n\t\t}\n"), []string{"duplicate compat option"}, okLine + 2},
 	}
 	for _, tt := range tests {
@@ -303,7 +308,28 @@ func TestUnmarshalHandler(t *testing.T) {
 		}
 	}
 
-	d := cf.NewTestDispenser("miniprogram {\n\tplatform wechat\n\tbogus\n}")
+	d := cf.NewTestDispenser(`miniprogram {
+		platform wechat
+		app_id wx1
+		app_secret s
+		gateway /mp-api {
+			allow /wxa/msg_sec_check /cgi-bin/message/subscribe/send
+			allow /cgi-bin/media/*
+			max_buffer 256KiB
+			host_mode
+			allow_public
+		}
+	}`)
+	var gh module.Handler
+	if err := mpcaddyfile.UnmarshalHandler(d, &gh); err != nil {
+		t.Fatal(err)
+	}
+	if g := gh.Gateway; g == nil || g.Prefix != "/mp-api" || strings.Join(g.Allow, " ") != "/wxa/msg_sec_check /cgi-bin/message/subscribe/send /cgi-bin/media/*" ||
+		g.MaxBuffer != 256<<10 || !g.HostMode || !g.AllowPublic {
+		t.Errorf("gateway %+v", gh.Gateway)
+	}
+
+	d = cf.NewTestDispenser("miniprogram {\n\tplatform wechat\n\tbogus\n}")
 	err := mpcaddyfile.UnmarshalHandler(d, new(module.Handler))
 	if err == nil || !strings.Contains(err.Error(), "Testfile:3") {
 		t.Errorf("error %v should name Testfile:3", err)

@@ -102,7 +102,7 @@ func TestFeishuLogin(t *testing.T) {
 func TestFeishuTokenRevoked(t *testing.T) {
 	e := newFeishuEnv(t, "feishu", fsApp, fsSecret)
 	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": login(t, e.sim, fsApp, "fay").Code}))
-	if err := e.sim.RevokeAppTokens(fsApp); err != nil {
+	if err := e.sim.InvalidateTokens(fsApp, false); err != nil {
 		t.Fatal(err)
 	}
 	tokens, logins := e.sim.Calls(mpsim.EndpointAppAccessToken), e.sim.Calls(mpsim.EndpointTokenLoginValidate)

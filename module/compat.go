@@ -73,9 +73,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"path"
 	"slices"
 	"strconv"
@@ -174,20 +172,25 @@ func (h *Handler) validateCompat() error {
 // CheckCompatPrefix checks the shape of a compat prefix: a clean path
 // starting with /, not ending with one, and not / itself; no *, ? or #.
 // (Overlaps with the handler's routes are checked by Validate.)
-func CheckCompatPrefix(p string) error {
+func CheckCompatPrefix(p string) error { return checkPrefix("compat", p, "/mp-compat") }
+
+// checkPrefix checks the prefix of field (compat, gateway): a clean path
+// starting with /, not ending with one, and not / itself; no *, ? or #.
+// example is a good prefix, for the messages.
+func checkPrefix(field, p, example string) error {
 	switch {
 	case p == "":
-		return fieldErr("compat", "needs a path prefix, e.g. /mp-compat")
+		return fieldErr(field, "needs a path prefix, e.g. %s", example)
 	case p == "/":
-		return fieldErr("compat", "prefix must not be / (it would take every request); use a path such as /mp-compat")
+		return fieldErr(field, "prefix must not be / (it would take every request); use a path such as %s", example)
 	case !strings.HasPrefix(p, "/"):
-		return fieldErr("compat", "prefix %q must start with /", p)
+		return fieldErr(field, "prefix %q must start with /", p)
 	case strings.HasSuffix(p, "/"):
-		return fieldErr("compat", "prefix %q must not end with / (write /mp-compat, not /mp-compat/)", p)
-	case strings.ContainsAny(p, "*?#"):
-		return fieldErr("compat", "prefix %q must be a plain path (no *, ? or #)", p)
+		return fieldErr(field, "prefix %q must not end with / (write %s, not %s/)", p, example, example)
+	case strings.ContainsAny(p, "*?#%"):
+		return fieldErr(field, "prefix %q must be a plain path (no *, ?, # or %%)", p)
 	case path.Clean(p) != p:
-		return fieldErr("compat", "prefix %q is not a clean path (want %q)", p, path.Clean(p))
+		return fieldErr(field, "prefix %q is not a clean path (want %q)", p, path.Clean(p))
 	}
 	return nil
 }
@@ -209,7 +212,7 @@ func (h *Handler) provisionCompat(ctx caddy.Context) error {
 	if h.Compat == nil {
 		return nil
 	}
-	if err := h.checkCompatListeners(ctx); err != nil {
+	if err := h.checkInternalListeners(ctx, h.compatInternal()); err != nil {
 		return err
 	}
 	dialect, ok := compatDialects[h.platformDesc().Compat]
@@ -234,110 +237,14 @@ func (h *Handler) provisionCompat(ctx caddy.Context) error {
 	return nil
 }
 
-// checkCompatListeners refuses compat on a server that listens on any
-// address that is not loopback or a unix socket, unless AllowPublic. The
-// handler's own server is known at provisioning: the http app provisions
-// each server's routes (subroutes, error routes and named routes included)
-// with the server in the context (caddyhttp.ServerCtxKey), after replacing
-// the placeholders in its listen addresses. A handler provisioned outside
-// any server (not done by Caddy itself) cannot check: it relies on the
-// per-request check of serveCompat.
-func (h *Handler) checkCompatListeners(ctx caddy.Context) error {
-	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
-	if srv == nil {
-		if !h.Compat.AllowPublic {
-			h.logger.Warn("compat: cannot see this handler's server to check its listen addresses; compat requests on other than loopback or unix connections will be refused")
-		}
-		return nil
+// compatInternal describes the compat endpoints for the internal-listener
+// checks (internal.go).
+func (h *Handler) compatInternal() internalEndpoints {
+	return internalEndpoints{
+		name: "compat", what: "compat endpoints", they: "they", does: "hand out session keys and access tokens",
+		answer:      "the compat endpoints answer",
+		allowPublic: h.Compat.AllowPublic,
 	}
-	public := publicListeners(srv.Listen)
-	switch {
-	case len(public) == 0:
-		if h.Compat.AllowPublic {
-			h.logger.Warn("compat allow_public is set, though every listener is loopback or a unix socket", zap.Strings("listen", srv.Listen))
-		}
-		return nil
-	case h.Compat.AllowPublic:
-		h.logger.Warn("compat endpoints on a listener other hosts can reach (allow_public): they hand out session keys and access tokens; keep that network closed to anyone but the backend",
-			zap.Strings("listen", srv.Listen), zap.Strings("not_loopback", public))
-		return nil
-	}
-	return fmt.Errorf("miniprogram: compat endpoints hand out session keys and access tokens, but this server listens on %s, "+
-		"which is not loopback (127.0.0.0/8, ::1) or a unix socket: bind the site to loopback (Caddyfile: bind 127.0.0.1; "+
-		"a site address like http://127.0.0.1:9001 alone listens on every interface), or, if other hosts must reach it "+
-		"on purpose, set allow_public in the compat block (JSON \"allow_public\": true)", strings.Join(public, ", "))
-}
-
-// publicListeners returns the listen addresses that are not loopback
-// (127.0.0.0/8, ::1, localhost) or a unix socket, as written, with a note
-// for those that are every interface. No address at all counts as public
-// (nothing shows it is not); so do a file descriptor (fd/) whose socket
-// cannot be seen here and a host name other than localhost, which is
-// resolved only when Caddy listens.
-func publicListeners(listen []string) []string {
-	if len(listen) == 0 {
-		return []string{"(no listen address: the default, every interface)"}
-	}
-	var public []string
-	for _, l := range listen {
-		na, err := caddy.ParseNetworkAddress(l)
-		switch {
-		case err != nil:
-			public = append(public, l+" (unparsable)")
-		case na.IsUnixNetwork():
-		case na.IsFdNetwork():
-			public = append(public, l+" (a file descriptor: cannot tell)")
-		case na.Host == "":
-			public = append(public, l+" (every interface)")
-		case na.Host == "localhost":
-		default:
-			ip, perr := netip.ParseAddr(na.Host)
-			if perr != nil || !ip.Unmap().IsLoopback() {
-				if perr == nil && ip.IsUnspecified() {
-					l += " (every interface)"
-				}
-				public = append(public, l)
-			}
-		}
-	}
-	return public
-}
-
-// loopbackConn reports whether r came in on a loopback or unix connection,
-// and the local address it came in on.
-func loopbackConn(r *http.Request) (string, bool) {
-	switch a := r.Context().Value(http.LocalAddrContextKey).(type) {
-	case nil:
-		return "", false
-	case *net.UnixAddr:
-		return a.String(), true
-	case *net.TCPAddr:
-		return a.String(), a.IP.IsLoopback()
-	case *net.UDPAddr: // HTTP/3
-		return a.String(), a.IP.IsLoopback()
-	case net.Addr:
-		ap, err := netip.ParseAddrPort(a.String())
-		return a.String(), err == nil && ap.Addr().Unmap().IsLoopback()
-	}
-	return "", false
-}
-
-// refuseCompatConn answers a compat request that came in on a connection
-// other than loopback or unix without allow_public (the listen check at
-// provisioning makes this the case only for handlers provisioned outside a
-// server, or a listener that is not what its address said).
-func (h *Handler) refuseCompatConn(w http.ResponseWriter, r *http.Request, local string) {
-	if c := h.compat.logger.Check(zap.DebugLevel, "compat request refused: it came in on an address other than loopback or a unix socket, and allow_public is not set"); c != nil {
-		c.Write(zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("local_addr", local))
-	}
-	const body = `{"error":"forbidden","message":"the compat endpoints answer on loopback listeners only"}` + "\n"
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json; charset=utf-8")
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusForbidden)
-	_, _ = io.WriteString(w, body)
 }
 
 func (h *Handler) compatMatches(p string) bool {
@@ -399,7 +306,7 @@ func (h *Handler) serveCompat(w http.ResponseWriter, r *http.Request, res *reque
 			res.result = compatResultForbidden
 			setErrorVar(r, res.result)
 			h.refusals.note(res.result, routeLabels[res.route])
-			h.refuseCompatConn(w, r, local)
+			refuseNonLoopback(w, r, h.compat.logger, h.compatInternal(), local)
 			return
 		}
 	}

@@ -112,3 +112,28 @@ func (c *StoreConfig) redisOptions() store.RedisOptions {
 		Timeout:          time.Duration(c.Timeout),
 	}
 }
+
+// GatewayConfig serves the open-API gateway (see gateway.go): a backend's
+// calls to the platform's server API under Prefix are relayed with the
+// app's shared token added.
+type GatewayConfig struct {
+	// Prefix the API paths are served under, e.g. "/mp-api": a backend
+	// calls {prefix}/wxa/msg_sec_check. Same rules as compat's prefix; it
+	// must not overlap the routes or the compat prefix.
+	Prefix string `json:"prefix,omitempty"`
+	// Allow lists the API paths relayed: exact ("/wxa/msg_sec_check") or
+	// a prefix ending in "/*" ("/cgi-bin/media/*"). Anything else is
+	// refused with 403. Required.
+	Allow []string `json:"allow,omitempty"`
+	// MaxBuffer: request bodies up to this many bytes are buffered and
+	// can be sent again after a token error; larger ones stream and are
+	// never retried. Default 1 MiB, at most 64 MiB.
+	MaxBuffer int64 `json:"max_buffer,omitempty"`
+	// HostMode also relays requests whose Host is the platform's API host
+	// (api.weixin.qq.com), without the prefix: for a backend whose hosts
+	// file points that name at this listener.
+	HostMode bool `json:"host_mode,omitempty"`
+	// AllowPublic serves the gateway on a server that listens on
+	// addresses other than loopback and unix sockets (as compat's).
+	AllowPublic bool `json:"allow_public,omitempty"`
+}

@@ -104,6 +104,9 @@ type Handler struct {
 	// Compat serves platform-compatible endpoints for unchanged legacy
 	// backends (zero-change mode).
 	Compat *CompatConfig `json:"compat,omitempty"`
+	// Gateway relays the backend's server-API calls with the shared token
+	// added (open-API gateway).
+	Gateway *GatewayConfig `json:"gateway,omitempty"`
 	// TokenBinding binds the upstream's login token to the session.
 	TokenBinding *TokenBindingConfig `json:"token_binding,omitempty"`
 	// IdentityCache is how long the identity of a token's session is kept
@@ -153,6 +156,8 @@ type Handler struct {
 	failures *clientlimit.Limiter
 	// compat is set when Compat is configured (see compat.go).
 	compat *compatServer
+	// gw is set when Gateway is configured (see gateway.go).
+	gw     *gatewayServer
 	client platform.Client
 	// desc is the platform's descriptor, set at provisioning (see
 	// platformDesc).
@@ -269,6 +274,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := h.provisionCompat(ctx); err != nil {
+		return err
+	}
+	if err := h.provisionGateway(ctx); err != nil {
 		return err
 	}
 	if err := h.provisionTokenBinding(ctx); err != nil {
@@ -413,6 +421,9 @@ func (h *Handler) Cleanup() error {
 	if h.client != nil {
 		_ = h.client.Close() // idle connections only: nothing to report
 	}
+	if h.gw != nil {
+		h.gw.g.Close()
+	}
 	if h.store != nil {
 		return h.store.Close()
 	}
@@ -445,6 +456,7 @@ const (
 	routePhone
 	routeDecrypt
 	routeCompat
+	routeGateway
 	routeUnclear
 )
 
@@ -455,6 +467,11 @@ const (
 // backend routes as the login). routeUnclear: a path encoded too deeply
 // to decide.
 func (h *Handler) route(r *http.Request) route {
+	if h.gatewayHost(r) {
+		// The platform's API host (host mode): never a route of the
+		// front end's.
+		return routeGateway
+	}
 	p := r.URL.EscapedPath()
 	var m int
 	if or, ok := originalRequest(r); ok && or.URL.EscapedPath() != p {
@@ -491,6 +508,9 @@ func (h *Handler) route(r *http.Request) route {
 	if h.compatMatches(r.URL.Path) {
 		return routeCompat
 	}
+	if h.gatewayMatches(r.URL.Path) {
+		return routeGateway
+	}
 	return routeNone
 }
 
@@ -518,6 +538,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	defer h.countRequest(&res)
 	if rt == routeCompat {
 		h.serveCompat(w, r, &res)
+		return nil
+	}
+	if rt == routeGateway {
+		h.serveGateway(w, r, &res)
 		return nil
 	}
 	// The rewritten body goes into a shallow copy of the request; the

@@ -23,6 +23,9 @@ var metrics = struct {
 	storeTime        *prometheus.HistogramVec
 	tokenCalls       *prometheus.CounterVec
 	refused          *prometheus.CounterVec
+	gatewayCalls     *prometheus.CounterVec
+	gatewayTime      *prometheus.HistogramVec
+	gatewayRetries   *prometheus.CounterVec
 }{
 	code2session: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "code2session_total",
@@ -58,6 +61,19 @@ var metrics = struct {
 		Namespace: "caddy", Subsystem: "miniprogram", Name: "refused_total",
 		Help: "Requests refused before any platform call to bound abuse, by reason (too_many_failures: the client's failed code exchanges are over max_failed_exchanges).",
 	}, []string{"platform", "reason"}),
+	gatewayCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "miniprogram", Name: "gateway_requests_total",
+		Help: "Requests to the API gateway, by API (the allow-list entry matched, or \"(refused)\") and errcode (0, a token or rate-limit error number, -1, other, none: not inspected, http_error, forbidden, gateway_error).",
+	}, []string{"platform", "api", "errcode"}),
+	gatewayTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "miniprogram", Name: "gateway_duration_seconds",
+		Help:    "Latency of API gateway requests, the answer relayed whole and a retry included, by API.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"platform", "api"}),
+	gatewayRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "miniprogram", Name: "gateway_token_errors_total",
+		Help: "API calls the platform refused for their token, by API and what followed: retried (sent again with the next token), not_retried (the body was streamed, or the retry was refused too).",
+	}, []string{"platform", "api", "outcome"}),
 }
 
 func registerMetrics(reg *prometheus.Registry) error {
@@ -67,6 +83,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{
 		metrics.code2session, metrics.code2sessionTime, metrics.requests, metrics.dedup,
 		metrics.storeErrors, metrics.storeTime, metrics.tokenCalls, metrics.refused,
+		metrics.gatewayCalls, metrics.gatewayTime, metrics.gatewayRetries,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
@@ -103,6 +120,7 @@ const (
 	labelSession
 	labelProtected
 	labelLogout
+	labelGateway
 	numRouteLabels
 )
 
@@ -118,6 +136,7 @@ var routeLabels = [numRouteLabels]string{
 	labelSession:            "session",
 	labelProtected:          "protected",
 	labelLogout:             "logout",
+	labelGateway:            "gateway",
 }
 
 // labelOf is the route label of a request on one of the handler's routes

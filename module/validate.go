@@ -79,8 +79,8 @@ func (h *Handler) validate() error {
 		}
 	}
 
-	if h.Login == "" && h.Phone == "" && h.Decrypt == "" && h.Compat == nil {
-		return errors.New("miniprogram: at least one route is needed: login, phone, decrypt or compat")
+	if h.Login == "" && h.Phone == "" && h.Decrypt == "" && h.Compat == nil && h.Gateway == nil {
+		return errors.New("miniprogram: at least one route is needed: login, phone, decrypt, compat or gateway")
 	}
 	for _, r := range []struct{ name, path string }{{"login", h.Login}, {"phone", h.Phone}, {"decrypt", h.Decrypt}} {
 		if r.path == "" {
@@ -147,6 +147,9 @@ func (h *Handler) validate() error {
 		return err
 	}
 	if err := h.validateCompat(); err != nil {
+		return err
+	}
+	if err := h.validateGateway(); err != nil {
 		return err
 	}
 	if c := h.TokenBinding; c != nil {

@@ -22,7 +22,7 @@ import (
 //	POST   /_sim/phone_button     {"appid","user","phone"} → {"errMsg","code","encryptedData","iv","cloudID"} (e.detail of the button)
 //	POST   /_sim/werun            {"appid","user","steps":[{"timestamp","step"}]} → {"encryptedData","iv"} (steps optional)
 //	POST   /_sim/rotate_key       {"appid","user"} → {"ok":true}
-//	POST   /_sim/revoke_app_tokens {"appid"} → {"ok":true} (a Feishu or Lark app's app access tokens)
+//	POST   /_sim/invalidate_token {"appid","expired":bool} → {"ok":true} (every live server token of a WeChat, Douyin, Feishu or Lark app dies now; WeChat: 40001, or 42001 with expired)
 //	GET    /_sim/quirks           → QuirksJSON
 //	POST   /_sim/quirks           QuirksJSON {"seed","wechat_content_type","success_errcode","string_errcode","werun_watermark","key_idle_ttl"} → QuirksJSON in force
 //	POST   /_sim/advance          {"duration":"10m"} → {"now"}
@@ -295,12 +295,15 @@ func (s *Sim) control(w *recorder, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, okResp{true})
 
-	case "/_sim/revoke_app_tokens":
-		var req ctlUserReq
+	case "/_sim/invalidate_token":
+		var req struct {
+			AppID   string `json:"appid"`
+			Expired bool   `json:"expired"`
+		}
 		if !method(http.MethodPost) || !decode(&req) {
 			return
 		}
-		if err := s.RevokeAppTokens(req.AppID); err != nil {
+		if err := s.InvalidateTokens(req.AppID, req.Expired); err != nil {
 			bad(err)
 			return
 		}

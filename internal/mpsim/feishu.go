@@ -140,29 +140,6 @@ func (s *Sim) feishuAppAccessToken(w *recorder, r *http.Request) {
 	writeJSON(w, http.StatusOK, fsTokenOK{Code: 0, Msg: "ok", AppAccessToken: tok, Expire: left, TenantAccessToken: tok})
 }
 
-// RevokeAppTokens makes every app access token of a Feishu or Lark app
-// invalid from now on (10202), as if Feishu had revoked them behind the
-// client's back (the secret was reset in the console, say). The next
-// fetch gives a new token.
-func (s *Sim) RevokeAppTokens(appID string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, err := s.appLocked(appID)
-	if err != nil {
-		return err
-	}
-	if !isFeishuFamily(a.Platform) {
-		return ErrWrongPlatform
-	}
-	now := s.nowLocked()
-	for _, t := range s.tokens {
-		if t.appID == appID && t.kind == kindAppToken && t.status(now) == 0 {
-			t.deadAt = now
-		}
-	}
-	return nil
-}
-
 type fsLoginReq struct {
 	Code string `json:"code"`
 }

@@ -80,6 +80,14 @@ func (s *Sim) route(w *recorder, r *http.Request) {
 		s.platformCall(w, r, EndpointAppAccessToken, Feishu, s.fsFail, s.feishuAppAccessToken)
 	case p == "/open-apis/mina/v2/tokenLoginValidate":
 		s.platformCall(w, r, EndpointTokenLoginValidate, Feishu, s.fsFail, s.feishuLogin)
+	case p == "/cgi-bin/message/subscribe/send":
+		s.platformCall(w, r, EndpointSubscribeSend, WeChat, s.wechatErr, s.wechatSubscribeSend)
+	case p == "/wxa/msg_sec_check":
+		s.platformCall(w, r, EndpointMsgSecCheck, WeChat, s.wechatErr, s.wechatMsgSecCheck)
+	case p == "/cgi-bin/media/upload":
+		s.platformCall(w, r, EndpointMediaUpload, WeChat, s.wechatErr, s.wechatMediaUpload)
+	case p == "/cgi-bin/media/get":
+		s.platformCall(w, r, EndpointMediaGet, WeChat, s.wechatErr, s.wechatMediaGet)
 	case p == "/_sim" || strings.HasPrefix(p, "/_sim/"):
 		s.control(w, r)
 	case strings.HasPrefix(p, "/sns/") || strings.HasPrefix(p, "/cgi-bin/") || strings.HasPrefix(p, "/wxa/"):

@@ -20,6 +20,10 @@
 //	POST /oauth2/mp/code2session             Kuaishou code2session (see kuaishou.go)
 //	POST /open-apis/auth/v3/app_access_token/internal  Feishu/Lark app access token (see feishu.go)
 //	POST /open-apis/mina/v2/tokenLoginValidate         Feishu/Lark code2session
+//	POST /cgi-bin/message/subscribe/send     WeChat subscribe message (see openapi.go)
+//	POST /wxa/msg_sec_check                  WeChat content-security check
+//	POST /cgi-bin/media/upload               WeChat temporary media upload (multipart)
+//	GET  /cgi-bin/media/get                  WeChat temporary media download (binary)
 //
 // The control API lives under /_sim/ (see control.go); the same operations
 // are methods of *Sim.
@@ -121,7 +125,8 @@ const (
 )
 
 // Endpoints lists the endpoint names in a stable order.
-var Endpoints = []string{EndpointJSCode2Session, EndpointToken, EndpointStableToken, EndpointGetUserPhoneNumber, EndpointClientToken, EndpointGetPhoneNumberInfo}
+var Endpoints = []string{EndpointJSCode2Session, EndpointToken, EndpointStableToken, EndpointGetUserPhoneNumber, EndpointClientToken, EndpointGetPhoneNumberInfo,
+	EndpointSubscribeSend, EndpointMsgSecCheck, EndpointMediaUpload, EndpointMediaGet}
 
 // Limits of the simulated platforms.
 const (
@@ -230,6 +235,7 @@ type Sim struct {
 	phoneCodes map[string]*phoneCode
 	tokens     map[string]*token
 	appTok     map[string]*appTokens
+	media      map[string]*medium        // temporary media (see openapi.go)
 	pubKeys    map[string]*rsa.PublicKey // Douyin app public keys; kept by Reset
 	faults     []*Fault
 	calls      map[string]int
@@ -420,6 +426,7 @@ func (s *Sim) resetLocked() {
 	s.phoneCodes = map[string]*phoneCode{}
 	s.tokens = map[string]*token{}
 	s.appTok = map[string]*appTokens{}
+	s.media = map[string]*medium{}
 	s.faults = nil
 	s.calls = map[string]int{}
 	s.offset = 0

@@ -157,7 +157,7 @@ func TestFeishuAgainstSimulator(t *testing.T) {
 			if _, err := cl.Code2Session(ctx, LoginCodes{Code: lr.Code}); mperr.From(err).Code != mperr.InvalidCode || mperr.From(err).Errcode != 10213 {
 				t.Fatalf("reused code: %v", err)
 			}
-			if err := sim.RevokeAppTokens(c.app); err != nil {
+			if err := sim.InvalidateTokens(c.app, true); err != nil {
 				t.Fatal(err)
 			}
 			// A token client that keeps the revoked token first, as a

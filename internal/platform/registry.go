@@ -51,6 +51,10 @@ type Descriptor struct {
 	// themselves are the handler's (module/compat.go), selected by this
 	// name.
 	Compat string
+	// Gateway describes its server API for the open-API gateway (the
+	// handler's gateway relays a backend's calls with the shared token
+	// added); nil: it has none.
+	Gateway *GatewaySpec
 	// Payloads is its scheme for encryptedData payloads (cipher, padding,
 	// framing and integrity check, and the phone payload's fields); nil:
 	// the WeChat family's (WXPayloads). See PayloadsOf.
@@ -128,6 +132,40 @@ type PhoneCodeSpec struct {
 	// Without one configured the platform has no phone-code exchange. A
 	// platform without it refuses private_key.
 	PrivateKey bool
+}
+
+// GatewaySpec is what the open-API gateway (internal/gateway) must know of
+// a platform's server API: where it is, how a call carries the token, and
+// how an answer tells that the token was refused. The relay itself is the
+// gateway's; the token is the phone-code exchange's (PhoneCode.Tokens).
+type GatewaySpec struct {
+	// Origin is the API origin calls are relayed to; the handler's
+	// api_base replaces it.
+	Origin string
+	// Host is the API's host name: in host mode, a request for this host
+	// reaching the gateway's listener is relayed as it is (no prefix).
+	Host string
+	// TokenParam is the query parameter that carries the token.
+	TokenParam string
+	// ClientTokenParams are the query parameters a client may have sent a
+	// token in: all are removed before TokenParam is added.
+	ClientTokenParams []string
+	// ErrcodeField is the JSON field of an answer's error number.
+	ErrcodeField string
+	// TokenErrcodes are the error numbers that say the token was refused
+	// (invalid, not the latest, expired): the gateway refreshes it once.
+	TokenErrcodes []int
+	// RateErrcodes are the error numbers of the rate limits and quotas:
+	// passed through, never retried.
+	RateErrcodes []int
+	// Never are the API paths the gateway never relays, whatever the
+	// allow-list says (compared without regard to case).
+	Never []NeverPath
+}
+
+// NeverPath is an API path the gateway never relays, and why.
+type NeverPath struct {
+	Path, Why string
 }
 
 // Compat dialects: which endpoints compat serves, in whose shapes.
