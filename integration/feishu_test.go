@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 
@@ -19,14 +18,7 @@ const (
 // feishuBlock is a miniprogram block with a login route only (Feishu has
 // no phone or decrypt route).
 func feishuBlock(platform, app, secret, apiBase string, extra ...string) string {
-	return fmt.Sprintf(`	miniprogram {
-		platform %s
-		app_id %s
-		app_secret %s
-		api_base %s
-		login /api/login
-%s
-	}`, platform, app, secret, apiBase, "\t\t"+strings.Join(extra, "\n\t\t"))
+	return mpBlockLines(platform, app, secret, apiBase, append([]string{"login /api/login"}, extra...)...)
 }
 
 func newFeishuEnv(t *testing.T, platform, app, secret string, extra ...string) *env {

@@ -470,14 +470,17 @@ func noSecrets(t testing.TB, logs string, secrets ...string) {
 
 // mpBlock renders a miniprogram block.
 func mpBlock(platform, appID, secret, apiBase string, extra ...string) string {
+	return mpBlockLines(platform, appID, secret, apiBase, append([]string{"login /api/login", "phone /api/phone", "decrypt /api/decrypt"}, extra...)...)
+}
+
+// mpBlockLines is a miniprogram block with the platform's credentials and
+// these lines only.
+func mpBlockLines(platform, appID, secret, apiBase string, lines ...string) string {
 	return fmt.Sprintf(`	miniprogram {
 		platform %s
 		app_id %s
 		app_secret %s
 		api_base %s
-		login /api/login
-		phone /api/phone
-		decrypt /api/decrypt
 %s
-	}`, platform, appID, secret, apiBase, "\t\t"+strings.Join(extra, "\n\t\t"))
+	}`, platform, appID, secret, apiBase, "\t\t"+strings.Join(lines, "\n\t\t"))
 }

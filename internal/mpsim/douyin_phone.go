@@ -104,11 +104,7 @@ func (s *Sim) douyinClientToken(w *recorder, r *http.Request) {
 	}
 	now := s.nowLocked()
 	s.pruneLocked(now)
-	at := s.appTok[a.AppID]
-	if at == nil {
-		at = &appTokens{}
-		s.appTok[a.AppID] = at
-	}
+	at := s.appTokensLocked(a.AppID)
 	for k, t := range s.tokens {
 		if t.appID != a.AppID || t.kind != kindClientToken || t.status(now) != 0 {
 			continue

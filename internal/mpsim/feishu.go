@@ -120,11 +120,7 @@ func (s *Sim) feishuAppAccessToken(w *recorder, r *http.Request) {
 	}
 	now := s.nowLocked()
 	s.pruneLocked(now)
-	at := s.appTok[a.AppID]
-	if at == nil {
-		at = &appTokens{}
-		s.appTok[a.AppID] = at
-	}
+	at := s.appTokensLocked(a.AppID)
 	tok := at.client
 	t := s.tokens[tok]
 	if t == nil || t.status(now) != 0 || t.expires.Sub(now) <= feishuTokenRenew {

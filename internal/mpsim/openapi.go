@@ -97,6 +97,22 @@ func (s *Sim) InvalidateTokens(appID string, expired bool) error {
 	return nil
 }
 
+// wechatBusiness checks a business API call's method (else the API's own
+// errcode wrongMethod) and token, answering the error itself; ok with the
+// token's app otherwise.
+func (s *Sim) wechatBusiness(w *recorder, r *http.Request, method string, wrongMethod int) (appID string, ok bool) {
+	if r.Method != method {
+		s.wechatErr(w, wrongMethod)
+		return "", false
+	}
+	appID, e := s.businessToken(r)
+	if e != 0 {
+		s.wechatErr(w, e)
+		return "", false
+	}
+	return appID, true
+}
+
 // businessToken checks the access_token of a business API call: the app
 // it belongs to, or the errcode to answer.
 func (s *Sim) businessToken(r *http.Request) (string, int) {
@@ -140,13 +156,8 @@ type subscribeReq struct {
 
 // wechatSubscribeSend: POST /cgi-bin/message/subscribe/send.
 func (s *Sim) wechatSubscribeSend(w *recorder, r *http.Request) {
-	if r.Method != http.MethodPost {
-		s.wechatErr(w, 43002)
-		return
-	}
-	appID, e := s.businessToken(r)
-	if e != 0 {
-		s.wechatErr(w, e)
+	appID, ok := s.wechatBusiness(w, r, http.MethodPost, 43002)
+	if !ok {
 		return
 	}
 	var req subscribeReq
@@ -205,13 +216,8 @@ type secCheckOK struct {
 
 // wechatMsgSecCheck: POST /wxa/msg_sec_check (version 2).
 func (s *Sim) wechatMsgSecCheck(w *recorder, r *http.Request) {
-	if r.Method != http.MethodPost {
-		s.wechatErr(w, 43302)
-		return
-	}
-	appID, e := s.businessToken(r)
-	if e != 0 {
-		s.wechatErr(w, e)
+	appID, ok := s.wechatBusiness(w, r, http.MethodPost, 43302)
+	if !ok {
 		return
 	}
 	var req secCheckReq
@@ -259,13 +265,8 @@ type mediaOK struct {
 func (s *Sim) wechatMediaUpload(w *recorder, r *http.Request) {
 	// The whole body first (bounded), whatever the answer.
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxMediaSize+1<<20))
-	if r.Method != http.MethodPost {
-		s.wechatErr(w, 43002)
-		return
-	}
-	appID, e := s.businessToken(r)
-	if e != 0 {
-		s.wechatErr(w, e)
+	appID, ok := s.wechatBusiness(w, r, http.MethodPost, 43002)
+	if !ok {
 		return
 	}
 	if err != nil {
@@ -330,19 +331,14 @@ func (s *Sim) wechatMediaUpload(w *recorder, r *http.Request) {
 
 // wechatMediaGet: GET /cgi-bin/media/get?media_id: the file, binary.
 func (s *Sim) wechatMediaGet(w *recorder, r *http.Request) {
-	if r.Method != http.MethodGet {
-		s.wechatErr(w, 43001)
-		return
-	}
-	appID, e := s.businessToken(r)
-	if e != 0 {
-		s.wechatErr(w, e)
+	appID, ok := s.wechatBusiness(w, r, http.MethodGet, 43001)
+	if !ok {
 		return
 	}
 	id := r.URL.Query().Get("media_id")
 	s.mu.Lock()
 	m := s.media[id]
-	ok := m != nil && m.appID == appID && s.nowLocked().Before(m.expires)
+	ok = m != nil && m.appID == appID && s.nowLocked().Before(m.expires)
 	s.mu.Unlock()
 	if !ok {
 		s.wechatErr(w, 40007)

@@ -311,6 +311,16 @@ type appTokens struct {
 	lastForce time.Time
 }
 
+// appTokensLocked is the token state of an app, made on first use.
+func (s *Sim) appTokensLocked(appID string) *appTokens {
+	at := s.appTok[appID]
+	if at == nil {
+		at = &appTokens{}
+		s.appTok[appID] = at
+	}
+	return at
+}
+
 // New returns a simulator. It panics if an app (see AddApp) or a quirk is
 // invalid.
 func New(o Options) *Sim {

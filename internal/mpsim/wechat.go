@@ -243,11 +243,7 @@ func (s *Sim) wechatStableToken(w *recorder, r *http.Request) {
 	}
 	now := s.nowLocked()
 	s.pruneLocked(now)
-	at := s.appTok[a.AppID]
-	if at == nil {
-		at = &appTokens{}
-		s.appTok[a.AppID] = at
-	}
+	at := s.appTokensLocked(a.AppID)
 	if req.ForceRefresh {
 		if at.forced && now.Sub(at.lastForce) < ForceRefreshPeriod {
 			s.mu.Unlock()
