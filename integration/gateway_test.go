@@ -396,3 +396,57 @@ func TestGatewayRefusedAtLoad(t *testing.T) {
 	}
 	noSecretsIn(t, out, wxSecret)
 }
+
+// A public site on the same host that proxies to the internal listener
+// (here Caddy's own reverse_proxy, which adds X-Forwarded-For) does not
+// open the gateway or the compat endpoints: such requests come in on a
+// loopback connection but are refused 403, with no platform call.
+func TestInternalEndpointsRefuseSameHostProxy(t *testing.T) {
+	sim := newSim(t)
+	admin, internal, public := freePort(t), freePort(t), freePort(t)
+	cf := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	auto_https off
+	persist_config off
+}
+http://:%d {
+	bind 127.0.0.1
+	miniprogram {
+		platform wechat
+		app_id %s
+		app_secret %s
+		api_base %s
+		compat /mp-compat
+		%s
+	}
+}
+http://:%d {
+	bind 127.0.0.1
+	reverse_proxy 127.0.0.1:%d
+}
+`, admin, internal, wxApp, wxSecret, sim.URL, gwBlock, public, internal)
+	c := startCaddyfile(t, admin, cf, internal, public)
+	lr := login(t, sim, wxApp, "alice")
+	body := map[string]any{"version": 2, "openid": lr.OpenID, "scene": 1, "content": "hello"}
+	calls := sim.Calls(mpsim.EndpointMsgSecCheck) + sim.Calls(mpsim.EndpointStableToken) + sim.Calls(mpsim.EndpointJSCode2Session)
+	pub := fmt.Sprintf("http://127.0.0.1:%d", public)
+	for _, call := range []struct{ u, host string }{
+		{pub + gwPrefix + "/wxa/msg_sec_check", ""},
+		{pub + "/wxa/msg_sec_check", "api.weixin.qq.com"},
+	} {
+		if st, _, raw, _ := gwCall(t, "POST", call.u, call.host, body); st != 403 || !strings.Contains(string(raw), "did not come through a proxy") {
+			t.Errorf("%s (Host %q) through the proxy: %d %s", call.u, call.host, st, raw)
+		}
+	}
+	r := do(t, "GET", pub+"/mp-compat/sns/jscode2session?appid="+wxApp+"&secret="+wxSecret+"&js_code="+lr.Code+"&grant_type=authorization_code", "", nil)
+	if r.Status != 403 {
+		t.Errorf("compat through the proxy: %d %s", r.Status, r.Body)
+	}
+	if n := sim.Calls(mpsim.EndpointMsgSecCheck) + sim.Calls(mpsim.EndpointStableToken) + sim.Calls(mpsim.EndpointJSCode2Session); n != calls {
+		t.Errorf("%d platform calls through the proxy", n-calls)
+	}
+	// Directly on the internal listener: served.
+	if st, m, raw, _ := gwCall(t, "POST", c.URL+gwPrefix+"/wxa/msg_sec_check", "", body); st != 200 || fmt.Sprint(m["errcode"]) != "0" {
+		t.Fatalf("direct: %d %s", st, raw)
+	}
+}

@@ -302,11 +302,11 @@ func (h *Handler) serveCompat(w http.ResponseWriter, r *http.Request, res *reque
 	rest := strings.TrimPrefix(r.URL.Path, h.compat.prefix)
 	res.route = h.compatLabel(rest)
 	if !h.compat.allowPublic {
-		if local, ok := loopbackConn(r); !ok {
+		if local, why, ok := internalRequest(r); !ok {
 			res.result = compatResultForbidden
 			setErrorVar(r, res.result)
 			h.refusals.note(res.result, routeLabels[res.route])
-			refuseNonLoopback(w, r, h.compat.logger, h.compatInternal(), local)
+			refuseNotInternal(w, r, h.compat.logger, h.compatInternal(), local, why)
 			return
 		}
 	}

@@ -79,20 +79,35 @@ func TestCompatRefusesPublicListeners(t *testing.T) {
 	}
 }
 
+// A request reaches internal endpoints only directly on a loopback or
+// unix connection: not on another address, not through a proxy on the
+// same host (a proxy header, or Caddy's client_ip not loopback), unless
+// allow_public.
 func TestCompatRequestNeedsLoopbackConnection(t *testing.T) {
+	lo := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9001}
 	for _, c := range []struct {
 		local       net.Addr
 		allowPublic bool
 		served      bool
+		hdr         []string // name, value
+		clientIP    string
 	}{
-		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9001}, false, true},
-		{&net.TCPAddr{IP: net.IPv6loopback, Port: 9001}, false, true},
-		{&net.UnixAddr{Name: "/tmp/compat.sock", Net: "unix"}, false, true},
-		{&net.UDPAddr{IP: net.IPv4(127, 0, 0, 3), Port: 9001}, false, true},
-		{&net.TCPAddr{IP: net.IPv4(10, 0, 0, 5), Port: 9001}, false, false},
-		{&net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9001}, false, false},
-		{nil, false, false},
-		{&net.TCPAddr{IP: net.IPv4(10, 0, 0, 5), Port: 9001}, true, true},
+		{local: lo, served: true},
+		{local: &net.TCPAddr{IP: net.IPv6loopback, Port: 9001}, served: true},
+		{local: &net.UnixAddr{Name: "/tmp/compat.sock", Net: "unix"}, served: true},
+		{local: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3), Port: 9001}, served: true},
+		{local: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 5), Port: 9001}},
+		{local: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9001}},
+		{},
+		{local: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 5), Port: 9001}, allowPublic: true, served: true},
+		{local: lo, hdr: []string{"X-Forwarded-For", "192.0.2.2"}},
+		{local: lo, hdr: []string{"X-Forwarded-For", "127.0.0.1"}},
+		{local: lo, hdr: []string{"Forwarded", "for=192.0.2.2"}},
+		{local: lo, hdr: []string{"X-Real-IP", "192.0.2.2"}},
+		{local: lo, hdr: []string{"Via", "1.1 nginx"}},
+		{local: lo, clientIP: "192.0.2.2"},
+		{local: lo, clientIP: "::ffff:127.0.0.1", served: true},
+		{local: lo, hdr: []string{"X-Forwarded-For", "192.0.2.2"}, allowPublic: true, served: true},
 	} {
 		h, err := compatHandler(t, nil, c.allowPublic)
 		if err != nil {
@@ -102,8 +117,14 @@ func TestCompatRequestNeedsLoopbackConnection(t *testing.T) {
 		if c.local != nil {
 			req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, c.local))
 		}
+		for i := 0; i+1 < len(c.hdr); i += 2 {
+			req.Header.Set(c.hdr[i], c.hdr[i+1])
+		}
 		w := httptest.NewRecorder()
 		req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), w, nil)
+		if c.clientIP != "" {
+			caddyhttp.SetVar(req.Context(), caddyhttp.ClientIPVarKey, c.clientIP)
+		}
 		next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
 			t.Fatal("a compat request reached the next handler")
 			return nil
@@ -116,7 +137,7 @@ func TestCompatRequestNeedsLoopbackConnection(t *testing.T) {
 		served := w.Code == 200 && strings.Contains(w.Body.String(), `"errcode":40014`)
 		refused := w.Code == 403 && strings.Contains(w.Body.String(), "loopback")
 		if served != c.served || refused == c.served {
-			t.Errorf("local %v allow_public %v: %d %s", c.local, c.allowPublic, w.Code, w.Body)
+			t.Errorf("local %v allow_public %v headers %q client_ip %q: %d %s", c.local, c.allowPublic, c.hdr, c.clientIP, w.Code, w.Body)
 		}
 	}
 }

@@ -149,11 +149,11 @@ func (h *Handler) serveGateway(w http.ResponseWriter, r *http.Request, res *requ
 	caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true)
 	res.route = labelGateway
 	if !h.gw.allowPublic {
-		if local, ok := loopbackConn(r); !ok {
+		if local, why, ok := internalRequest(r); !ok {
 			res.result = compatResultForbidden
 			setErrorVar(r, res.result)
 			h.refusals.note(res.result, routeLabels[res.route])
-			refuseNonLoopback(w, r, h.gw.logger, h.gatewayInternal(), local)
+			refuseNotInternal(w, r, h.gw.logger, h.gatewayInternal(), local, why)
 			return
 		}
 	}

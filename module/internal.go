@@ -9,8 +9,15 @@ package module
 // Caddyfile site "http://127.0.0.1:9001" without "bind 127.0.0.1" listens
 // on every interface — unless the operator sets allow_public (logged at
 // WARN). As defence in depth, each request must also have come in on a
-// loopback or unix connection unless allow_public is set; others get 403
-// and never reach an endpoint.
+// loopback or unix connection, and not through a proxy on the same host,
+// unless allow_public is set; others get 403 and never reach an endpoint.
+// A proxy is told by the headers proxies add (Forwarded, X-Forwarded-For,
+// X-Real-IP, Via) and by Caddy's client_ip (with trusted_proxies): a
+// public site on the same host that proxies to the internal listener
+// (Caddy's reverse_proxy, or nginx with the usual proxy headers) would
+// otherwise come in on a loopback connection. A proxy that adds no header
+// at all cannot be told from the backend: never route public traffic to
+// the internal listener.
 
 import (
 	"fmt"
@@ -45,7 +52,7 @@ type internalEndpoints struct {
 // (caddyhttp.ServerCtxKey), after replacing the placeholders in its listen
 // addresses. A handler provisioned outside any server (not done by Caddy
 // itself) cannot check: it relies on the per-request check
-// (refuseNonLoopback).
+// (refuseNotInternal).
 func (h *Handler) checkInternalListeners(ctx caddy.Context, e internalEndpoints) error {
 	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	if srv == nil {
@@ -126,15 +133,41 @@ func loopbackConn(r *http.Request) (string, bool) {
 	return "", false
 }
 
-// refuseNonLoopback answers a request that came in on a connection other
-// than loopback or unix without allow_public (the listen check at
-// provisioning makes this the case only for handlers provisioned outside a
-// server, or a listener that is not what its address said).
-func refuseNonLoopback(w http.ResponseWriter, r *http.Request, logger *zap.Logger, e internalEndpoints, local string) {
-	if c := logger.Check(zap.DebugLevel, e.name+" request refused: it came in on an address other than loopback or a unix socket, and allow_public is not set"); c != nil {
+// proxyHeaders are the request headers a proxy adds: a request carrying
+// one was relayed by a proxy, whatever connection it came in on.
+var proxyHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip", "Via"}
+
+// internalRequest reports whether r may reach internal endpoints: it came
+// in on a loopback or unix connection, carries no proxy header, and
+// Caddy's client_ip (when set) is loopback. Otherwise why says what was
+// wrong (for the log) and local is the connection's local address.
+func internalRequest(r *http.Request) (local, why string, ok bool) {
+	local, ok = loopbackConn(r)
+	if !ok {
+		return local, "it came in on an address other than loopback or a unix socket", false
+	}
+	for _, h := range proxyHeaders {
+		if _, found := r.Header[h]; found {
+			return local, "it carries " + h + ": it came through a proxy", false
+		}
+	}
+	if ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ip != "" {
+		if a, err := netip.ParseAddr(ip); err == nil && !a.Unmap().IsLoopback() {
+			return local, "its client address (client_ip) is not loopback", false
+		}
+	}
+	return local, "", true
+}
+
+// refuseNotInternal answers a request that internalRequest refused,
+// without allow_public (the listen check at provisioning leaves only a
+// proxy on the same host, a handler provisioned outside a server, or a
+// listener that is not what its address said).
+func refuseNotInternal(w http.ResponseWriter, r *http.Request, logger *zap.Logger, e internalEndpoints, local, why string) {
+	if c := logger.Check(zap.DebugLevel, e.name+" request refused: "+why+", and allow_public is not set"); c != nil {
 		c.Write(zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("local_addr", local))
 	}
-	body := `{"error":"forbidden","message":"` + e.answer + ` on loopback listeners only"}` + "\n"
+	body := `{"error":"forbidden","message":"` + e.answer + ` on loopback listeners only, to requests that did not come through a proxy"}` + "\n"
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json; charset=utf-8")
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
