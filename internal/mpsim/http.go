@@ -80,6 +80,8 @@ func (s *Sim) route(w *recorder, r *http.Request) {
 		s.platformCall(w, r, EndpointAppAccessToken, Feishu, s.fsFail, s.feishuAppAccessToken)
 	case p == "/open-apis/mina/v2/tokenLoginValidate":
 		s.platformCall(w, r, EndpointTokenLoginValidate, Feishu, s.fsFail, s.feishuLogin)
+	case p == "/gateway.do":
+		s.platformCall(w, r, EndpointAlipayGateway, Alipay, s.alipayErr, s.alipayGateway)
 	case p == "/_sim" || strings.HasPrefix(p, "/_sim/"):
 		s.control(w, r)
 	case strings.HasPrefix(p, "/sns/") || strings.HasPrefix(p, "/cgi-bin/") || strings.HasPrefix(p, "/wxa/"):

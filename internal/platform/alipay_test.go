@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/alipaycrypt"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mpsim"
 )
 
 var (
@@ -198,5 +199,51 @@ func TestAlipayPhone(t *testing.T) {
 		if c.name == "refusal" && mperr.From(err).Errcode != 40003 {
 			t.Errorf("refusal errcode %v", err)
 		}
+	}
+}
+
+// The client and the payload scheme against the simulator, whose signing
+// and encryption are its own (written from Alipay's documentation).
+func TestAlipayAgainstSimulator(t *testing.T) {
+	sim := mpsim.New(mpsim.Options{})
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	const app = "2021000000000001"
+	if err := sim.SetPublicKey(app, &apAppKey.PublicKey); err != nil {
+		t.Fatal(err)
+	}
+	alipayPub, err := ParsePublicKey([]byte(mpsim.AlipayPublicKeyPEM()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := NewAlipay(Config{AppID: app, APIBase: srv.URL, PrivateKey: apAppKey, PlatformPublicKey: alipayPub})
+	defer cl.Close()
+	lr, _ := sim.Login(app, "ann")
+	s, err := cl.Code2Session(context.Background(), LoginCodes{Code: lr.Code})
+	if err != nil || s.OpenID != lr.OpenID {
+		t.Fatalf("%+v %v", s, err)
+	}
+	if _, err := cl.Code2Session(context.Background(), LoginCodes{Code: lr.Code}); mperr.From(err).Code != mperr.InvalidCode {
+		t.Fatalf("used code: %v", err)
+	}
+	// Signed with a key the simulator does not know: refused, not a login.
+	wrong := NewAlipay(Config{AppID: app, APIBase: srv.URL, PrivateKey: apGatewayKey, PlatformPublicKey: alipayPub})
+	lr, _ = sim.Login(app, "ann")
+	if _, err := wrong.Code2Session(context.Background(), LoginCodes{Code: lr.Code}); mperr.From(err).Code != mperr.PlatformError || mperr.From(err).Errcode != 40002 {
+		t.Fatalf("wrong app key: %v", err)
+	}
+	// The simulator's answer checked with another Alipay key: refused.
+	other := NewAlipay(Config{AppID: app, APIBase: srv.URL, PrivateKey: apAppKey, PlatformPublicKey: &apGatewayKey.PublicKey})
+	if _, err := other.Code2Session(context.Background(), LoginCodes{Code: lr.Code}); mperr.From(err).Code != mperr.PlatformError {
+		t.Fatalf("answer under another Alipay key: %v", err)
+	}
+	text, err := sim.AlipayPhoneResponse(app, "ann", "15976719050")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aesKey, _ := alipaycrypt.ParseAESKey(mpsim.AlipayAESKey(app))
+	ph, _, err := AlipayPayloads.OpenPhone(AppKeys{PlatformPublicKey: alipayPub, AESKey: aesKey}, text)
+	if err != nil || ph.PhoneNumber != "15976719050" || ph.CountryCode != "" {
+		t.Fatalf("%+v %v", ph, err)
 	}
 }
