@@ -8,7 +8,9 @@
 //		app_id           <id>
 //		app_secret       <secret>
 //		api_base         <http(s) origin>
-//		private_key      <PEM file>|{env.X}   (Douyin: the app's RSA private key)
+//		private_key      <PEM file>|{env.X}   (Douyin, Alipay: the app's RSA private key)
+//		platform_public_key <PEM file>|{env.X} (Alipay: Alipay's public key)
+//		aes_key          <base64>|{env.X}     (Alipay: the app's content encryption key)
 //		store            memory [{
 //			max_sessions <n>
 //		}]
@@ -42,7 +44,7 @@
 //		platform_timeout <duration>
 //		platform_retries <n>
 //		exchange_wait    <duration>
-//		field            code|anonymous_code|encrypted_data|iv|phone_code <name>
+//		field            code|anonymous_code|encrypted_data|iv|phone_code|response <name>
 //		max_failed_exchanges <n>/<window>|off
 //		access_token     [stable|classic] [{
 //			refresh <fraction>
@@ -76,8 +78,9 @@
 //		logout           <path>...
 //	}
 //
-// platform, app_id and app_secret are required, and so is at least one of
-// login, phone, decrypt, compat and gateway. Values holding a placeholder such as
+// platform, app_id and app_secret (but for Alipay) are required, and so is
+// at least one of login, phone, decrypt, compat and gateway. Values holding
+// a placeholder such as
 // {env.MP_APP_ID} are kept verbatim (the handler replaces them when it is
 // provisioned, and checks them then).
 //
@@ -188,6 +191,10 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 			h.APIBase, err = oneArg(d)
 		case "private_key":
 			h.PrivateKey, err = oneArg(d)
+		case "platform_public_key":
+			h.PlatformPublicKey, err = oneArg(d)
+		case "aes_key":
+			h.AESKey, err = oneArg(d)
 
 		case "store":
 			h.Store, err = p.parseStore()
@@ -416,8 +423,10 @@ func parseField(d *cf.Dispenser, f *module.Fields) error {
 		f.IV = name
 	case "phone_code":
 		f.PhoneCode = name
+	case "response":
+		f.Response = name
 	default:
-		return d.Errf("unknown field kind '%s' (want code, anonymous_code, encrypted_data, iv or phone_code)", kind)
+		return d.Errf("unknown field kind '%s' (want code, anonymous_code, encrypted_data, iv, phone_code or response)", kind)
 	}
 	return nil
 }

@@ -167,7 +167,7 @@ func TestAdaptErrors(t *testing.T) {
 		{"unknown subdirective", site(ok + "\t\tfoo bar\n"), []string{"unrecognized", "foo"}, okLine},
 		{"platform missing arg", site("\t\tplatform\n\t\tapp_id a\n\t\tapp_secret s\n"), []string{"platform: no value given", "environment variable may be unset"}, 3},
 		{"platform two args", site("\t\tplatform wechat douyin\n"), []string{"platform takes one value, got 2"}, 3},
-		{"unknown platform", site("\t\tplatform alipay\n"), []string{"unknown platform", "alipay"}, 3},
+		{"unknown platform", site("\t\tplatform taobao\n"), []string{"unknown platform", "taobao"}, 3},
 		{"app_id two args", site("\t\tplatform wechat\n\t\tapp_id a b\n"), []string{"app_id takes one value, got 2"}, 4},
 		{"subdirective with block", site(ok + "\t\tphone /p {\n\t\t\tx\n\t\t}\n"), []string{"phone does not take a block"}, okLine + 1},
 		{"duplicate subdirective", site(ok + "\t\tplatform douyin\n"), []string{"duplicate", "platform"}, okLine},

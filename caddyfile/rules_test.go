@@ -91,8 +91,8 @@ func TestRulesCaddyfileAndJSON(t *testing.T) {
 		// block-wide rules); want a fragment of the reason.
 		field, want string
 	}{
-		{"platform", block("platform alipay", "app_id wx1", "app_secret s", "login /l"), 3,
-			`{"platform":"alipay"}`, "platform", "unknown platform"},
+		{"platform", block("platform taobao", "app_id wx1", "app_secret s", "login /l"), 3,
+			`{"platform":"taobao"}`, "platform", "unknown platform"},
 		{"required", block("platform wechat", "app_id wx1", "login /l"), 2,
 			`{"app_secret":null}`, "", "missing required field(s): app_secret"},
 		{"api_base scheme", withBase("api_base ftp://api.weixin.qq.com"), 7,

@@ -34,6 +34,10 @@ type Fields struct {
 	// PhoneCode is WeChat's getPhoneNumber code on the phone route, used
 	// when the body has no encryptedData. Default "code".
 	PhoneCode string `json:"phone_code,omitempty"`
+	// Response is the phone route's field carrying a payload opened with
+	// the app's keys (Alipay's my.getPhoneNumber res.response text).
+	// Default "response".
+	Response string `json:"response,omitempty"`
 }
 
 // StoreConfig chooses and configures the session store.

@@ -55,6 +55,15 @@ type Handler struct {
 	// its public half, uploaded in Douyin's console; without it Douyin
 	// phone codes are refused.
 	PrivateKey string `json:"private_key,omitempty"`
+	// PlatformPublicKey is the platform's own RSA public key, for a
+	// platform whose answers are signed (Alipay's public key, from its
+	// console): the path of a PEM file, or the key itself (PEM, or the
+	// bare base64 the console shows; an {env.X} holding it).
+	PlatformPublicKey string `json:"platform_public_key,omitempty"`
+	// AESKey is the app's content encryption key (Alipay's 接口内容加密
+	// AES key, base64), for a platform whose phone payloads are opened with
+	// the app's keys; typically {env.X}.
+	AESKey string `json:"aes_key,omitempty"`
 
 	// Store keeps sessions; default memory.
 	Store *StoreConfig `json:"store,omitempty"`
@@ -187,6 +196,9 @@ type Handler struct {
 	routePrefixes []string
 	// replaced: replacePlaceholders has run (see validate.go).
 	replaced bool
+	// appKeys open the phone payloads of a platform whose payloads are
+	// opened with the app's keys (see appkeyphone.go).
+	appKeys platform.AppKeys
 }
 
 // CaddyModule returns the Caddy module information.
@@ -225,6 +237,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.unreachable = newSummary(h.logger, "requests passed without identity: the session store cannot be reached (at most one line per minute)", "error")
 	h.f = h.fieldNames()
 	h.payloadProtected = append(append(append([]string(nil), identityFields...), resultFields...), h.f.EncryptedData, h.f.IV)
+	if h.desc.AppKeyPayloads != nil {
+		h.payloadProtected = append(h.payloadProtected, h.f.Response)
+	}
 	h.flight = new(singleflight.Group)
 	h.unsaved = newUnsavedSessions()
 
@@ -248,15 +263,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := h.loadAppKeys(); err != nil {
+		return err
+	}
 	client, err = platform.New(h.Platform, platform.Config{
-		PrivateKey: privateKey,
-		AppID:      h.AppID,
-		AppSecret:  h.AppSecret,
-		APIBase:    h.APIBase,
-		Timeout:    time.Duration(h.PlatformTimeout),
-		MaxRetries: retries,
-		Logger:     h.logger.Named("platform"),
-		Tokens:     h.withToken,
+		PrivateKey:        privateKey,
+		PlatformPublicKey: h.appKeys.PlatformPublicKey,
+		AppID:             h.AppID,
+		AppSecret:         h.AppSecret,
+		APIBase:           h.APIBase,
+		Timeout:           time.Duration(h.PlatformTimeout),
+		MaxRetries:        retries,
+		Logger:            h.logger.Named("platform"),
+		Tokens:            h.withToken,
 	})
 	if err != nil {
 		return err
@@ -339,6 +358,7 @@ func (h *Handler) replacePlaceholders() error {
 		v    *string
 	}{
 		{"app_id", &h.AppID}, {"app_secret", &h.AppSecret}, {"api_base", &h.APIBase}, {"private_key", &h.PrivateKey},
+		{"platform_public_key", &h.PlatformPublicKey}, {"aes_key", &h.AESKey},
 		{"store url", &h.Store.URL}, {"store username", &h.Store.Username}, {"store password", &h.Store.Password},
 		{"store sentinel_username", &h.Store.SentinelUsername}, {"store sentinel_password", &h.Store.SentinelPassword},
 	} {
@@ -431,7 +451,10 @@ func (h *Handler) Cleanup() error {
 }
 
 func (h *Handler) fieldNames() Fields {
-	f := Fields{Code: "code", AnonymousCode: "anonymous_code", EncryptedData: "encryptedData", IV: "iv", PhoneCode: "code"}
+	f := Fields{Code: "code", AnonymousCode: "anonymous_code", EncryptedData: "encryptedData", IV: "iv", PhoneCode: "code", Response: "response"}
+	if s := h.platformDesc().AppKeyPayloads; s != nil {
+		f.Response = s.Field
+	}
 	if h.Fields != nil {
 		set := func(dst *string, v string) {
 			if v != "" {
@@ -443,6 +466,7 @@ func (h *Handler) fieldNames() Fields {
 		set(&f.EncryptedData, h.Fields.EncryptedData)
 		set(&f.IV, h.Fields.IV)
 		set(&f.PhoneCode, h.Fields.PhoneCode)
+		set(&f.Response, h.Fields.Response)
 	}
 	return f
 }

@@ -80,7 +80,7 @@ func TestValidate(t *testing.T) {
 	}
 	for name, mod := range map[string]func(*Handler){
 		"no platform":    func(h *Handler) { h.Platform = "" },
-		"bad platform":   func(h *Handler) { h.Platform = "alipay" },
+		"bad platform":   func(h *Handler) { h.Platform = "taobao" },
 		"no app id":      func(h *Handler) { h.AppID = "" },
 		"no secret":      func(h *Handler) { h.AppSecret = "" },
 		"bad api base":   func(h *Handler) { h.APIBase = "ftp://x" },

@@ -108,6 +108,9 @@ func (h *Handler) open(s store.Session, p payload, watermarkOptional bool) ([]by
 // next to a payload, is answered 401 session_not_found (see
 // unknownCodeVerdict).
 func (h *Handler) servePhone(r *http.Request, in *input) error {
+	if h.desc.AppKeyPayloads != nil {
+		return h.serveAppKeyPhone(r, in)
+	}
 	p, encrypted, err := h.payloadOf(in)
 	if err != nil {
 		return err
@@ -228,11 +231,20 @@ func (h *Handler) injectPhone(r *http.Request, body *reqbody.Body, openid string
 	body.Del(h.payloadProtected...)
 	body.Set(FieldPhoneNumber, ph.PhoneNumber)
 	body.Set(FieldPurePhoneNumber, ph.PurePhoneNumber)
-	body.Set(FieldCountryCode, ph.CountryCode)
+	if ph.CountryCode != "" {
+		body.Set(FieldCountryCode, ph.CountryCode)
+	}
 	hdr := r.Header
 	hdr.Set(HeaderPhone, ph.PhoneNumber)
 	hdr.Set(HeaderPurePhone, ph.PurePhoneNumber)
-	hdr.Set(HeaderCountryCode, ph.CountryCode)
+	if ph.CountryCode != "" {
+		hdr.Set(HeaderCountryCode, ph.CountryCode)
+	} else {
+		// The platform gave none (Alipay's mobile): none is invented, and
+		// the body field is left out too.
+		hdr.Del(HeaderCountryCode)
+		body.Del(FieldCountryCode)
+	}
 	if openid != "" {
 		body.Set(FieldOpenID, openid)
 		caddyhttp.SetVar(r.Context(), openidVar, openid)

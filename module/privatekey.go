@@ -27,14 +27,16 @@ func (h *Handler) validatePrivateKey() error {
 		return nil
 	}
 	if h.Platform != "" && !takesPrivateKey(h.platformDesc()) {
-		return fieldErr("private_key", "is for platform %s (its phone-code answers are RSA-encrypted), not %q", platform.OrList(platform.NamesWhere(takesPrivateKey)), h.Platform)
+		return fieldErr("private_key", "is for platform %s (its phone-code answers are RSA-encrypted, or its API calls are signed), not %q", platform.OrList(platform.NamesWhere(takesPrivateKey)), h.Platform)
 	}
 	return nil
 }
 
-// takesPrivateKey: the platform's phone-code exchange needs private_key.
+// takesPrivateKey: the platform's phone-code exchange needs private_key,
+// or its API calls are signed with it (SignedAPI, which requires it: see
+// validateAppKeys).
 func takesPrivateKey(d *platform.Descriptor) bool {
-	return d.PhoneCode != nil && d.PhoneCode.PrivateKey
+	return d.PhoneCode != nil && d.PhoneCode.PrivateKey || d.SignedAPI
 }
 
 // loadPrivateKey reads private_key: PEM text (an {env.X} holding it) or

@@ -29,9 +29,9 @@ func TestPlatformSeam(t *testing.T) {
 			t.Errorf("%q is not protected", f)
 		}
 	}
-	err := CheckPlatform("alipay")
-	if err == nil || !strings.Contains(err.Error(), `unknown platform "alipay" (want `+platform.OrList(platform.Names())+`)`) || !strings.Contains(err.Error(), "(want wechat, douyin") {
-		t.Errorf("CheckPlatform(alipay) = %v", err)
+	err := CheckPlatform("taobao")
+	if err == nil || !strings.Contains(err.Error(), `unknown platform "taobao" (want `+platform.OrList(platform.Names())+`)`) || !strings.Contains(err.Error(), "(want wechat, douyin") {
+		t.Errorf("CheckPlatform(taobao) = %v", err)
 	}
 }
 
@@ -45,7 +45,7 @@ func TestPlatformWithoutCapabilities(t *testing.T) {
 		t.Errorf("compat: %v", err)
 	}
 	h = &Handler{Platform: "bare", desc: bare, PrivateKey: "k.pem"}
-	if err := h.validatePrivateKey(); err == nil || !strings.Contains(err.Error(), `is for platform douyin (its phone-code answers are RSA-encrypted), not "bare"`) {
+	if err := h.validatePrivateKey(); err == nil || !strings.Contains(err.Error(), `is for platform douyin or alipay (its phone-code answers are RSA-encrypted, or its API calls are signed), not "bare"`) {
 		t.Errorf("private_key: %v", err)
 	}
 	h = &Handler{Platform: "bare", desc: bare, AccessToken: &AccessTokenConfig{}}
@@ -61,7 +61,7 @@ func TestPlatformWithoutCapabilities(t *testing.T) {
 		t.Errorf("access_token on douyin: %v", err)
 	}
 	h = &Handler{Platform: platform.WeChat, PrivateKey: "k.pem"}
-	if err := h.validatePrivateKey(); err == nil || !strings.Contains(err.Error(), `is for platform douyin (its phone-code answers are RSA-encrypted), not "wechat"`) {
+	if err := h.validatePrivateKey(); err == nil || !strings.Contains(err.Error(), `is for platform douyin or alipay (its phone-code answers are RSA-encrypted, or its API calls are signed), not "wechat"`) {
 		t.Errorf("private_key on wechat: %v", err)
 	}
 }

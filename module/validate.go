@@ -66,6 +66,9 @@ func (h *Handler) validate() error {
 	for _, r := range []struct{ name, val string }{
 		{"platform", h.Platform}, {"app_id", h.AppID}, {"app_secret", h.AppSecret},
 	} {
+		if r.name == "app_secret" && h.platformDesc().SignedAPI {
+			continue // its calls are signed with private_key instead
+		}
 		if r.val == "" {
 			missing = append(missing, r.name)
 		}
@@ -144,6 +147,9 @@ func (h *Handler) validate() error {
 		return err
 	}
 	if err := h.validatePrivateKey(); err != nil {
+		return err
+	}
+	if err := h.validateAppKeys(); err != nil {
 		return err
 	}
 	if err := h.validateCompat(); err != nil {

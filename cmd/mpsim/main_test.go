@@ -27,7 +27,7 @@ func TestParseApp(t *testing.T) {
 		{"wechat:wx1:unionid", mpsim.App{Platform: "wechat", AppID: "wx1", Secret: "unionid"}, false},
 		{"wechat:wx1", mpsim.App{}, true},
 		{"qq:q1:sec", mpsim.App{Platform: "qq", AppID: "q1", Secret: "sec"}, false},
-		{"alipay:a1:topsecret", mpsim.App{}, true},
+		{"taobao:a1:topsecret", mpsim.App{}, true},
 		{"wechat::s", mpsim.App{}, true},
 		{"wechat:wx1:", mpsim.App{}, true},
 	}

@@ -51,7 +51,7 @@ func TestPlatformOf(t *testing.T) {
 	if pf, err := platformOf("example.com {\n\tminiprogram {\n\t\tapp_id x\n\t}\n}\n"); err != nil || pf.name != "wechat" {
 		t.Errorf("default: %q, %v", pf.name, err)
 	}
-	if _, err := platformOf("\t\tplatform alipay\n"); err == nil {
+	if _, err := platformOf("\t\tplatform taobao\n"); err == nil {
 		t.Error("no error for an unknown platform")
 	}
 }

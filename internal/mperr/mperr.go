@@ -32,7 +32,10 @@ const (
 	UnsupportedMediaType Code = "unsupported_media_type"
 	DecryptFailed        Code = "decrypt_failed"
 	WatermarkMismatch    Code = "watermark_mismatch"
-	RateLimited          Code = "rate_limited"
+	// PayloadReused: a phone payload that carries no user (Alipay's) was
+	// first presented by another session, to which it stays bound.
+	PayloadReused Code = "payload_reused"
+	RateLimited   Code = "rate_limited"
 	// TooManyFailures: this client's failed code exchanges are over the
 	// configured bound (each one costs a platform call).
 	TooManyFailures  Code = "too_many_failures"
@@ -58,6 +61,8 @@ func (c Code) Status() int {
 		return http.StatusUnsupportedMediaType
 	case DecryptFailed, WatermarkMismatch:
 		return http.StatusUnprocessableEntity
+	case PayloadReused:
+		return http.StatusConflict
 	case RateLimited, TooManyFailures:
 		return http.StatusTooManyRequests
 	case PlatformError:

@@ -18,7 +18,9 @@ import (
 //	POST   /_sim/encrypt          {"appid","user","data":{...},"previous":bool,"watermark_appid":"","no_watermark":bool} → {"encryptedData","iv"}
 //	POST   /_sim/phone            {"appid","user","phone"} → {"encryptedData","iv"}
 //	POST   /_sim/phone_code       {"appid","user","phone"} → {"code"} (WeChat or Douyin)
-//	POST   /_sim/public_key       {"appid","public_key":"<PEM>"} → {"ok":true} (a Douyin app's public key)
+//	POST   /_sim/public_key       {"appid","public_key":"<PEM>"} → {"ok":true} (a Douyin or Alipay app's public key)
+//	POST   /_sim/alipay_phone     {"appid","user","phone"} → {"response"} (my.getPhoneNumber's res.response text)
+//	GET    /_sim/alipay_keys[?appid=]  → {"alipay_public_key":"<PEM>","aes_key"} (the simulator's Alipay key; the app's AES key)
 //	POST   /_sim/phone_button     {"appid","user","phone"} → {"errMsg","code","encryptedData","iv","cloudID"} (e.detail of the button)
 //	POST   /_sim/werun            {"appid","user","steps":[{"timestamp","step"}]} → {"encryptedData","iv"} (steps optional)
 //	POST   /_sim/rotate_key       {"appid","user"} → {"ok":true}
@@ -241,6 +243,29 @@ func (s *Sim) control(w *recorder, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"code": code})
+
+	case "/_sim/alipay_phone":
+		var req ctlUserReq
+		if !method(http.MethodPost) || !decode(&req) {
+			return
+		}
+		resp, err := s.AlipayPhoneResponse(req.AppID, req.User, req.Phone)
+		if err != nil {
+			bad(err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"response": resp})
+
+	case "/_sim/alipay_keys":
+		// The simulator's Alipay public key, and an app's AES key.
+		if !method(http.MethodGet) {
+			return
+		}
+		out := map[string]string{"alipay_public_key": AlipayPublicKeyPEM()}
+		if id := r.URL.Query().Get("appid"); id != "" {
+			out["aes_key"] = AlipayAESKey(id)
+		}
+		writeJSON(w, http.StatusOK, out)
 
 	case "/_sim/public_key":
 		var req struct {

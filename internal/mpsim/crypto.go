@@ -112,6 +112,12 @@ func openID(a App, name string) string {
 	if a.Platform == Baidu {
 		return hash64("baidu-openid", a.AppID, name)[:28]
 	}
+	if a.Platform == Alipay {
+		if a.LegacyUserID {
+			return AlipayUserID(a.AppID, name)
+		}
+		return alipayOpenID(a.AppID, name)
+	}
 	if isFeishuFamily(a.Platform) {
 		return "ou_" + hex.EncodeToString([]byte(hash64("feishu-openid", a.AppID, name)))[:32]
 	}

@@ -246,8 +246,8 @@ func (s *Sim) SetPublicKey(appID string, pub *rsa.PublicKey) error {
 	if err != nil {
 		return err
 	}
-	if a.Platform != Douyin {
-		return fmt.Errorf("%w: the app public key is Douyin's", ErrWrongPlatform)
+	if a.Platform != Douyin && a.Platform != Alipay {
+		return fmt.Errorf("%w: the app public key is Douyin's or Alipay's", ErrWrongPlatform)
 	}
 	s.pubKeys[appID] = pub
 	return nil

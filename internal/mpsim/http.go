@@ -88,6 +88,8 @@ func (s *Sim) route(w *recorder, r *http.Request) {
 		s.platformCall(w, r, EndpointMediaUpload, WeChat, s.wechatErr, s.wechatMediaUpload)
 	case p == "/cgi-bin/media/get":
 		s.platformCall(w, r, EndpointMediaGet, WeChat, s.wechatErr, s.wechatMediaGet)
+	case p == "/gateway.do":
+		s.platformCall(w, r, EndpointAlipayGateway, Alipay, s.alipayErr, s.alipayGateway)
 	case p == "/_sim" || strings.HasPrefix(p, "/_sim/"):
 		s.control(w, r)
 	case strings.HasPrefix(p, "/sns/") || strings.HasPrefix(p, "/cgi-bin/") || strings.HasPrefix(p, "/wxa/"):

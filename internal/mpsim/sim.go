@@ -1,5 +1,5 @@
 // Package mpsim simulates the server HTTP APIs of the WeChat (微信), Douyin
-// (抖音), QQ, Baidu (百度), Kuaishou (快手) and Feishu (飞书, and Lark)
+// (抖音), QQ, Baidu (百度), Kuaishou (快手), Feishu (飞书, and Lark) and Alipay (支付宝)
 // mini-program platforms, for integration tests and for trying the plugin
 // without a real app id. One http.Handler (*Sim) serves every platform
 // on one origin: point the plugin's api_base at it.
@@ -24,6 +24,7 @@
 //	POST /wxa/msg_sec_check                  WeChat content-security check
 //	POST /cgi-bin/media/upload               WeChat temporary media upload (multipart)
 //	GET  /cgi-bin/media/get                  WeChat temporary media download (binary)
+//	POST /gateway.do                         Alipay's gateway: alipay.system.oauth.token (see alipay.go)
 //
 // The control API lives under /_sim/ (see control.go); the same operations
 // are methods of *Sim.
@@ -161,6 +162,8 @@ type App struct {
 	AppID    string `json:"appid"`
 	Secret   string `json:"secret"`
 	UnionID  bool   `json:"unionid"` // give unionids (app bound to an open-platform account)
+	// LegacyUserID: an Alipay app that gets user_id, not open_id.
+	LegacyUserID bool `json:"legacy_user_id,omitempty"`
 }
 
 // Options configure a Sim. Zero values take the defaults.
@@ -188,6 +191,7 @@ func DemoApps() []App {
 		{Platform: Kuaishou, AppID: "ks000000000000001", Secret: "demo-kuaishou-secret"},
 		{Platform: Feishu, AppID: "cli_demofeishu00001", Secret: "demo-feishu-secret"},
 		{Platform: Lark, AppID: "cli_demolark000001", Secret: "demo-lark-secret"},
+		{Platform: Alipay, AppID: "2021000000000001"},
 	}
 }
 
@@ -368,11 +372,11 @@ func New(o Options) *Sim {
 // ValidateApp reports what is wrong with an app, if anything.
 func ValidateApp(a App) error {
 	switch {
-	case a.Platform != WeChat && a.Platform != Douyin && a.Platform != QQ && a.Platform != Baidu && a.Platform != Kuaishou && !isFeishuFamily(a.Platform):
-		return fmt.Errorf("%w: platform must be %q, %q, %q, %q, %q, %q or %q, not %q", ErrInvalid, WeChat, Douyin, QQ, Baidu, Kuaishou, Feishu, Lark, a.Platform)
+	case a.Platform != WeChat && a.Platform != Douyin && a.Platform != QQ && a.Platform != Baidu && a.Platform != Kuaishou && !isFeishuFamily(a.Platform) && a.Platform != Alipay:
+		return fmt.Errorf("%w: platform must be %q, %q, %q, %q, %q, %q, %q or %q, not %q", ErrInvalid, WeChat, Douyin, QQ, Baidu, Kuaishou, Feishu, Lark, Alipay, a.Platform)
 	case a.AppID == "":
 		return fmt.Errorf("%w: appid is empty", ErrInvalid)
-	case a.Secret == "":
+	case a.Secret == "" && a.Platform != Alipay: // Alipay's calls are signed, not authenticated by a secret
 		return fmt.Errorf("%w: secret is empty", ErrInvalid)
 	}
 	return nil
@@ -705,6 +709,8 @@ func (s *Sim) Login(appID, userName string) (LoginResult, error) {
 		ttl = KuaishouCodeTTL
 	case Feishu, Lark:
 		ttl = FeishuCodeTTL
+	case Alipay:
+		ttl = AlipayCodeTTL
 	}
 	code := randAlnum(32)
 	s.codes[code] = &loginCode{appID: appID, user: userName, expires: now.Add(ttl)}
@@ -751,6 +757,10 @@ func (s *Sim) Encrypt(appID, userName string, data map[string]any, opt EncryptOp
 	if isFeishuFamily(a.Platform) {
 		s.mu.Unlock()
 		return "", "", fmt.Errorf("%w: Feishu's payload encryption is not published", ErrWrongPlatform)
+	}
+	if a.Platform == Alipay {
+		s.mu.Unlock()
+		return "", "", fmt.Errorf("%w: Alipay's payloads are encrypted with the app's key (AlipayPhoneResponse)", ErrWrongPlatform)
 	}
 	now := s.nowLocked()
 	var key string
@@ -836,6 +846,9 @@ func (s *Sim) PhoneCode(appID, userName, phone string) (string, error) {
 	}
 	if isFeishuFamily(a.Platform) {
 		return "", fmt.Errorf("%w: Feishu documents no phone-code exchange", ErrWrongPlatform)
+	}
+	if a.Platform == Alipay {
+		return "", fmt.Errorf("%w: Alipay has no phone-code exchange (AlipayPhoneResponse)", ErrWrongPlatform)
 	}
 	now := s.nowLocked()
 	s.pruneLocked(now)

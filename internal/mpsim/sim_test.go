@@ -231,7 +231,7 @@ func TestControlAPI(t *testing.T) {
 	bad("POST", "/_sim/login", map[string]any{"appid": wxApp, "usr": "typo"}, 400, "unknown field")
 	bad("POST", "/_sim/login", map[string]any{"appid": "nope", "user": "a"}, 400, "unknown app")
 	bad("POST", "/_sim/login", map[string]any{"appid": wxApp}, 400, "user")
-	bad("POST", "/_sim/apps", map[string]any{"platform": "alipay", "appid": "x", "secret": "y"}, 400, "platform")
+	bad("POST", "/_sim/apps", map[string]any{"platform": "taobao", "appid": "x", "secret": "y"}, 400, "platform")
 	bad("POST", "/_sim/phone_code", map[string]any{"appid": qqApp, "user": "a", "phone": "13800138000"}, 400, "QQ documents no phone-code exchange")
 	bad("POST", "/_sim/encrypt", map[string]any{"appid": wxApp, "user": "nobody", "data": map[string]any{}}, 400, "no session key")
 	bad("POST", "/_sim/encrypt", map[string]any{"appid": wxApp, "user": "nobody"}, 400, "data")

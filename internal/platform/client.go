@@ -78,6 +78,10 @@ type Config struct {
 	// exchange's answers are encrypted with its public half. Nil: no
 	// Douyin phone codes.
 	PrivateKey *rsa.PrivateKey
+	// PlatformPublicKey is the platform's own RSA public key, for a
+	// platform whose answers are signed (Descriptor.SignedAPI: Alipay's
+	// public key).
+	PlatformPublicKey *rsa.PublicKey
 	// Logger gets debug lines (platform, endpoint, attempt, status, errcode,
 	// duration). May be nil.
 	Logger *zap.Logger

@@ -778,7 +778,7 @@ func TestNew(t *testing.T) {
 	if err != nil || c.Name() != Douyin {
 		t.Fatalf("New(Douyin) = %v, %v", c, err)
 	}
-	for _, name := range []string{"", "alipay", "weixin"} {
+	for _, name := range []string{"", "taobao", "weixin"} {
 		if _, err := New(name, Config{}); err == nil {
 			t.Errorf("New(%q) did not fail", name)
 		}

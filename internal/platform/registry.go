@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"crypto/rsa"
 	"strings"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/phone"
@@ -59,6 +60,47 @@ type Descriptor struct {
 	// framing and integrity check, and the phone payload's fields); nil:
 	// the WeChat family's (WXPayloads). See PayloadsOf.
 	Payloads *PayloadScheme
+	// SignedAPI: its API calls are signed with the app's RSA private key
+	// (private_key, then required) and its answers with the platform's
+	// own key, which the client checks with the platform's public key
+	// (platform_public_key, then required): Config.PrivateKey and
+	// Config.PlatformPublicKey.
+	SignedAPI bool
+	// AppKeyPayloads: its phone payloads are opened with keys the app
+	// configures (the platform's public key, aes_key), not with a session
+	// key; the phone route then reads AppKeyScheme.Field instead of
+	// encryptedData+iv, and there is no decrypt route. nil: session-key
+	// payloads (Payloads).
+	AppKeyPayloads *AppKeyScheme
+}
+
+// AppKeys are the keys an AppKeyScheme opens payloads with.
+type AppKeys struct {
+	// PlatformPublicKey verifies the platform's signature.
+	PlatformPublicKey *rsa.PublicKey
+	// AESKey decrypts the content.
+	AESKey []byte
+}
+
+// AppKeyScheme is a platform's rule for phone payloads opened with the
+// app's keys. Such a payload carries no user and no time: whoever holds it
+// can present it, so the handler binds its first use to a session (ID).
+// Errors are *mperr.Error (malformed_payload, decrypt_failed,
+// bad_request).
+type AppKeyScheme struct {
+	// Name names the scheme in documentation and tests.
+	Name string
+	// Field is the request field that carries the payload by default.
+	Field string
+	// Check refuses, without any key, a payload that is not well formed
+	// (malformed_payload), before a session is looked up.
+	Check func(payload string) error
+	// OpenPhone verifies and decrypts a phone payload. id identifies the
+	// payload whatever its wrapping (the signed content), for the
+	// first-use binding.
+	OpenPhone func(keys AppKeys, payload string) (ph phone.Number, id string, err error)
+	// ParseAESKey reads the aes_key setting (errors never quote it).
+	ParseAESKey func(text string) ([]byte, error)
 }
 
 // PayloadScheme is a platform's rule for encryptedData+iv payloads: each
@@ -187,6 +229,7 @@ var registered = []*Descriptor{
 	&kuaishouPlatform,
 	&feishuPlatform,
 	&larkPlatform,
+	&alipayPlatform,
 }
 
 // Lookup returns the descriptor of the platform named name (exactly, as

@@ -9,7 +9,7 @@ import (
 // Every registered descriptor is complete and agrees with the client it
 // makes: what the handler relies on when it names no platform.
 func TestRegistry(t *testing.T) {
-	if got, want := Names(), []string{WeChat, Douyin, QQ, Baidu, Kuaishou, Feishu, Lark}; !slices.Equal(got, want) {
+	if got, want := Names(), []string{WeChat, Douyin, QQ, Baidu, Kuaishou, Feishu, Lark, Alipay}; !slices.Equal(got, want) {
 		t.Fatalf("Names() = %q, want %q", got, want)
 	}
 	seen := map[string]bool{}
@@ -66,7 +66,7 @@ func TestRegistry(t *testing.T) {
 		}
 		_ = c.Close()
 	}
-	for _, name := range []string{"", "WeChat", " wechat", "QQ", "alipay"} {
+	for _, name := range []string{"", "WeChat", " wechat", "QQ", "taobao"} {
 		if _, ok := Lookup(name); ok {
 			t.Errorf("Lookup(%q) found a platform", name)
 		}
@@ -112,7 +112,7 @@ func TestDescriptors(t *testing.T) {
 	if c := tt.New(Config{}).(*DouyinClient); c.base != tt.APIBases[0] || c.openBase != tt.APIBases[1] {
 		t.Errorf("douyin client bases %q, %q", c.base, c.openBase)
 	}
-	if got := IdentityFields(); !slices.Equal(got, []string{"anonymous_openid", "tenant_key", "employee_id"}) {
+	if got := IdentityFields(); !slices.Equal(got, []string{"anonymous_openid", "tenant_key", "employee_id", "alipay_user_id"}) {
 		t.Errorf("IdentityFields() = %q", got)
 	}
 	if got := NamesWhere(func(d *Descriptor) bool { return d.AnonymousCode }); !slices.Equal(got, []string{Douyin}) {
@@ -129,7 +129,7 @@ func TestOrList(t *testing.T) {
 			t.Errorf("OrList(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
-	if _, err := New("nosuchplatform", Config{}); err == nil || !strings.Contains(err.Error(), `(want "wechat", "douyin", "qq", "baidu", "kuaishou", "feishu" or "lark")`) {
+	if _, err := New("nosuchplatform", Config{}); err == nil || !strings.Contains(err.Error(), `(want "wechat", "douyin", "qq", "baidu", "kuaishou", "feishu", "lark" or "alipay")`) {
 		t.Errorf("New(nosuchplatform): %v", err)
 	}
 }
