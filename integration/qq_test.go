@@ -126,7 +126,7 @@ func TestQQWithoutWeChatCapabilities(t *testing.T) {
 
 	for _, c := range []struct{ extra, want string }{
 		{"access_token classic", "is for platform wechat only (QQ has no server token)"},
-		{"private_key /etc/caddy/app_private.pem", `private_key: is for platform douyin (its phone-code answers are RSA-encrypted), not \"qq\"`},
+		{"private_key /etc/caddy/app_private.pem", `private_key: is for platform douyin or alipay (its phone-code answers are RSA-encrypted, or its API calls are signed), not \"qq\"`},
 		{"compat /mp-compat", `platform \"qq\" has no compat endpoints`},
 	} {
 		out := caddyFailsToStart(t, site(freePort(t), freePort(t), mpBlock("qq", qqApp, qqSecret, e.sim.URL, c.extra)+"\n\trespond ok"))
