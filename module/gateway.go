@@ -243,7 +243,7 @@ func (h *Handler) serveGateway(w http.ResponseWriter, r *http.Request, res *requ
 	metrics.gatewayTime.WithLabelValues(h.Platform, c.API).Observe(took.Seconds())
 	if c.Refreshed {
 		outcome := "not_retried"
-		if c.Retried && c.Errcode == "0" {
+		if c.Retried && !c.RetryRefused {
 			outcome = "retried"
 		}
 		metrics.gatewayRetries.WithLabelValues(h.Platform, c.API, outcome).Inc()

@@ -178,6 +178,8 @@ type Call struct {
 	Errcode string
 	// Retried: a token error was answered and the call sent again.
 	Retried bool
+	// RetryRefused: the retry's token was refused too.
+	RetryRefused bool
 	// Refreshed: a token error made the gateway invalidate the token.
 	Refreshed bool
 	// Streamed: the request body was larger than MaxBuffer (never retried).
@@ -477,6 +479,7 @@ func (g *Gateway) Relay(w http.ResponseWriter, r *http.Request, p string) Call {
 		c.Errcode = label(k, resp.StatusCode, errcode, field, found)
 		if found && field != nil && slices.Contains(field.Token, errcode) {
 			c.Refreshed = true
+			c.RetryRefused = attempt > 0
 			if ierr := k.tokens.Invalidate(ctx, tok); ierr != nil {
 				g.log.Warn("gateway: the token store could not be reached while invalidating a refused token", zap.Error(ierr))
 			}
