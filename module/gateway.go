@@ -2,17 +2,23 @@ package module
 
 // The open-API gateway: `gateway <prefix>` relays a backend's calls to the
 // platform's server API, {prefix}/wxa/msg_sec_check → the platform's
-// /wxa/msg_sec_check, with the app's shared token (h.tokens, the token of
-// the phone-code exchange: one per app across every instance sharing the
-// store) added, so that no backend ever fetches a token. What is relayed,
+// /wxa/msg_sec_check, with the app's shared token (one per app across
+// every instance sharing the store) added, so that no backend ever fetches
+// a token. A platform with several upstreams (Douyin: open.douyin.com with
+// the client token, developer.toutiao.com with the mini-app access_token)
+// is called with the upstream's host first:
+// {prefix}/open.douyin.com/api/apps/v1/censor/image/. What is relayed,
 // how, and when a call is retried is internal/gateway's; what the platform
-// is (origin, token parameter, token-error numbers, paths never relayed) is
-// its descriptor's (platform.GatewaySpec). This file wires it into the
-// handler: the prefix and host mode, the internal-listener checks shared
-// with compat (internal.go), metrics and the log line.
+// is (upstreams, token carriers, token-error numbers, paths never relayed)
+// is its descriptor's (platform.GatewaySpec). This file wires it into the
+// handler: each upstream's token (the platform's Token is h.tokens, the
+// phone-code exchange's, when that is set up; any other is a manager of
+// the gateway's own, under its own store name), the prefix and host mode,
+// the internal-listener checks shared with compat (internal.go), metrics
+// and the log line.
 //
-// Host mode (host_mode): a request whose Host is the platform's API host
-// (GatewaySpec.Host) is relayed with its path as it is, whatever the
+// Host mode (host_mode): a request whose Host is one of the platform's API
+// hosts (GatewayKind.Host) is relayed with its path as it is, whatever the
 // path: for a backend that calls the platform's URL unchanged, its hosts
 // file pointing that name at this (plain HTTP) listener.
 //
@@ -23,6 +29,7 @@ package module
 // unreachable). Never the query string, the body or a token.
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -32,15 +39,17 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/accesstoken"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/gateway"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 )
 
 // gatewayServer is the provisioned gateway.
 type gatewayServer struct {
 	g           *gateway.Gateway
 	prefix      string
-	host        string // the API host in host mode; "" otherwise
+	hostMode    bool
 	allowPublic bool
 	logger      *zap.Logger
 }
@@ -97,30 +106,84 @@ func (h *Handler) provisionGateway(ctx caddy.Context) error {
 		return err
 	}
 	spec := h.platformDesc().Gateway
-	if h.tokens == nil {
-		// provisionAccessToken (which runs first) sets it up.
-		return fieldErr("gateway", "no shared %s token for the gateway", h.platformDesc().Title)
+	tokens, err := h.gatewayTokens(ctx, spec)
+	if err != nil {
+		return err
 	}
 	g, err := gateway.New(gateway.Options{
 		Spec:      spec,
 		Origin:    h.APIBase,
 		Allow:     c.Allow,
 		MaxBuffer: c.MaxBuffer,
-		Tokens:    h.tokens,
+		Tokens:    tokens,
 		Timeout:   time.Duration(h.PlatformTimeout),
 		Logger:    h.logger.Named("gateway"),
 	})
 	if err != nil {
 		return &FieldError{Field: "gateway", Err: err}
 	}
-	s := &gatewayServer{g: g, prefix: c.Prefix, allowPublic: c.AllowPublic, logger: h.logger.Named("gateway")}
-	if c.HostMode {
-		s.host = spec.Host
-	}
-	h.gw = s
+	h.gw = &gatewayServer{g: g, prefix: c.Prefix, hostMode: c.HostMode, allowPublic: c.AllowPublic, logger: h.logger.Named("gateway")}
 	h.logger.Info("API gateway enabled: calls under its prefix go to the platform with the app's access token; keep this listener internal",
 		zap.String("prefix", c.Prefix), zap.Strings("allow", c.Allow), zap.Bool("host_mode", c.HostMode))
 	return nil
+}
+
+// gatewayTokens gives each of the spec's kinds its token source, by the
+// kind's token name: the platform's Token is h.tokens when the phone-code
+// exchange (or the login) set it up, else a manager of the gateway's own
+// under the same store name (so still one token per app); any other token
+// (GatewaySpec.Tokens) gets a manager under its own store name.
+func (h *Handler) gatewayTokens(ctx caddy.Context, spec *platform.GatewaySpec) (map[string]gateway.TokenSource, error) {
+	d := h.platformDesc()
+	out := map[string]gateway.TokenSource{}
+	for _, k := range spec.Kinds {
+		if _, ok := out[k.Token]; ok {
+			continue
+		}
+		ts := d.Token
+		if k.Token != "" && (ts == nil || k.Token != ts.Name) {
+			ts = nil
+			for _, t := range spec.Tokens {
+				if t.Name == k.Token {
+					ts = t
+				}
+			}
+		}
+		if ts == nil {
+			return nil, fieldErr("gateway", "no %s token for the gateway's %s APIs", d.Title, k.Name)
+		}
+		if ts == d.Token && h.tokens != nil {
+			out[k.Token] = h.tokens
+			continue
+		}
+		m, err := h.newTokenManager(ctx, ts)
+		if err != nil {
+			return nil, err
+		}
+		out[k.Token] = m
+	}
+	return out, nil
+}
+
+// newTokenManager returns a manager of the token ts describes, as
+// provisionAccessToken makes the platform's.
+func (h *Handler) newTokenManager(ctx caddy.Context, ts *platform.TokenSpec) (*accesstoken.Manager, error) {
+	opts, err := h.accessTokenOptions()
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := ts.Tokens(h.client)
+	if !ok {
+		return nil, fmt.Errorf("miniprogram: the %s client cannot fetch its %s", h.Platform, ts.Title)
+	}
+	if !ts.Modes {
+		opts.Mode = accesstoken.ModeClassic
+	} else if _, ok := tc.(platform.StableTokenClient); !ok {
+		return nil, fmt.Errorf("miniprogram: the %s client cannot fetch stable tokens", h.Platform)
+	}
+	opts.Name = ts.Name
+	opts.Logger = ctx.Logger().Named(ts.Name)
+	return accesstoken.New(tc, h.store, opts), nil
 }
 
 // gatewayMatches: p is under the gateway's prefix.
@@ -131,16 +194,22 @@ func (h *Handler) gatewayMatches(p string) bool {
 	return p == h.gw.prefix || strings.HasPrefix(p, h.gw.prefix+"/")
 }
 
-// gatewayHost: host mode, and r is for the platform's API host.
+// gatewayHost: host mode, and r is for one of the platform's API hosts.
 func (h *Handler) gatewayHost(r *http.Request) bool {
-	if h.gw == nil || h.gw.host == "" {
+	if h.gw == nil || !h.gw.hostMode {
 		return false
 	}
+	_, ok := h.gw.g.HostPath(requestHost(r), "/")
+	return ok
+}
+
+// requestHost is r's Host without its port.
+func requestHost(r *http.Request) string {
 	host := r.Host
 	if hh, _, err := net.SplitHostPort(host); err == nil {
 		host = hh
 	}
-	return strings.EqualFold(host, h.gw.host)
+	return host
 }
 
 // serveGateway relays a gateway request and sets res.
@@ -158,7 +227,9 @@ func (h *Handler) serveGateway(w http.ResponseWriter, r *http.Request, res *requ
 		}
 	}
 	p := r.URL.EscapedPath()
-	if !h.gatewayHost(r) {
+	if h.gatewayHost(r) {
+		p, _ = h.gw.g.HostPath(requestHost(r), p)
+	} else {
 		if rest, ok := strings.CutPrefix(p, h.gw.prefix); ok {
 			p = rest
 		} else {
@@ -172,7 +243,7 @@ func (h *Handler) serveGateway(w http.ResponseWriter, r *http.Request, res *requ
 	metrics.gatewayTime.WithLabelValues(h.Platform, c.API).Observe(took.Seconds())
 	if c.Refreshed {
 		outcome := "not_retried"
-		if c.Retried && c.Errcode == "0" {
+		if c.Retried && !c.RetryRefused {
 			outcome = "retried"
 		}
 		metrics.gatewayRetries.WithLabelValues(h.Platform, c.API, outcome).Inc()

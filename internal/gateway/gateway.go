@@ -2,11 +2,20 @@
 // the app's shared token added: the open-API gateway. The backend never
 // fetches a token, so no two services fight over one.
 //
-// What it knows of the platform is a platform.GatewaySpec (origin, token
-// parameter, token-error and rate-limit error numbers, paths never
-// relayed); the token comes from a TokenSource (the handler's
+// What it knows of the platform is a platform.GatewaySpec: its upstreams
+// ("kinds": origin, token carriers, error numbers, paths never relayed),
+// each with its own token from a TokenSource (the handler's
 // accesstoken.Manager). The HTTP wiring (prefix, host mode, listener
 // checks) is the handler's (module/gateway.go).
+//
+// # Kinds
+//
+// A platform with one kind (WeChat) is called with the kind's API paths
+// as they are ("/wxa/msg_sec_check"). A platform with several (Douyin:
+// open.douyin.com and developer.toutiao.com) is called with the kind's
+// name as the first path segment ("/open.douyin.com/api/apps/v1/censor/image/"),
+// and its allow-list entries are written the same way; in host mode the
+// request's Host names the kind (HostPath).
 //
 // # Allow-list
 //
@@ -14,28 +23,36 @@
 // 403. An entry is an exact API path ("/wxa/msg_sec_check") or a prefix
 // ending in "/*" ("/cgi-bin/media/*": every path under /cgi-bin/media/). A
 // request path is matched as sent (escaped form): it must be a clean
-// absolute path without percent-escapes, dot segments or empty segments,
-// else it matches nothing. The spec's never-relayed paths are refused
-// whatever the allow-list says (an entry naming one is a configuration
-// error, see CheckAllow; a prefix entry covering one does not let it
-// through), compared without regard to case.
+// absolute path without percent-escapes, dot segments or empty segments
+// (one final "/" where the kind's paths end in one), else it matches
+// nothing. The kind's never-relayed paths are refused whatever the
+// allow-list says (an entry naming one is a configuration error, see
+// CheckAllow; a prefix entry covering one does not let it through),
+// compared without regard to case.
 //
 // # Token
 //
-// Each relayed call carries the shared token in the spec's token
-// parameter; every client-sent token parameter (ClientTokenParams) is
-// removed first. The request keeps its method, other query parameters,
-// body, Content-Type and Accept; no other request header is sent.
+// Each relayed call carries the kind's shared token in each of the kind's
+// carriers: a query parameter, a request header, a member of the JSON
+// object body. Every client-sent token query parameter
+// (ClientTokenParams), token header (ClientTokenHeaders) and body member
+// of the carrier's name (in any case) is removed first. The request keeps
+// its method, other query parameters, body, Content-Type and Accept; no
+// other request header is sent. A kind that carries the token in the body
+// needs a JSON object body (or none) of at most Options.MaxBuffer bytes:
+// anything else is refused (400, 413) without a platform call.
 //
 // # Token errors and retries
 //
 // Platforms answer errors with HTTP 200 and a JSON error number, often
-// labelled text/plain, while some answers (media downloads) are binary. An
-// answer is inspected only when it is a 200 labelled JSON or text/plain (or
-// not labelled) and at most SniffLimit bytes long; it is then passed on
-// byte for byte. Anything else streams through untouched.
+// labelled text/plain, while some answers (media downloads, QR codes) are
+// binary. An answer is inspected only when it is a 200 labelled JSON or
+// text/plain (or not labelled) and at most SniffLimit bytes long; it is
+// then passed on byte for byte. Anything else streams through untouched.
+// The error number is the first of the kind's error fields present with a
+// non-zero number.
 //
-// When the error number is one of the spec's token errors, the token is
+// When the error number is one of that field's token errors, the token is
 // invalidated (TokenSource.Invalidate: across instances, through the
 // store) and, when the request body can be sent again, the call is retried
 // exactly once with the next token; a second token error is passed on.
@@ -70,6 +87,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/jsonobj"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
 )
@@ -110,15 +128,16 @@ const APIOther = "(refused)"
 type Options struct {
 	// Spec is the platform's API description.
 	Spec *platform.GatewaySpec
-	// Origin replaces Spec.Origin when set (api_base).
+	// Origin replaces every kind's Origin when set (api_base).
 	Origin string
 	// Allow is the allow-list (see CheckAllow).
 	Allow []string
 	// MaxBuffer: request bodies up to this size are buffered (retryable);
 	// 0 means DefaultMaxBuffer.
 	MaxBuffer int64
-	// Tokens gives the token.
-	Tokens TokenSource
+	// Tokens gives each kind's token, by the kind's Token ("" for the
+	// platform's own). Every kind's must be there.
+	Tokens map[string]TokenSource
 	// Timeout bounds the wait for the platform's answer headers once the
 	// request is sent (each attempt); 0: 30s.
 	Timeout time.Duration
@@ -128,14 +147,21 @@ type Options struct {
 	Logger *zap.Logger
 }
 
+// kind is one upstream, provisioned.
+type kind struct {
+	spec   *platform.GatewayKind
+	prefix string // "/" + Name when the platform has several kinds, else ""
+	origin *url.URL
+	tokens TokenSource
+}
+
 // Gateway relays calls. It is safe for concurrent use.
 type Gateway struct {
 	spec      *platform.GatewaySpec
-	origin    *url.URL
+	kinds     []*kind
 	exact     map[string]bool
 	prefixes  []string // "/x/" for an entry "/x/*"
 	maxBuffer int64
-	tokens    TokenSource
 	client    *http.Client
 	log       *zap.Logger
 }
@@ -147,11 +173,13 @@ type Call struct {
 	API string
 	// Status is the HTTP status answered.
 	Status int
-	// Errcode is a bounded label: "0", one of the spec's token or rate
+	// Errcode is a bounded label: "0", one of the kind's token or rate
 	// errors, "-1", or an Errcode* constant.
 	Errcode string
 	// Retried: a token error was answered and the call sent again.
 	Retried bool
+	// RetryRefused: the retry's token was refused too.
+	RetryRefused bool
 	// Refreshed: a token error made the gateway invalidate the token.
 	Refreshed bool
 	// Streamed: the request body was larger than MaxBuffer (never retried).
@@ -160,12 +188,63 @@ type Call struct {
 	Err error
 }
 
+// multi: API paths start with the kind's name.
+func multi(spec *platform.GatewaySpec) bool { return len(spec.Kinds) > 1 }
+
+// kindOf splits a gateway path into its kind and the kind's API path
+// ("/open.douyin.com/api/x" → open.douyin.com, "/api/x"). ok is false
+// when it names no kind.
+func kindOf(spec *platform.GatewaySpec, p string) (k *platform.GatewayKind, api string, ok bool) {
+	if len(spec.Kinds) == 0 {
+		return nil, "", false
+	}
+	if !multi(spec) {
+		return &spec.Kinds[0], p, true
+	}
+	rest, found := strings.CutPrefix(p, "/")
+	if !found {
+		return nil, "", false
+	}
+	name, tail, _ := strings.Cut(rest, "/")
+	for i := range spec.Kinds {
+		if spec.Kinds[i].Name == name {
+			return &spec.Kinds[i], "/" + tail, true
+		}
+	}
+	return nil, "", false
+}
+
+// kindNames lists the kinds' names for messages.
+func kindNames(spec *platform.GatewaySpec) string {
+	n := make([]string, len(spec.Kinds))
+	for i, k := range spec.Kinds {
+		n[i] = "/" + k.Name + "/..."
+	}
+	return platform.OrList(n)
+}
+
+// clean: p is a clean absolute path (one final "/" allowed when
+// trailingSlash).
+func clean(p string, trailingSlash bool) bool {
+	if trailingSlash && len(p) > 1 && strings.HasSuffix(p, "/") {
+		p = p[:len(p)-1]
+	}
+	return p != "" && p[0] == '/' && path.Clean(p) == p
+}
+
 // CheckAllow checks an allow-list against spec: each entry an exact path
-// or a "/*" prefix, clean, absolute, without escapes; none naming a path
-// the platform's gateway never relays.
+// or a "/*" prefix, clean, absolute, without escapes, naming a kind when
+// the platform has several; none naming a path the kind never relays.
 func CheckAllow(spec *platform.GatewaySpec, allow []string) error {
+	if len(spec.Kinds) == 0 {
+		return errors.New("the platform's gateway has no API")
+	}
 	if len(allow) == 0 {
-		return errors.New("needs at least one API path (allow /wxa/msg_sec_check ...)")
+		ex := "/wxa/msg_sec_check"
+		if multi(spec) {
+			ex = "/" + spec.Kinds[0].Name + "/api/..."
+		}
+		return fmt.Errorf("needs at least one API path (allow %s ...)", ex)
 	}
 	seen := map[string]bool{}
 	for _, a := range allow {
@@ -175,25 +254,37 @@ func CheckAllow(spec *platform.GatewaySpec, allow []string) error {
 			return fmt.Errorf("API path %q must start with /", a)
 		case a == "/*" || a == "/":
 			return fmt.Errorf("API path %q would allow every API: list the APIs the backend calls", a)
+		}
+		k, api, ok := kindOf(spec, p)
+		if !ok {
+			return fmt.Errorf("API path %q names no API host: start it with %s", a, kindNames(spec))
+		}
+		trailing := k.TrailingSlash && !strings.HasSuffix(a, "/*")
+		switch {
+		case api == "" || api == "/":
+			return fmt.Errorf("API path %q would allow every API of %s: list the APIs the backend calls", a, k.Name)
 		case strings.ContainsAny(p, "%?#*\\ "):
 			return fmt.Errorf("API path %q must be a plain path (no escapes, query, spaces or * but a final /*)", a)
-		case path.Clean(p) != p:
+		case !clean(api, trailing) || !clean(p, trailing):
 			return fmt.Errorf("API path %q is not a clean path (want %q)", a, path.Clean(p))
 		case seen[a]:
 			return fmt.Errorf("API path %q is listed twice", a)
 		}
 		seen[a] = true
-		if n, ok := never(spec, p); ok && !strings.HasSuffix(a, "/*") {
+		if n, ok := never(k, api); ok && !strings.HasSuffix(a, "/*") {
 			return fmt.Errorf("API path %q is never relayed: %s", a, n.Why)
 		}
 	}
 	return nil
 }
 
-// never reports whether p (an API path) is one the spec never relays.
-func never(spec *platform.GatewaySpec, p string) (platform.NeverPath, bool) {
-	for _, n := range spec.Never {
-		if strings.EqualFold(p, n.Path) || strings.HasPrefix(strings.ToLower(p), strings.ToLower(n.Path)+"/") {
+// never reports whether api (an API path of kind k) is one it never
+// relays.
+func never(k *platform.GatewayKind, api string) (platform.NeverPath, bool) {
+	lp := strings.ToLower(api)
+	for _, n := range k.Never {
+		ln := strings.ToLower(strings.TrimSuffix(n.Path, "/"))
+		if lp == ln || strings.HasPrefix(lp, ln+"/") {
 			return n, true
 		}
 	}
@@ -202,27 +293,37 @@ func never(spec *platform.GatewaySpec, p string) (platform.NeverPath, bool) {
 
 // New returns a gateway. The options must have passed CheckAllow.
 func New(o Options) (*Gateway, error) {
-	if o.Spec == nil || o.Tokens == nil {
-		return nil, errors.New("gateway: no platform spec or token source")
+	if o.Spec == nil {
+		return nil, errors.New("gateway: no platform spec")
 	}
 	if err := CheckAllow(o.Spec, o.Allow); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	origin := o.Origin
-	if origin == "" {
-		origin = o.Spec.Origin
-	}
-	u, err := url.Parse(origin)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("gateway: unusable API origin %q", origin)
-	}
 	g := &Gateway{
 		spec:      o.Spec,
-		origin:    u,
 		exact:     map[string]bool{},
 		maxBuffer: o.MaxBuffer,
-		tokens:    o.Tokens,
 		log:       o.Logger,
+	}
+	for i := range o.Spec.Kinds {
+		ks := &o.Spec.Kinds[i]
+		origin := o.Origin
+		if origin == "" {
+			origin = ks.Origin
+		}
+		u, err := url.Parse(origin)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("gateway: unusable API origin %q", origin)
+		}
+		ts := o.Tokens[ks.Token]
+		if ts == nil {
+			return nil, fmt.Errorf("gateway: no token source for %s", ks.Name)
+		}
+		k := &kind{spec: ks, origin: u, tokens: ts}
+		if multi(o.Spec) {
+			k.prefix = "/" + ks.Name
+		}
+		g.kinds = append(g.kinds, k)
 	}
 	if g.maxBuffer <= 0 {
 		g.maxBuffer = DefaultMaxBuffer
@@ -264,37 +365,74 @@ func New(o Options) (*Gateway, error) {
 // Close releases idle connections.
 func (g *Gateway) Close() { g.client.CloseIdleConnections() }
 
-// Match tells the allow-list entry an API path (as sent: escaped form)
-// matches, or ok false. A path that is not clean, carries escapes or is
-// never relayed matches nothing.
-func (g *Gateway) Match(p string) (entry string, ok bool) {
-	if p == "" || p[0] != '/' || strings.ContainsAny(p, "%\\") || path.Clean(p) != p {
-		return "", false
+// Hosts are the kinds' API hosts (host mode).
+func (g *Gateway) Hosts() []string {
+	var h []string
+	for _, k := range g.kinds {
+		if k.spec.Host != "" {
+			h = append(h, k.spec.Host)
+		}
 	}
-	if _, n := never(g.spec, p); n {
-		return "", false
-	}
-	if g.exact[p] {
-		return p, true
-	}
-	for _, pre := range g.prefixes {
-		if strings.HasPrefix(p, pre) && len(p) > len(pre) {
-			return pre + "*", true
+	return h
+}
+
+// HostPath turns the path of a host-mode request (Host host, path p as
+// sent) into the gateway path Relay takes: p itself with one kind, the
+// kind's name then p with several. ok is false when host is no kind's.
+func (g *Gateway) HostPath(host, p string) (string, bool) {
+	for _, k := range g.kinds {
+		if k.spec.Host != "" && strings.EqualFold(host, k.spec.Host) {
+			return k.prefix + p, true
 		}
 	}
 	return "", false
 }
 
-// Relay serves one backend request for the API path p (escaped form, as
-// sent, without the gateway's prefix) and writes the answer to w.
+// match tells the kind, its API path and the allow-list entry a gateway
+// path (as sent: escaped form) matches, or ok false. A path that names no
+// kind, is not clean, carries escapes or is never relayed matches nothing.
+func (g *Gateway) match(p string) (k *kind, api, entry string, ok bool) {
+	ks, api, found := kindOf(g.spec, p)
+	if !found || strings.ContainsAny(p, "%\\") || !clean(api, ks.TrailingSlash) || !clean(p, ks.TrailingSlash) {
+		return nil, "", "", false
+	}
+	if _, n := never(ks, api); n {
+		return nil, "", "", false
+	}
+	for _, kk := range g.kinds {
+		if kk.spec == ks {
+			k = kk
+		}
+	}
+	if g.exact[p] {
+		return k, api, p, true
+	}
+	for _, pre := range g.prefixes {
+		if strings.HasPrefix(p, pre) && len(p) > len(pre) {
+			return k, api, pre + "*", true
+		}
+	}
+	return nil, "", "", false
+}
+
+// Match tells the allow-list entry a gateway path (as sent: escaped form)
+// matches, or ok false.
+func (g *Gateway) Match(p string) (entry string, ok bool) {
+	_, _, entry, ok = g.match(p)
+	return entry, ok
+}
+
+// Relay serves one backend request for the gateway path p (escaped form,
+// as sent, without the gateway's prefix; see HostPath in host mode) and
+// writes the answer to w.
 func (g *Gateway) Relay(w http.ResponseWriter, r *http.Request, p string) Call {
-	api, ok := g.Match(p)
+	k, api, entry, ok := g.match(p)
 	if !ok {
 		c := Call{API: APIOther, Status: http.StatusForbidden, Errcode: ErrcodeForbidden}
-		writeForbidden(w, p, g.spec)
+		writeForbidden(w, g.spec, p)
 		return c
 	}
-	c := Call{API: api}
+	c := Call{API: entry}
 	ctx := r.Context()
 
 	body, streamed, err := g.readBody(r)
@@ -303,30 +441,46 @@ func (g *Gateway) Relay(w http.ResponseWriter, r *http.Request, p string) Call {
 		return g.fail(w, c)
 	}
 	c.Streamed = streamed != nil
+	bodyField := k.spec.TokenBodyField
+	if bodyField != "" {
+		switch {
+		case streamed != nil:
+			c.Err = mperr.Newf(mperr.BodyTooLarge, "the request body is larger than the gateway's max_buffer (%d bytes): this API carries the token in its JSON body", g.maxBuffer)
+			return g.fail(w, c)
+		case body != nil && !jsonobj.IsObject(body):
+			c.Err = mperr.Newf(mperr.BadRequest, "the request body must be a JSON object: this API carries the token in its %q member", bodyField)
+			return g.fail(w, c)
+		}
+	}
 
 	for attempt := 0; ; attempt++ {
-		tok, err := g.tokens.Token(ctx)
+		tok, err := k.tokens.Token(ctx)
 		if err != nil {
 			c.Err = tokenErr(err)
 			return g.fail(w, c)
 		}
 		var rd io.Reader
+		n := len(body)
 		switch {
 		case streamed != nil:
 			rd = streamed
+		case bodyField != "" && (body != nil || bodyMethod(r.Method)):
+			b := withMember(body, bodyField, tok)
+			rd, n = bytes.NewReader(b), len(b)
 		case body != nil:
 			rd = bytes.NewReader(body)
 		}
-		resp, err := g.send(ctx, r, p, tok, rd, len(body))
+		resp, err := g.send(ctx, k, r, api, tok, rd, n)
 		if err != nil {
 			c.Err = sendErr(ctx, err)
 			return g.fail(w, c)
 		}
-		prefix, complete, errcode, found := g.sniff(resp)
-		c.Errcode = g.label(resp.StatusCode, errcode, found)
-		if found && slices.Contains(g.spec.TokenErrcodes, errcode) {
+		prefix, complete, errcode, field, found := g.sniff(k, resp)
+		c.Errcode = label(k, resp.StatusCode, errcode, field, found)
+		if found && field != nil && slices.Contains(field.Token, errcode) {
 			c.Refreshed = true
-			if ierr := g.tokens.Invalidate(ctx, tok); ierr != nil {
+			c.RetryRefused = attempt > 0
+			if ierr := k.tokens.Invalidate(ctx, tok); ierr != nil {
 				g.log.Warn("gateway: the token store could not be reached while invalidating a refused token", zap.Error(ierr))
 			}
 			if attempt == 0 && streamed == nil && ctx.Err() == nil {
@@ -339,6 +493,41 @@ func (g *Gateway) Relay(w http.ResponseWriter, r *http.Request, p string) Call {
 		g.write(w, resp, prefix, complete)
 		return c
 	}
+}
+
+// bodyMethod: a method that sends a body (a body-carrier kind then sends
+// one holding the token even when the backend sent none).
+func bodyMethod(m string) bool {
+	return m == http.MethodPost || m == http.MethodPut || m == http.MethodPatch
+}
+
+// withMember returns the JSON object body (nil: {}) with the member name
+// set to value: first, every member whose key is name in any case (a
+// platform decoding keys without regard to case would take the last)
+// left out.
+func withMember(body []byte, name, value string) []byte {
+	out := make([]byte, 0, len(body)+len(name)+len(value)+8)
+	out = append(out, '{')
+	out = jsonobj.AppendString(out, name)
+	out = append(out, ':')
+	out = jsonobj.AppendString(out, value)
+	if body != nil {
+		it, _ := jsonobj.Object(body)
+		for {
+			key, val, ok := it.Next()
+			if !ok {
+				break
+			}
+			if jsonobj.EqualFold(key, name) {
+				continue
+			}
+			out = append(out, ',')
+			out = append(out, key...)
+			out = append(out, ':')
+			out = append(out, val...)
+		}
+	}
+	return append(out, '}')
 }
 
 // readBody buffers a body of at most maxBuffer bytes (body, nil), or
@@ -367,19 +556,22 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, io.Reader, error) {
 
 // send makes one call to the platform. n is the buffered body's length
 // (a streamed body keeps the request's own ContentLength).
-func (g *Gateway) send(ctx context.Context, r *http.Request, p, tok string, body io.Reader, n int) (*http.Response, error) {
-	u := *g.origin
-	u.Path = strings.TrimSuffix(u.Path, "/") + p
+func (g *Gateway) send(ctx context.Context, k *kind, r *http.Request, api, tok string, body io.Reader, n int) (*http.Response, error) {
+	ks := k.spec
+	u := *k.origin
+	u.Path = strings.TrimSuffix(u.Path, "/") + api
 	u.RawPath = ""
 	q, _ := url.ParseQuery(r.URL.RawQuery)
-	for k := range q {
-		for _, c := range g.spec.ClientTokenParams {
-			if strings.EqualFold(k, c) {
-				q.Del(k)
+	for key := range q {
+		for _, c := range ks.ClientTokenParams {
+			if strings.EqualFold(key, c) {
+				q.Del(key)
 			}
 		}
 	}
-	q.Set(g.spec.TokenParam, tok)
+	if ks.TokenParam != "" {
+		q.Set(ks.TokenParam, tok)
+	}
 	u.RawQuery = q.Encode()
 	out, err := http.NewRequestWithContext(ctx, r.Method, u.String(), body)
 	if err != nil {
@@ -394,9 +586,18 @@ func (g *Gateway) send(ctx context.Context, r *http.Request, p, tok string, body
 		out.ContentLength = r.ContentLength
 	}
 	for _, h := range []string{"Content-Type", "Accept"} {
+		if slices.ContainsFunc(ks.ClientTokenHeaders, func(c string) bool { return strings.EqualFold(c, h) }) {
+			continue
+		}
 		if v := r.Header.Values(h); len(v) > 0 {
 			out.Header[h] = slices.Clone(v)
 		}
+	}
+	if ks.TokenBodyField != "" && body != nil && out.Header.Get("Content-Type") == "" {
+		out.Header.Set("Content-Type", "application/json")
+	}
+	if ks.TokenHeader != "" {
+		out.Header.Set(ks.TokenHeader, tok)
 	}
 	out.Header.Set("User-Agent", "caddy-miniprogram-gateway")
 	return g.client.Do(out)
@@ -404,21 +605,29 @@ func (g *Gateway) send(ctx context.Context, r *http.Request, p, tok string, body
 
 // sniff reads an answer that may be a JSON error: a 200 labelled JSON or
 // text/plain (or not labelled), up to SniffLimit bytes. It returns what it
-// read (prefix), whether that is the whole body, and the error number
-// (found: the answer is a JSON object; errcode 0 when it has none).
-func (g *Gateway) sniff(resp *http.Response) (prefix []byte, complete bool, errcode int, found bool) {
+// read (prefix), whether that is the whole body, and the error number and
+// the field it was in (found: the answer is a JSON object; errcode 0 and
+// no field when it has no error).
+func (g *Gateway) sniff(k *kind, resp *http.Response) (prefix []byte, complete bool, errcode int, field *platform.ErrcodeField, found bool) {
 	if resp.StatusCode != http.StatusOK || !jsonish(resp.Header.Get("Content-Type")) {
-		return nil, false, 0, false
+		return nil, false, 0, nil, false
 	}
 	if resp.ContentLength > SniffLimit {
-		return nil, false, 0, false
+		return nil, false, 0, nil, false
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, SniffLimit+1))
 	if err != nil || len(b) > SniffLimit {
-		return b, false, 0, false
+		return b, false, 0, nil, false
 	}
-	n, found := Errcode(b, g.spec.ErrcodeField)
-	return b, true, n, found
+	paths := make([]string, len(k.spec.Errcodes))
+	for i, f := range k.spec.Errcodes {
+		paths[i] = f.Path
+	}
+	n, at, found := Errcode(b, paths...)
+	if at >= 0 {
+		field = &k.spec.Errcodes[at]
+	}
+	return b, true, n, field, found
 }
 
 // jsonish: a Content-Type an error answer may come in.
@@ -433,35 +642,74 @@ func jsonish(ct string) bool {
 	return mt == "application/json" || mt == "text/plain" || strings.HasSuffix(mt, "+json")
 }
 
-// Errcode reads the error number of a JSON object body: field as a JSON
-// number or a string of digits. found is false for anything else
-// (binary, not an object, no such field).
-func Errcode(body []byte, field string) (n int, found bool) {
+// Errcode reads the error number of a JSON object body: the first of
+// paths (a member, or a dotted path into nested objects:
+// "data.error_code") present with a non-zero number (a JSON number or a
+// string of digits). at is that path's index, -1 when none has one (n is
+// then 0). found is false for anything but a JSON object, and for an
+// object whose only error fields present hold no number at all.
+func Errcode(body []byte, paths ...string) (n, at int, found bool) {
 	b := bytes.TrimSpace(body)
 	if len(b) == 0 || b[0] != '{' {
-		return 0, false
+		return 0, -1, false
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
-		return 0, false
+		return 0, -1, false
 	}
-	raw, ok := m[field]
-	if !ok {
-		return 0, true
+	numbers, others := 0, 0
+	for i, p := range paths {
+		raw, ok := lookup(m, p)
+		if !ok {
+			continue
+		}
+		v, ok := number(raw)
+		if !ok {
+			others++
+			continue
+		}
+		numbers++
+		if v != 0 {
+			return v, i, true
+		}
 	}
+	if others > 0 && numbers == 0 {
+		return 0, -1, false
+	}
+	return 0, -1, true
+}
+
+// lookup finds a dotted path in a decoded object (null counts as absent).
+func lookup(m map[string]json.RawMessage, p string) (json.RawMessage, bool) {
+	for {
+		name, rest, nested := strings.Cut(p, ".")
+		raw, ok := m[name]
+		if !ok || string(bytes.TrimSpace(raw)) == "null" {
+			return nil, false
+		}
+		if !nested {
+			return raw, true
+		}
+		var sub map[string]json.RawMessage
+		if json.Unmarshal(raw, &sub) != nil || sub == nil {
+			return nil, false
+		}
+		m, p = sub, rest
+	}
+}
+
+// number reads a JSON number or a string of digits as an int.
+func number(raw json.RawMessage) (int, bool) {
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
 		raw = json.RawMessage(strings.TrimSpace(s))
 	}
 	v, err := strconv.Atoi(string(raw))
-	if err != nil {
-		return 0, false
-	}
-	return v, true
+	return v, err == nil
 }
 
 // label is the bounded errcode label of an answer.
-func (g *Gateway) label(status, errcode int, found bool) string {
+func label(k *kind, status, errcode int, field *platform.ErrcodeField, found bool) string {
 	switch {
 	case status != http.StatusOK:
 		return ErrcodeHTTP
@@ -469,7 +717,7 @@ func (g *Gateway) label(status, errcode int, found bool) string {
 		return ErrcodeNone
 	case errcode == 0:
 		return "0"
-	case errcode == -1, slices.Contains(g.spec.TokenErrcodes, errcode), slices.Contains(g.spec.RateErrcodes, errcode):
+	case errcode == -1, field != nil && (slices.Contains(field.Token, errcode) || slices.Contains(field.Rate, errcode)):
 		return strconv.Itoa(errcode)
 	}
 	return ErrcodeOther
@@ -538,9 +786,11 @@ func sendErr(ctx context.Context, err error) error {
 }
 
 // writeForbidden answers a path off the allow-list (or never relayed).
-func writeForbidden(w http.ResponseWriter, p string, spec *platform.GatewaySpec) {
+func writeForbidden(w http.ResponseWriter, spec *platform.GatewaySpec, p string) {
 	msg := "this API is not on the gateway's allow-list"
-	if n, ok := never(spec, p); ok {
+	if k, api, ok := kindOf(spec, p); !ok && multi(spec) {
+		msg = "this path names no API host of the gateway's: start it with " + kindNames(spec)
+	} else if n, ok := never(k, api); ok {
 		msg = "this API is never relayed: " + n.Why
 	}
 	b, _ := json.Marshal(map[string]string{"error": "forbidden", "message": msg})

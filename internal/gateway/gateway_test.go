@@ -16,16 +16,15 @@ import (
 
 // spec is a platform spec of the test's own (the package names no
 // platform).
-var spec = &platform.GatewaySpec{
+var spec = &platform.GatewaySpec{Kinds: []platform.GatewayKind{{
+	Name:              "api.example.test",
 	Origin:            "http://unused.invalid",
 	Host:              "api.example.test",
 	TokenParam:        "access_token",
 	ClientTokenParams: []string{"access_token", "cloudbase_access_token"},
-	ErrcodeField:      "errcode",
-	TokenErrcodes:     []int{40001, 40014, 42001},
-	RateErrcodes:      []int{45009, 45011},
+	Errcodes:          []platform.ErrcodeField{{Path: "errcode", Token: []int{40001, 40014, 42001}, Rate: []int{45009, 45011}}},
 	Never:             []platform.NeverPath{{Path: "/cgi-bin/token", Why: "tokens"}, {Path: "/sns/jscode2session", Why: "codes"}},
-}
+}}}
 
 // tokens is a TokenSource: each Invalidate of the current token moves to
 // the next one.
@@ -83,7 +82,7 @@ func newGW(t *testing.T, p *platformSim, ts *tokens, allow ...string) *Gateway {
 	t.Helper()
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
-	g, err := New(Options{Spec: spec, Origin: srv.URL, Allow: allow, MaxBuffer: 1024, Tokens: ts})
+	g, err := New(Options{Spec: spec, Origin: srv.URL, Allow: allow, MaxBuffer: 1024, Tokens: map[string]TokenSource{"": ts}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +240,7 @@ func TestErrcode(t *testing.T) {
 		{`{"errcode":40001}`, 40001, true}, {`{"errcode":"42001"}`, 42001, true}, {` {"x":1}`, 0, true},
 		{`[1]`, 0, false}, {"\xff\xd8", 0, false}, {`{"errcode":"x"}`, 0, false}, {`{"errcode":1.5}`, 0, false},
 	} {
-		n, found := Errcode([]byte(c.in), "errcode")
+		n, _, found := Errcode([]byte(c.in), "errcode")
 		if n != c.n || found != c.found {
 			t.Errorf("%q: %d %v", c.in, n, found)
 		}

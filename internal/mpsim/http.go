@@ -72,6 +72,14 @@ func (s *Sim) route(w *recorder, r *http.Request) {
 		s.platformCall(w, r, EndpointClientToken, Douyin, s.clientTokenErr, s.douyinClientToken)
 	case p == "/api/apps/v1/get_phonenumber_info/":
 		s.platformCall(w, r, EndpointGetPhoneNumberInfo, Douyin, s.douyinPhoneErr, s.douyinPhone)
+	case p == "/api/apps/v2/token":
+		s.platformCall(w, r, EndpointTTAppToken, Douyin, s.ttAppTokenErr, s.douyinAppToken)
+	case p == "/api/apps/v1/censor/image/":
+		s.platformCall(w, r, EndpointTTCensorImage, Douyin, s.ttOpenErr, s.douyinCensorImageV3)
+	case p == "/api/apps/qrcode":
+		s.platformCall(w, r, EndpointTTQRCode, Douyin, s.ttQRCodeErr, s.douyinQRCode)
+	case p == "/api/apps/censor/image":
+		s.platformCall(w, r, EndpointTTCensorV2, Douyin, s.ttCensorV2Err, s.douyinCensorImageV2)
 	case p == "/oauth/jscode2sessionkey":
 		s.platformCall(w, r, EndpointJSCode2Session, Baidu, s.baiduErr, s.baiduCode2Session)
 	case p == "/oauth2/mp/code2session":

@@ -70,7 +70,8 @@ type medium struct {
 // once, behind its holders' backs (as another party forcing a refresh, or
 // a secret reset in the console, would): WeChat's access tokens (business
 // APIs then answer 40001, or 42001 when expired is set: the tokens then
-// count as past their lifetime), Douyin's client tokens, Feishu's and
+// count as past their lifetime), Douyin's client tokens and mini-app
+// access tokens (28001003 / 28001008, 40002, error 2), Feishu's and
 // Lark's app access tokens (10202). The next token call issues a new
 // token.
 func (s *Sim) InvalidateTokens(appID string, expired bool) error {

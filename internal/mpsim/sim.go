@@ -15,6 +15,10 @@
 //	GET  /api/apps/jscode2session            Douyin code2session (legacy v1)
 //	POST /oauth/client_token/                Douyin client token
 //	POST /api/apps/v1/get_phonenumber_info/  Douyin phone-code exchange (see douyin_phone.go)
+//	POST /api/apps/v2/token                  Douyin mini-app access_token (see douyin_openapi.go)
+//	POST /api/apps/v1/censor/image/          Douyin image check, client token (open.douyin.com)
+//	POST /api/apps/qrcode                    Douyin QR code, mini-app access_token in the body
+//	POST /api/apps/censor/image              Douyin image check v2, mini-app access_token in the body
 //	GET  /sns/jscode2session                 QQ code2session, for a QQ app's appid (see qq.go)
 //	POST /oauth/jscode2sessionkey            Baidu code2session (see baidu.go)
 //	POST /oauth2/mp/code2session             Kuaishou code2session (see kuaishou.go)
@@ -127,7 +131,8 @@ const (
 
 // Endpoints lists the endpoint names in a stable order.
 var Endpoints = []string{EndpointJSCode2Session, EndpointToken, EndpointStableToken, EndpointGetUserPhoneNumber, EndpointClientToken, EndpointGetPhoneNumberInfo,
-	EndpointSubscribeSend, EndpointMsgSecCheck, EndpointMediaUpload, EndpointMediaGet}
+	EndpointSubscribeSend, EndpointMsgSecCheck, EndpointMediaUpload, EndpointMediaGet,
+	EndpointTTAppToken, EndpointTTCensorImage, EndpointTTQRCode, EndpointTTCensorV2}
 
 // Limits of the simulated platforms.
 const (
@@ -310,6 +315,7 @@ func (t *token) invalidAt() time.Time {
 
 type appTokens struct {
 	client    string // Douyin: the latest client token
+	app       string // Douyin: the latest mini-app access_token
 	stable    string // current stable token
 	forced    bool
 	lastForce time.Time

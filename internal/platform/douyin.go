@@ -35,6 +35,7 @@ var douyinPlatform = Descriptor{
 	},
 	PhoneCode: &PhoneCodeSpec{Call: "get_phonenumber_info", PrivateKey: true},
 	Compat:    CompatTT,
+	Gateway:   &douyinGateway,
 }
 
 // DouyinClient talks to Douyin's (Toutiao's) server API. It is safe for

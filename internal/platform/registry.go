@@ -177,32 +177,67 @@ type PhoneCodeSpec struct {
 }
 
 // GatewaySpec is what the open-API gateway (internal/gateway) must know of
-// a platform's server API: where it is, how a call carries the token, and
-// how an answer tells that the token was refused. The relay itself is the
-// gateway's; the token is the phone-code exchange's (PhoneCode.Tokens).
+// a platform's server API: its upstreams (kinds), where each is, how a call
+// carries the token, and how an answer tells that the token was refused.
+// The relay itself is the gateway's.
 type GatewaySpec struct {
+	// Kinds are its upstreams, each with its own token. With one kind the
+	// gateway's API paths are the kind's own ("/wxa/msg_sec_check"); with
+	// several, each path starts with its kind's Name
+	// ("/open.douyin.com/api/apps/v1/censor/image/").
+	Kinds []GatewayKind
+	// Tokens are the server tokens its kinds use besides the platform's
+	// Token (GatewayKind.Token names one by its Name).
+	Tokens []*TokenSpec
+}
+
+// GatewayKind is one upstream of a platform's gateway.
+type GatewayKind struct {
+	// Name names the kind: its API host, the first path segment of its
+	// APIs when the platform has several kinds.
+	Name string
 	// Origin is the API origin calls are relayed to; the handler's
-	// api_base replaces it.
+	// api_base replaces it (as it replaces every APIBases entry).
 	Origin string
 	// Host is the API's host name: in host mode, a request for this host
 	// reaching the gateway's listener is relayed as it is (no prefix).
 	Host string
-	// TokenParam is the query parameter that carries the token.
-	TokenParam string
-	// ClientTokenParams are the query parameters a client may have sent a
-	// token in: all are removed before TokenParam is added.
-	ClientTokenParams []string
-	// ErrcodeField is the JSON field of an answer's error number.
-	ErrcodeField string
-	// TokenErrcodes are the error numbers that say the token was refused
-	// (invalid, not the latest, expired): the gateway refreshes it once.
-	TokenErrcodes []int
-	// RateErrcodes are the error numbers of the rate limits and quotas:
-	// passed through, never retried.
-	RateErrcodes []int
+	// Token names the shared token it uses: "" for the platform's Token,
+	// else the Name of one of GatewaySpec.Tokens.
+	Token string
+	// The token's carriers, each set one used: the query parameter
+	// TokenParam, the request header TokenHeader, and the member
+	// TokenBodyField of a JSON object body (a body of a kind with one must
+	// be a JSON object of at most the gateway's max_buffer).
+	TokenParam, TokenHeader, TokenBodyField string
+	// ClientTokenParams and ClientTokenHeaders are the query parameters
+	// and request headers a client may have sent a token in: none of them
+	// reaches the platform (nor does a client's TokenBodyField member).
+	ClientTokenParams, ClientTokenHeaders []string
+	// TrailingSlash: its API paths end in "/" (open.douyin.com's do), so
+	// a path may have one final "/".
+	TrailingSlash bool
+	// Errcodes are the JSON fields of an answer's error number, in the
+	// order they are read: the first present with a non-zero number is the
+	// answer's error.
+	Errcodes []ErrcodeField
 	// Never are the API paths the gateway never relays, whatever the
 	// allow-list says (compared without regard to case).
 	Never []NeverPath
+}
+
+// ErrcodeField is a JSON field holding an answer's error number, and the
+// numbers it says the token was refused, or a rate limit was hit, with.
+type ErrcodeField struct {
+	// Path is the field: a member of the answer object, or a dotted path
+	// into nested objects ("data.error_code").
+	Path string
+	// Token are the numbers that say the token was refused (invalid, not
+	// the latest, expired): the gateway refreshes it once.
+	Token []int
+	// Rate are the numbers of the rate limits and quotas: passed through,
+	// never retried.
+	Rate []int
 }
 
 // NeverPath is an API path the gateway never relays, and why.

@@ -38,23 +38,26 @@ var weChatPlatform = Descriptor{
 	},
 	PhoneCode: &PhoneCodeSpec{Call: "getuserphonenumber"},
 	Compat:    CompatWX,
-	Gateway: &GatewaySpec{
+	Gateway: &GatewaySpec{Kinds: []GatewayKind{{
+		Name:              "api.weixin.qq.com",
 		Origin:            DefaultWeChatAPIBase,
 		Host:              "api.weixin.qq.com",
 		TokenParam:        "access_token",
 		ClientTokenParams: []string{"access_token", "cloudbase_access_token"},
-		ErrcodeField:      "errcode",
-		// 40001 invalid or not the latest, 40014 invalid, 42001 expired.
-		TokenErrcodes: []int{40001, 40014, 42001},
-		// 45009 daily quota, 45011 minute quota.
-		RateErrcodes: []int{45009, 45011},
+		Errcodes: []ErrcodeField{{
+			Path: "errcode",
+			// 40001 invalid or not the latest, 40014 invalid, 42001 expired.
+			Token: []int{40001, 40014, 42001},
+			// 45009 daily quota, 45011 minute quota.
+			Rate: []int{45009, 45011},
+		}},
 		Never: []NeverPath{
 			{wxPathToken, "it would fetch a token that supersedes the shared one"},
 			{wxPathStableToken, "a force_refresh would invalidate every instance's token"},
 			{wxPathCode2Session, "it would burn login codes the login route already exchanged (compat answers it from the session)"},
 			{wxPathPhone, "the phone route exchanges each phone code once"},
 		},
-	},
+	}}},
 }
 
 // WeChatClient talks to WeChat's server API. It is safe for concurrent use.
