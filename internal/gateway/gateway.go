@@ -223,6 +223,26 @@ func kindNames(spec *platform.GatewaySpec) string {
 	return platform.OrList(n)
 }
 
+// plainPath: p holds only the characters API paths are made of (letters,
+// digits, "_", "-", ".", "/"), and no segment ends in "." — nothing a
+// platform's server might read differently from the allow-list and the
+// never-relayed paths ("/cgi-bin/token;x", "/cgi-bin/token.", "%2F", "~").
+func plainPath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-', c == '/':
+		case c == '.':
+			if i+1 == len(p) || p[i+1] == '/' {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // clean: p is a clean absolute path (one final "/" allowed when
 // trailingSlash).
 func clean(p string, trailingSlash bool) bool {
@@ -263,10 +283,10 @@ func CheckAllow(spec *platform.GatewaySpec, allow []string) error {
 		switch {
 		case api == "" || api == "/":
 			return fmt.Errorf("API path %q would allow every API of %s: list the APIs the backend calls", a, k.Name)
-		case strings.ContainsAny(p, "%?#*\\ "):
-			return fmt.Errorf("API path %q must be a plain path (no escapes, query, spaces or * but a final /*)", a)
 		case !clean(api, trailing) || !clean(p, trailing):
 			return fmt.Errorf("API path %q is not a clean path (want %q)", a, path.Clean(p))
+		case !plainPath(p):
+			return fmt.Errorf("API path %q must be a plain path (letters, digits, _ - . / only; no escapes, query, spaces or * but a final /*)", a)
 		case seen[a]:
 			return fmt.Errorf("API path %q is listed twice", a)
 		}
@@ -393,7 +413,7 @@ func (g *Gateway) HostPath(host, p string) (string, bool) {
 // kind, is not clean, carries escapes or is never relayed matches nothing.
 func (g *Gateway) match(p string) (k *kind, api, entry string, ok bool) {
 	ks, api, found := kindOf(g.spec, p)
-	if !found || strings.ContainsAny(p, "%\\") || !clean(api, ks.TrailingSlash) || !clean(p, ks.TrailingSlash) {
+	if !found || !plainPath(p) || !clean(api, ks.TrailingSlash) || !clean(p, ks.TrailingSlash) {
 		return nil, "", "", false
 	}
 	if _, n := never(ks, api); n {
@@ -434,6 +454,12 @@ func (g *Gateway) Relay(w http.ResponseWriter, r *http.Request, p string) Call {
 	}
 	c := Call{API: entry}
 	ctx := r.Context()
+	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+		// Relayed, its unreadable pairs would be dropped silently (or
+		// read otherwise by the platform).
+		c.Err = mperr.Wrap(mperr.BadRequest, "the query string does not parse", err)
+		return g.fail(w, c)
+	}
 
 	body, streamed, err := g.readBody(r)
 	if err != nil {
@@ -490,7 +516,7 @@ func (g *Gateway) Relay(w http.ResponseWriter, r *http.Request, p string) Call {
 			}
 		}
 		c.Status = resp.StatusCode
-		g.write(w, resp, prefix, complete)
+		g.write(w, resp, prefix, complete, tok)
 		return c
 	}
 }
@@ -561,10 +587,13 @@ func (g *Gateway) send(ctx context.Context, k *kind, r *http.Request, api, tok s
 	u := *k.origin
 	u.Path = strings.TrimSuffix(u.Path, "/") + api
 	u.RawPath = ""
-	q, _ := url.ParseQuery(r.URL.RawQuery)
+	q, _ := url.ParseQuery(r.URL.RawQuery) // Relay refused one that does not parse
 	for key := range q {
+		lk := strings.ToLower(key)
 		for _, c := range ks.ClientTokenParams {
-			if strings.EqualFold(key, c) {
+			// Any spelling a server might read as the token parameter:
+			// case, and suffixes ("access_token[]", "access_token ").
+			if strings.HasPrefix(lk, strings.ToLower(c)) {
 				q.Del(key)
 			}
 		}
@@ -609,7 +638,10 @@ func (g *Gateway) send(ctx context.Context, k *kind, r *http.Request, api, tok s
 // the field it was in (found: the answer is a JSON object; errcode 0 and
 // no field when it has no error).
 func (g *Gateway) sniff(k *kind, resp *http.Response) (prefix []byte, complete bool, errcode int, field *platform.ErrcodeField, found bool) {
-	if resp.StatusCode != http.StatusOK || !jsonish(resp.Header.Get("Content-Type")) {
+	if resp.StatusCode != http.StatusOK || !jsonish(resp.Header.Get("Content-Type")) || resp.Header.Get("Content-Disposition") != "" {
+		// An attachment (a media download) is the file, whatever its
+		// label: never read as an error, so that content the backend
+		// uploaded cannot pass for a token error and churn the token.
 		return nil, false, 0, nil, false
 	}
 	if resp.ContentLength > SniffLimit {
@@ -727,13 +759,34 @@ func label(k *kind, status, errcode int, field *platform.ErrcodeField, found boo
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Set-Cookie"}
 
 // write relays the answer: headers, status, the sniffed prefix, the rest.
-func (g *Gateway) write(w http.ResponseWriter, resp *http.Response, prefix []byte, complete bool) {
+// The token the call carried is never relayed: header values and a sniffed
+// (whole, JSON or text) body that quote it (a redirect's Location, an
+// error page echoing the URL) get "[token]" instead. Binary and larger
+// bodies are relayed as they are.
+func (g *Gateway) write(w http.ResponseWriter, resp *http.Response, prefix []byte, complete bool, tok string) {
 	defer resp.Body.Close()
 	hdr := w.Header()
-	for k, v := range resp.Header {
-		if !slices.Contains(hopHeaders, http.CanonicalHeaderKey(k)) {
-			hdr[k] = slices.Clone(v)
+	var named []string // headers the answer's Connection names: hop-by-hop too
+	for _, v := range resp.Header.Values("Connection") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				named = append(named, http.CanonicalHeaderKey(f))
+			}
 		}
+	}
+	for k, v := range resp.Header {
+		ck := http.CanonicalHeaderKey(k)
+		if slices.Contains(hopHeaders, ck) || slices.Contains(named, ck) {
+			continue
+		}
+		vs := slices.Clone(v)
+		for i := range vs {
+			vs[i] = redact(vs[i], tok)
+		}
+		hdr[k] = vs
+	}
+	if complete {
+		prefix = redactBytes(prefix, tok)
 	}
 	switch {
 	case complete:
@@ -748,6 +801,25 @@ func (g *Gateway) write(w http.ResponseWriter, resp *http.Response, prefix []byt
 	if _, err := io.Copy(w, resp.Body); err != nil {
 		g.log.Debug("gateway: the answer could not be relayed whole", zap.Error(err))
 	}
+}
+
+// redact replaces tok, raw or URL-escaped, in s.
+func redact(s, tok string) string {
+	if tok == "" {
+		return s
+	}
+	s = strings.ReplaceAll(s, tok, "[token]")
+	if e := url.QueryEscape(tok); e != tok {
+		s = strings.ReplaceAll(s, e, "[token]")
+	}
+	return s
+}
+
+func redactBytes(b []byte, tok string) []byte {
+	if tok == "" || !bytes.Contains(b, []byte(tok)) && !bytes.Contains(b, []byte(url.QueryEscape(tok))) {
+		return b
+	}
+	return []byte(redact(string(b), tok))
 }
 
 // fail answers the gateway's own failure (README error format).

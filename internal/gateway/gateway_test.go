@@ -246,3 +246,110 @@ func TestErrcode(t *testing.T) {
 		}
 	}
 }
+
+// Paths a platform's server might read as another API than the allow-list
+// and the never-relayed list do (";" parameters, a trailing ".", "~", any
+// byte outside API paths' alphabet) are refused, also under a "/*" entry,
+// with no platform call.
+func TestRelayRefusesPathsReadOtherwise(t *testing.T) {
+	p := &platformSim{good: "tokA"}
+	g := newGW(t, p, &tokens{}, "/cgi-bin/*", "/sns/*")
+	for _, path := range []string{
+		"/cgi-bin/token;x", "/cgi-bin/token.", "/cgi-bin/token./", "/sns/jscode2session;a", "/cgi-bin/~token",
+		"/cgi-bin/to,ken", "/cgi-bin/token!", "/cgi-bin/a:b", "/cgi-bin/a@b", "/cgi-bin/a+b",
+	} {
+		if _, ok := g.Match(path); ok {
+			t.Errorf("%s matched", path)
+		}
+		if w, c := relay(g, "GET", "http://x"+path, nil); w.Code != 403 || c.API != APIOther {
+			t.Errorf("%s: %d %+v", path, w.Code, c)
+		}
+	}
+	if len(p.calls) != 0 {
+		t.Fatalf("%d calls reached the platform", len(p.calls))
+	}
+	if _, ok := g.Match("/cgi-bin/message/subscribe/send"); !ok {
+		t.Fatal("a plain path under /cgi-bin/* refused")
+	}
+	if err := CheckAllow(spec, []string{"/cgi-bin/token;x"}); err == nil {
+		t.Fatal("an allow entry with ; accepted")
+	}
+}
+
+// The query: one that does not parse is refused (relayed, its unreadable
+// pairs would vanish or be read otherwise); every spelling a server might
+// take for the token parameter is removed.
+func TestRelayQuery(t *testing.T) {
+	p := &platformSim{good: "tokA"}
+	g := newGW(t, p, &tokens{}, "/wxa/msg_sec_check")
+	for _, q := range []string{"a=1;b=2", "x=%zz"} {
+		if w, c := relay(g, "POST", "/wxa/msg_sec_check?"+q, strings.NewReader(`{}`)); w.Code != 400 || c.Errcode != ErrcodeGateway {
+			t.Errorf("%s: %d %+v %s", q, w.Code, c, w.Body)
+		}
+	}
+	if len(p.calls) != 0 {
+		t.Fatalf("%d calls with an unparsable query", len(p.calls))
+	}
+	w, _ := relay(g, "POST", "/wxa/msg_sec_check?access_token%5B%5D=m&ACCESS_TOKEN%20=m&access_token.=m&Cloudbase_Access_Token=m&keep=1", strings.NewReader(`{}`))
+	if w.Code != 200 || len(p.calls) != 1 {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	q := p.calls[0].URL.Query()
+	if len(q) != 2 || q.Get("access_token") != "tokA" || q.Get("keep") != "1" {
+		t.Fatalf("query sent %v", q)
+	}
+}
+
+// The token the call carried never comes back to the backend: a redirect's
+// Location or an error page quoting the URL get "[token]"; headers the
+// answer's Connection names are dropped; an attachment (a media download)
+// is never read as a token error, whatever it holds.
+func TestRelayAnswerNeverCarriesTheToken(t *testing.T) {
+	p := &platformSim{good: "tokA"}
+	p.answer = func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/cgi-bin/redirect":
+			w.Header().Set("Location", "https://example.test/x?"+r.URL.RawQuery)
+			w.Header().Set("Connection", "X-Internal")
+			w.Header().Set("X-Internal", "secret")
+			w.WriteHeader(302)
+		case "/cgi-bin/echo":
+			io.WriteString(w, `{"errcode":44002,"errmsg":"bad request `+r.URL.String()+`"}`)
+		case "/cgi-bin/media/get":
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Disposition", `attachment; filename="a.json"`)
+			io.WriteString(w, `{"errcode":40001}`)
+		}
+	}
+	ts := &tokens{}
+	g := newGW(t, p, ts, "/cgi-bin/*")
+	w, _ := relay(g, "GET", "/cgi-bin/redirect", nil)
+	if loc := w.Header().Get("Location"); w.Code != 302 || strings.Contains(loc, "tokA") || !strings.Contains(loc, "[token]") || w.Header().Get("X-Internal") != "" {
+		t.Fatalf("%d Location %q X-Internal %q", w.Code, loc, w.Header().Get("X-Internal"))
+	}
+	w, _ = relay(g, "GET", "/cgi-bin/echo", nil)
+	if b := w.Body.String(); strings.Contains(b, "tokA") || !strings.Contains(b, "[token]") || w.Header().Get("Content-Length") != strconv.Itoa(len(b)) {
+		t.Fatalf("%s (Content-Length %s)", b, w.Header().Get("Content-Length"))
+	}
+	w, c := relay(g, "GET", "/cgi-bin/media/get?media_id=1", nil)
+	if w.Code != 200 || c.Retried || ts.invalidated != 0 || w.Body.String() != `{"errcode":40001}` {
+		t.Fatalf("attachment: %d %+v invalidated %d %s", w.Code, c, ts.invalidated, w.Body)
+	}
+}
+
+// WeChat's getRidInfo answers with the failed call's request URL, the
+// token in it: never relayed, even under /cgi-bin/*.
+func TestWeChatNeverRelaysRidInfo(t *testing.T) {
+	wx, _ := platform.Lookup(platform.WeChat)
+	if err := CheckAllow(wx.Gateway, []string{"/cgi-bin/openapi/rid/get"}); err == nil || !strings.Contains(err.Error(), "never relayed") {
+		t.Fatalf("CheckAllow: %v", err)
+	}
+	g, err := New(Options{Spec: wx.Gateway, Origin: "http://127.0.0.1:1", Allow: []string{"/cgi-bin/*"}, Tokens: map[string]TokenSource{"": &tokens{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if _, ok := g.Match("/cgi-bin/openapi/rid/get"); ok {
+		t.Fatal("rid/get matched /cgi-bin/*")
+	}
+}

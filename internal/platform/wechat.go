@@ -56,6 +56,7 @@ var weChatPlatform = Descriptor{
 			{wxPathStableToken, "a force_refresh would invalidate every instance's token"},
 			{wxPathCode2Session, "it would burn login codes the login route already exchanged (compat answers it from the session)"},
 			{wxPathPhone, "the phone route exchanges each phone code once"},
+			{"/cgi-bin/openapi/rid/get", "its answer quotes the failed call's request URL, the shared token included"},
 		},
 	}}},
 }
