@@ -78,6 +78,23 @@
 //		logout           <path>...
 //	}
 //
+// Several apps in one handler: app blocks instead of platform, app_id,
+// app_secret, api_base, private_key, platform_public_key, aes_key and
+// access_token (every other subdirective is shared by the apps), and how a
+// request names its app:
+//
+//	miniprogram {
+//		select_app header <name> | query <name> | path | referer ...
+//		app <name> {
+//			platform, app_id, app_secret, api_base, private_key,
+//			platform_public_key, aes_key, access_token (as above)
+//			path <pattern>...
+//		}
+//		app <name> { ... }
+//		login /api/login
+//		...
+//	}
+//
 // platform, app_id and app_secret (but for Alipay) are required, and so is
 // at least one of login, phone, decrypt, compat and gateway. Values holding
 // a placeholder such as
@@ -173,6 +190,13 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 				d.Prev()
 			}
 		}
+		if sub == "app" {
+			// app may repeat, once per name
+			if d.NextArg() {
+				key = "app " + d.Val()
+				d.Prev()
+			}
+		}
 		if seen[key] {
 			return d.Errf("duplicate subdirective '%s' in %s", key, name)
 		}
@@ -195,6 +219,11 @@ func UnmarshalHandler(d *cf.Dispenser, h *module.Handler) error {
 			h.PlatformPublicKey, err = oneArg(d)
 		case "aes_key":
 			h.AESKey, err = oneArg(d)
+
+		case "app":
+			err = p.parseApp(h)
+		case "select_app":
+			err = p.parseSelectApp(h)
 
 		case "store":
 			h.Store, err = p.parseStore()

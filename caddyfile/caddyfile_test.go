@@ -157,6 +157,8 @@ func TestAdaptErrors(t *testing.T) {
 	// ok is a valid block body; tests append a bad line after it (line 7).
 	const ok = "\t\tplatform wechat\n\t\tapp_id wx1\n\t\tapp_secret s\n\t\tlogin /api/login\n"
 	const okLine = 7
+	// apps is a valid block of one app (app on line 4, its platform on 5).
+	const apps = "\t\tselect_app header X-Mp-App\n\t\tapp wx {\n\t\t\tplatform wechat\n\t\t\tapp_id wx1\n\t\t\tapp_secret s\n\t\t}\n\t\tlogin /api/login\n"
 
 	tests := []struct {
 		name  string
@@ -182,6 +184,18 @@ func TestAdaptErrors(t *testing.T) {
 		{"no route", site("\t\tplatform wechat\n\t\tapp_id a\n\t\tapp_secret s\n"), []string{"at least one route"}, 2},
 		{"same path twice", site(ok + "\t\tphone /api/login\n"), []string{"phone: path \"/api/login\" is the same as the login path"}, okLine},
 		{"route shadowed", site("\t\tplatform wechat\n\t\tapp_id a\n\t\tapp_secret s\n\t\tlogin /api/*\n\t\tdecrypt /api/decrypt/*\n"), []string{"decrypt: path \"/api/decrypt/*\" is unreachable", "login path \"/api/*\""}, 7},
+
+		// Several apps: the app's line, or the line inside it.
+		{"app platform unknown", site(strings.Replace(apps, "platform wechat", "platform taobao", 1)), []string{"apps[wx].platform", "unknown platform"}, 5},
+		{"app without secret", site(strings.Replace(apps, "\t\t\tapp_secret s\n", "", 1)), []string{"apps[wx]: missing required field(s): app_secret"}, 4},
+		{"app private_key on wechat", site(strings.Replace(apps, "app_secret s\n", "app_secret s\n\t\t\tprivate_key /k.pem\n", 1)), []string{"apps[wx].private_key"}, 8},
+		{"app unknown option", site(strings.Replace(apps, "app_secret s\n", "app_secret s\n\t\t\tsession_ttl 1h\n", 1)), []string{"unrecognized option 'session_ttl' in app wx"}, 8},
+		{"app twice", site(apps + "\t\tapp wx {\n\t\t\tplatform qq\n\t\t}\n"), []string{"duplicate", "app wx"}, 10},
+		{"app and platform", site(apps + "\t\tplatform wechat\n"), []string{"platform: goes in each app"}, 10},
+		{"select_app unknown", site(strings.Replace(apps, "select_app header X-Mp-App", "select_app cookie", 1)), []string{"unknown selector 'cookie'"}, 3},
+		{"select_app header without name", site(strings.Replace(apps, "select_app header X-Mp-App", "select_app referer header", 1)), []string{"header needs a name"}, 3},
+		{"apps without select_app", site(strings.Replace(apps, "\t\tselect_app header X-Mp-App\n", "", 1)), []string{"select_app: is needed"}, 2},
+		{"path without select_app path", site(strings.Replace(apps, "app_secret s\n", "app_secret s\n\t\t\tpath /wx/*\n", 1)), []string{"select_app", "does not say path"}, 3},
 
 		{"api_base scheme", site(ok + "\t\tapi_base ftp://api.weixin.qq.com\n"), []string{"api_base", "http:// or https://"}, okLine},
 		{"api_base no host", site(ok + "\t\tapi_base https://\n"), []string{"api_base", "no host"}, okLine},

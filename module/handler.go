@@ -65,6 +65,15 @@ type Handler struct {
 	// the app's keys; typically {env.X}.
 	AESKey string `json:"aes_key,omitempty"`
 
+	// Apps are several apps served by this one handler (any platforms),
+	// each request going to the app SelectApp picks; the fields above
+	// (platform to aes_key, and access_token) are then per app, every
+	// other field shared. See apps.go.
+	Apps []AppConfig `json:"apps,omitempty"`
+	// SelectApp is how a request picks its app among Apps, in order:
+	// the first selector that names a configured app decides.
+	SelectApp []AppSelector `json:"select_app,omitempty"`
+
 	// Store keeps sessions; default memory.
 	Store *StoreConfig `json:"store,omitempty"`
 	// SessionTTL is how long a session is kept after its last login
@@ -199,6 +208,12 @@ type Handler struct {
 	// appKeys open the phone payloads of a platform whose payloads are
 	// opened with the app's keys (see appkeyphone.go).
 	appKeys platform.AppKeys
+	// apps is set when Apps is configured: the handler then serves
+	// through one provisioned handler per app (see apps.go).
+	apps *appSet
+	// appName is the name of the app this handler serves within a
+	// handler of several apps ("" alone): its session tokens carry it.
+	appName string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -213,6 +228,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // configuration's rules (validate) first, then the platform client and the
 // session store (shared across config reloads).
 func (h *Handler) Provision(ctx caddy.Context) error {
+	if len(h.Apps) > 0 {
+		return h.provisionApps(ctx) // several apps (apps.go)
+	}
 	h.logger = ctx.Logger()
 	h.accessLog = ctx.Logger(caddyhttp.App{}).Named("log.access")
 	if err := h.replacePlaceholders(); err != nil {
@@ -438,6 +456,9 @@ func (h *Handler) openStore(ctx caddy.Context) (store.Store, error) {
 // Cleanup releases the handler's resources (its reference to the shared
 // store).
 func (h *Handler) Cleanup() error {
+	if h.apps != nil {
+		return h.apps.cleanup()
+	}
 	if h.client != nil {
 		_ = h.client.Close() // idle connections only: nothing to report
 	}
@@ -540,6 +561,11 @@ func (h *Handler) route(r *http.Request) route {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.apps != nil {
+		// Several apps: the boundary once, then the request's app
+		// (apps.go).
+		return h.apps.serveHTTP(w, r, next)
+	}
 	// The session token the handler issued, read before the boundary
 	// strips X-Mp-* headers, and stripped too (the upstream never sees
 	// it).
@@ -553,6 +579,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	stripTrailers(r)
 	rt := h.route(r)
 	stripConnectionTokens(r.Header, rt != routeNone)
+	return h.serveRouted(w, r, next, rt, issued)
+}
+
+// serveRouted serves a request the boundary has been applied to, on route
+// rt; issued is the session token taken off it.
+func (h *Handler) serveRouted(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rt route, issued string) error {
 	if rt == routeNone {
 		return h.serveOffRoute(w, r, next, issued)
 	}

@@ -97,6 +97,9 @@ type issuedSessions struct {
 	maxAge  time.Duration
 	refresh time.Duration
 	now     func() time.Time
+	// tag is the app's name in a handler of several apps: its tokens
+	// end in "." and it (see newSessionToken); "" alone.
+	tag string
 }
 
 // sessionDurations are a configuration's effective ttl, max_age and
@@ -151,7 +154,7 @@ func (h *Handler) provisionSessions() {
 	if c == nil {
 		return
 	}
-	s := &issuedSessions{now: time.Now}
+	s := &issuedSessions{now: time.Now, tag: h.appName}
 	s.header, s.cookie = c.carriers()
 	switch c.requestCarrier() {
 	case SessionRequestBearer:
@@ -169,7 +172,12 @@ func (h *Handler) provisionSessions() {
 // ms, 8 bytes, big endian) and 32 random bytes. The store knows it only by
 // its hash, so a token whose time was changed finds nothing: the issue
 // time needs no signature, and max_age needs no store read. The prefix
-// tells it from a backend's own bearer token without a store read.
+// tells it from a backend's own bearer token without a store read. In a
+// handler of several apps the token ends in "." and its app's name (the
+// tag), which tells the request's app before any store read; the tag is
+// part of what is hashed, and each app's store (platform and app id in
+// every key) knows only its own tokens, so a token whose tag was changed
+// finds nothing either.
 const (
 	sessionTokenPrefix = "mps1."
 	sessionRandomBytes = 32
@@ -178,19 +186,42 @@ const (
 
 var sessionTokenLen = len(sessionTokenPrefix) + base64.RawURLEncoding.EncodedLen(sessionTokenBytes)
 
-// newSessionToken makes a token issued at now.
-func newSessionToken(now time.Time) (string, error) {
+// newSessionToken makes a token issued at now, tagged with tag (an app's
+// name; "" for none).
+func newSessionToken(now time.Time, tag string) (string, error) {
 	var b [sessionTokenBytes]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli()))
 	if _, err := rand.Read(b[8:]); err != nil {
 		return "", err
 	}
-	return sessionTokenPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+	t := sessionTokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	if tag != "" {
+		t += "." + tag
+	}
+	return t, nil
+}
+
+// sessionTokenTag is the app tag of a token ("" for an untagged one, or
+// one that is not a session token).
+func sessionTokenTag(token string) string {
+	if len(token) <= sessionTokenLen+1 || !strings.HasPrefix(token, sessionTokenPrefix) || token[sessionTokenLen] != '.' {
+		return ""
+	}
+	return token[sessionTokenLen+1:]
 }
 
 // sessionIssuedAt is a token's issue time; ok is false when the token is
-// not one the handler makes (no store read is needed to refuse it).
-func sessionIssuedAt(token string) (time.Time, bool) {
+// not one the handler makes (no store read is needed to refuse it). A
+// tagged token must carry tag; an untagged one is accepted with any tag
+// (issued before the handler served several apps: its store ref, scoped
+// by platform and app id, finds it only in the app that issued it).
+func sessionIssuedAt(token, tag string) (time.Time, bool) {
+	if t := sessionTokenTag(token); t != "" {
+		if t != tag {
+			return time.Time{}, false
+		}
+		token = token[:sessionTokenLen]
+	}
 	if len(token) != sessionTokenLen || !strings.HasPrefix(token, sessionTokenPrefix) {
 		return time.Time{}, false
 	}
@@ -259,7 +290,7 @@ func issuedToken(r *http.Request) string {
 func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s store.Session) bool {
 	ss := h.sessions
 	now := ss.now()
-	token, err := newSessionToken(now)
+	token, err := newSessionToken(now, ss.tag)
 	if err != nil {
 		h.logger.Error("could not make a session token", zap.Error(err))
 		return false
@@ -335,7 +366,7 @@ func (h *Handler) tokenSession(ctx context.Context, r *http.Request, issued stri
 	}
 	if issued != "" && h.sessions != nil {
 		ref = h.sessionRef(issued)
-		at, ok := sessionIssuedAt(issued)
+		at, ok := sessionIssuedAt(issued, h.sessions.tag)
 		if !ok {
 			return s, ref, tokenIssued, store.ErrNotFound
 		}

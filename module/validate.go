@@ -51,12 +51,21 @@ func fieldErr(field, format string, args ...any) error {
 // Caddy calls it after Provision; before provisioning (the Caddyfile
 // adapter, a test) a value still holding a placeholder is not checked.
 func (h *Handler) Validate() error {
+	if h.apps != nil {
+		return nil // each app's handler was validated at its provisioning
+	}
 	return h.validate()
 }
 
 // validate is the configuration's check: pure (no I/O, no state kept).
 // Zero values are the defaults' (Provision applies them first).
 func (h *Handler) validate() error {
+	if len(h.Apps) > 0 {
+		return h.validateApps() // several apps (apps.go)
+	}
+	if h.SelectApp != nil {
+		return fieldErr("select_app", "is for several apps (app <name> { ... } blocks)")
+	}
 	if h.Platform != "" {
 		if err := CheckPlatform(h.Platform); err != nil {
 			return err

@@ -20,8 +20,11 @@ type Code string
 
 // The codes of the README's error table.
 const (
-	MissingCode      Code = "missing_code"
-	BadRequest       Code = "bad_request"
+	MissingCode Code = "missing_code"
+	BadRequest  Code = "bad_request"
+	// UnknownApp: a handler serving several apps could not tell which
+	// one a route request is for (select_app gave no configured app).
+	UnknownApp       Code = "unknown_app"
 	MalformedPayload Code = "malformed_payload"
 	InvalidCode      Code = "invalid_code"
 	SessionNotFound  Code = "session_not_found"
@@ -49,7 +52,7 @@ const (
 // Status is the HTTP status the README gives the code.
 func (c Code) Status() int {
 	switch c {
-	case MissingCode, BadRequest, MalformedPayload:
+	case MissingCode, BadRequest, MalformedPayload, UnknownApp:
 		return http.StatusBadRequest
 	case InvalidCode, SessionNotFound:
 		return http.StatusUnauthorized

@@ -1,0 +1,185 @@
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/redistest"
+)
+
+// appsBlock is a miniprogram block serving WeChat's, Douyin's and QQ's
+// demo apps of the simulator behind one login and phone route, with
+// store (a store line) and extra lines.
+func appsBlock(apiBase, store string, extra ...string) string {
+	return fmt.Sprintf(`	miniprogram {
+		select_app header X-Mp-App referer
+		app wx {
+			platform wechat
+			app_id %s
+			app_secret %s
+			api_base %s
+		}
+		app tt {
+			platform douyin
+			app_id %s
+			app_secret %s
+			api_base %s
+		}
+		app %s {
+			platform qq
+			app_id %s
+			app_secret %s
+			api_base %s
+		}
+		%s
+		login /api/login
+		phone /api/phone
+		session
+		require_session /api/me
+		%s
+	}`, wxApp, wxSecret, apiBase, ttApp, ttSecret, apiBase, qqApp, qqApp, qqSecret, apiBase, store, strings.Join(extra, "\n\t\t"))
+}
+
+// The Referers the platforms' runtimes set (see the README's "Several
+// apps in one handler").
+const (
+	wxReferer = "https://servicewechat.com/" + wxApp + "/0/page-frame.html"
+	ttReferer = "https://tmaservice.developer.toutiao.com/?appid=" + ttApp + "&version=1.0.0"
+	qqReferer = "https://appservice.qq.com/" + qqApp + "/devtools/page-frame.html"
+)
+
+// Several apps of different platforms share one login route through the
+// real Caddy, on the memory store and on Redis: the app picked by the
+// Referer or a header; a code sent as another app's refused; no app named
+// refused with 400 unknown_app; sessions isolated per app.
+func TestSeveralAppsOneRoute(t *testing.T) {
+	for _, storeKind := range []string{"memory", "redis"} {
+		t.Run(storeKind, func(t *testing.T) {
+			e := &env{sim: newSim(t), up: newUpstream(t)}
+			store := "store memory"
+			if storeKind == "redis" {
+				store = "store redis " + redistest.Start(t).URL()
+			}
+			e.caddy = startCaddy(t, appsBlock(e.sim.URL, store)+"\n\treverse_proxy "+strings.TrimPrefix(e.up.URL, "http://"))
+
+			type loggedIn struct{ openid, token, app string }
+			var codes []string
+			loginAs := func(app, user string, hdr ...string) loggedIn {
+				t.Helper()
+				lr := login(t, e.sim, app, user)
+				codes = append(codes, lr.Code)
+				r := postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code, "openid": "spoofed"}, append(hdr, "X-Mp-Openid", "spoofed")...)
+				wantOK(t, r)
+				got := e.up.Last(t)
+				if h := got.Header; h.Get("X-Mp-Openid") != lr.OpenID || h.Get("X-Mp-App-Id") != app || h.Get("X-Mp-App") != "" {
+					t.Fatalf("login of %s: openid %q app %q selector %q", app, h.Get("X-Mp-Openid"), h.Get("X-Mp-App-Id"), h.Get("X-Mp-App"))
+				}
+				if b := got.JSON(t); b["openid"] != lr.OpenID {
+					t.Fatalf("login of %s: body openid %v", app, b["openid"])
+				}
+				tok := r.Header.Get("X-Mp-Session")
+				if tok == "" {
+					t.Fatalf("login of %s: no session token", app)
+				}
+				return loggedIn{lr.OpenID, tok, app}
+			}
+			wx := loginAs(wxApp, "alice", "Referer", wxReferer)
+			tt := loginAs(ttApp, "alice", "Referer", ttReferer)
+			qq := loginAs(qqApp, "alice", "X-Mp-App", qqApp)
+			wx2 := loginAs(wxApp, "bob", "X-Mp-App", "wx", "Referer", ttReferer) // the header first
+			qq2 := loginAs(qqApp, "bob", "Referer", qqReferer)
+			if wx.openid == tt.openid || wx.openid == wx2.openid || qq.openid == qq2.openid {
+				t.Fatal("openids not distinct")
+			}
+
+			// A code of one app sent as another's: refused by that
+			// app's platform, the upstream not called.
+			n := e.up.Count()
+			lr := login(t, e.sim, wxApp, "carol")
+			codes = append(codes, lr.Code)
+			wantError(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}, "Referer", ttReferer), 401, "invalid_code")
+			wantError(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}, "X-Mp-App", "qqdemoapp0000001"), 401, "invalid_code")
+			// No app named (no Referer, as in devtools or an H5 build),
+			// or one not configured: 400 unknown_app.
+			wantError(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}), 400, "unknown_app")
+			wantError(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}, "X-Mp-App", "nope"), 400, "unknown_app")
+			wantError(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}, "Referer", "https://servicewechat.com/wxother/0/page-frame.html"), 400, "unknown_app")
+			if e.up.Count() != n {
+				t.Fatal("a refused login reached the upstream")
+			}
+			// The code was not spent by the refusals: its own app takes it.
+			wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}, "Referer", wxReferer))
+
+			// Sessions: each token gives its own app's identity, whatever
+			// the request's selectors say.
+			for _, s := range []loggedIn{wx, tt, qq, wx2, qq2} {
+				for _, hdr := range [][]string{nil, {"Referer", ttReferer}, {"X-Mp-App", "wx"}} {
+					wantOK(t, do(t, "GET", e.url("/api/me"), "", nil, append([]string{"Authorization", "Bearer " + s.token, "X-Mp-Openid", "spoofed"}, hdr...)...))
+					got := e.up.Last(t)
+					if got.Header.Get("X-Mp-Openid") != s.openid || got.Header.Get("X-Mp-App-Id") != s.app || got.Header.Get("Authorization") != "" {
+						t.Fatalf("session of %s with %v: openid %q app %q", s.app, hdr, got.Header.Get("X-Mp-Openid"), got.Header.Get("X-Mp-App-Id"))
+					}
+				}
+			}
+			// A token of app A never gives app B's identity: retagged or
+			// untagged, it finds nothing.
+			base := strings.TrimSuffix(wx.token, ".wx")
+			if base == wx.token {
+				t.Fatalf("WeChat's token is not tagged with its app")
+			}
+			for _, c := range []struct {
+				token string
+				hdr   []string
+			}{{base + ".tt", nil}, {base + "." + qqApp, nil}, {base, []string{"Referer", ttReferer}}, {base, []string{"Referer", wxReferer}}, {base + ".zz", nil}} {
+				wantError(t, do(t, "GET", e.url("/api/me"), "", nil, append([]string{"Authorization", "Bearer " + c.token}, c.hdr...)...), 401, "session_not_found")
+				wantOK(t, do(t, "GET", e.url("/other"), "", nil, append([]string{"Authorization", "Bearer " + c.token, "X-Mp-Openid", "spoofed"}, c.hdr...)...))
+				if got := e.up.Last(t); got.Header.Get("X-Mp-Openid") != "" || got.Header.Get("Authorization") != "" {
+					t.Fatalf("a changed token gave identity %q", got.Header.Get("X-Mp-Openid"))
+				}
+			}
+
+			// The phone route: the selected app finds its own session
+			// only.
+			ed, iv := phonePayload(t, e.sim, wxApp, "alice", "13800138000")
+			body := map[string]any{"encryptedData": ed, "iv": iv}
+			wantError(t, postJSON(t, e.url("/api/phone"), body, "Authorization", "Bearer "+wx.token, "Referer", ttReferer), 401, "session_not_found")
+			wantOK(t, postJSON(t, e.url("/api/phone"), body, "Authorization", "Bearer "+wx.token, "Referer", wxReferer))
+			if got := e.up.Last(t); got.Header.Get("X-Mp-Phone") != "13800138000" || got.Header.Get("X-Mp-App-Id") != wxApp {
+				t.Fatalf("phone: %v", got.Header)
+			}
+			ed, iv = phonePayload(t, e.sim, ttApp, "alice", "13900139000")
+			wantOK(t, postJSON(t, e.url("/api/phone"), map[string]any{"encryptedData": ed, "iv": iv}, "Authorization", "Bearer "+tt.token, "X-Mp-App", "tt"))
+			if got := e.up.Last(t); got.Header.Get("X-Mp-Phone") != "13900139000" || got.Header.Get("X-Mp-Platform") != "douyin" {
+				t.Fatalf("Douyin phone: %v", got.Header)
+			}
+
+			// A plain request: no app, no identity, spoofed headers gone.
+			wantOK(t, do(t, "GET", e.url("/static/x.js"), "", nil, "X-Mp-Openid", "spoofed", "X-Mp-App", "wx"))
+			if got := e.up.Last(t); got.Header.Get("X-Mp-Openid") != "" || got.Header.Get("X-Mp-App") != "" {
+				t.Fatal("spoofed headers passed")
+			}
+			if got := e.sim.Calls("jscode2session"); got < 6 {
+				t.Fatalf("code2session calls %d", got)
+			}
+			secrets := append([]string{wxSecret, ttSecret, qqSecret, wx.token, tt.token, qq.token}, codes...)
+			noSecrets(t, e.caddy.Logs(), secrets...)
+		})
+	}
+}
+
+// A handler of several apps refuses to load with a gateway, and the
+// single-app form loads and serves as before next to it.
+func TestSeveralAppsConfigRefused(t *testing.T) {
+	sim := newSim(t)
+	out := caddyFailsToStart(t, site(freePort(t), freePort(t), appsBlock(sim.URL, "store memory", "gateway /mp-api {", "\tallow /wxa/msg_sec_check", "}")+"\n\trespond 200"))
+	if !strings.Contains(out, "gateway: not with several apps") {
+		t.Fatalf("gateway with several apps: %s", out)
+	}
+	e := newEnv(t, "wechat")
+	lr := login(t, e.sim, wxApp, "dave")
+	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}))
+	if got := e.up.Last(t); got.Header.Get("X-Mp-Openid") != lr.OpenID || got.Header.Get("X-Mp-App-Id") != wxApp {
+		t.Fatalf("single app: %v", got.Header)
+	}
+}
