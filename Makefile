@@ -20,7 +20,7 @@ all: build
 
 help:
 	@echo "make build   build $(BIN)/caddy (Caddy + plugin), $(BIN)/mpsim (platform simulator) and $(BIN)/mpecho (echo backend)"
-	@echo "make demo    play the login → phone story end to end (go run ./examples/demo; ARGS=-caddyfile=examples/Caddyfile.douyin for Douyin, examples/Caddyfile.cloudrun for a CloudRun-style backend)"
+	@echo "make demo    play the login → phone story end to end (go run ./examples/demo; ARGS=-caddyfile=examples/Caddyfile.douyin for Douyin, examples/Caddyfile.cloudrun for a CloudRun-style backend, examples/Caddyfile.apps for one backend of three apps)"
 	@echo "make deps    install redis-server/redis-tools, php-cli/php-fpm, curl with apt-get when missing"
 	@echo "make test    make deps, then go test -race -count=1 ./..."
 	@echo "make test-scale  10,000 concurrent logins on two instances sharing Redis"

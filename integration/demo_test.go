@@ -23,11 +23,13 @@ func TestDemo(t *testing.T) {
 	// WeChat (make demo), Douyin (its phone code needs the app's RSA key,
 	// which the demo makes), each to the last step of the legacy story
 	// (f); and a CloudRun backend behind header_names cloudrun and
-	// session, to the last step of its own story (e).
+	// session, to the last step of its own story (e); one backend for a
+	// WeChat, a Douyin and a QQ app (select_app), to its step (d).
 	for _, tc := range []struct{ caddyfile, lastStep string }{
 		{"Caddyfile", "\n(f) "},
 		{"Caddyfile.douyin", "\n(f) "},
 		{"Caddyfile.cloudrun", "\n(e) "},
+		{"Caddyfile.apps", "\n(d) "},
 	} {
 		t.Run(tc.caddyfile, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -25,6 +25,12 @@
 //	    client token, decrypted with the app's RSA key, which the demo makes
 //	    and registers with the simulator).
 //
+// With a Caddyfile that has "select_app" (examples/Caddyfile.apps) it plays
+// one backend for three apps (apps.go): WeChat, Douyin and QQ users log in
+// through the same route, each request's app picked by the Referer its
+// platform's runtime sets; a code sent as another app's is refused, a
+// request that names no app too, and the Douyin user's phone arrives.
+//
 // With a Caddyfile that has "header_names cloudrun" (examples/Caddyfile.cloudrun)
 // it plays the CloudRun story instead: the backend is one written for WeChat
 // CloudRun, reading only X-WX-OPENID and X-WX-APPID, with no login of its
@@ -371,6 +377,9 @@ func (d *demo) story(ctx context.Context, template []byte) error {
 	c := &client{ctx: ctx}
 	if cloudRun {
 		return d.cloudRunStory(c, simURL, caddyURL)
+	}
+	if severalAppsOf(string(template)) {
+		return d.appsStory(c, simURL, caddyURL)
 	}
 
 	// (a) wx.login.
@@ -1108,6 +1117,10 @@ func (d *demo) startCaddy(ctx context.Context, confPath, site, admin, simURL str
 		"MP_APP_SECRET="+d.pf.secret,
 		"MP_API_BASE="+simURL,
 		"MP_PRIVATE_KEY="+d.privateKeyPEM,
+		// examples/Caddyfile.apps: one secret per app.
+		"MP_WX_SECRET="+platforms["wechat"].secret,
+		"MP_TT_SECRET="+platforms["douyin"].secret,
+		"MP_QQ_SECRET=demo-qq-secret",
 		// Keep Caddy's autosave and storage out of the user's home.
 		"XDG_CONFIG_HOME="+filepath.Join(d.workDir, "config"),
 		"XDG_DATA_HOME="+filepath.Join(d.workDir, "data"),
