@@ -3,7 +3,6 @@ package platform
 import (
 	"context"
 	"encoding/json"
-	"time"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 )
@@ -162,29 +161,12 @@ func (c *DouyinClient) AppToken(ctx context.Context) (Token, error) {
 	if err != nil {
 		return Token{}, mperr.Wrap(mperr.Internal, "cannot build the platform request", err)
 	}
-	var t Token
-	err = c.do(ctx, attempt{
-		endpoint:   ttPathAppToken,
-		newRequest: postJSON(c.endpointURL(ttPathAppToken, nil), body),
-		secrets:    []string{c.secret},
-		parse: func(status int, body []byte) (*int, verdict) {
-			var a ttAppTokenAnswer
-			ec, v, ok := envelope(status, body, &a, a.errOf, appTokenVerdict)
-			if !ok {
-				return ec, v
-			}
-			if a.Data == nil || a.Data.AccessToken == "" {
-				return ec, incomplete("data.access_token")
-			}
-			if !a.Data.ExpiresIn.Set || a.Data.ExpiresIn.Value <= 0 {
-				return ec, incomplete("positive data.expires_in")
-			}
-			t = Token{AccessToken: string(a.Data.AccessToken), ExpiresIn: time.Duration(a.Data.ExpiresIn.Value) * time.Second}
-			return ec, verdict{}
-		},
-	})
-	if err != nil {
-		return Token{}, err
+	return c.ttToken(ctx, ttPathAppToken, c.endpointURL(ttPathAppToken, nil), body, func() ttTokenAnswer { return &ttAppTokenAnswer{} }, appTokenVerdict)
+}
+
+func (a *ttAppTokenAnswer) token() (lenientString, lenientInt, bool) {
+	if a.Data == nil {
+		return "", lenientInt{}, false
 	}
-	return t, nil
+	return a.Data.AccessToken, a.Data.ExpiresIn, true
 }

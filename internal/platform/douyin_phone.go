@@ -118,24 +118,46 @@ func (c *DouyinClient) ClientToken(ctx context.Context) (Token, error) {
 	if err != nil {
 		return Token{}, mperr.Wrap(mperr.Internal, "cannot build the platform request", err)
 	}
+	return c.ttToken(ctx, ttPathClientToken, c.openBase+ttPathClientToken, body, func() ttTokenAnswer { return &ttClientTokenAnswer{} }, clientTokenVerdict)
+}
+
+// ttTokenAnswer is a Douyin token endpoint's answer: its error number and
+// message, and data's access_token and expires_in.
+type ttTokenAnswer interface {
+	errOf() (lenientInt, string)
+	token() (tok lenientString, expiresIn lenientInt, ok bool)
+}
+
+func (a *ttClientTokenAnswer) token() (lenientString, lenientInt, bool) {
+	if a.Data == nil {
+		return "", lenientInt{}, false
+	}
+	return a.Data.AccessToken, a.Data.ExpiresIn, true
+}
+
+// ttToken fetches a Douyin token (client token, mini-app access token):
+// POST body to u, each answer read into a fresh newAnswer(), its errors
+// mapped by mapErr.
+func (c *DouyinClient) ttToken(ctx context.Context, endpoint, u string, body []byte, newAnswer func() ttTokenAnswer, mapErr func(int, string) verdict) (Token, error) {
 	var t Token
-	err = c.do(ctx, attempt{
-		endpoint:   ttPathClientToken,
-		newRequest: postJSON(c.openBase+ttPathClientToken, body),
+	err := c.do(ctx, attempt{
+		endpoint:   endpoint,
+		newRequest: postJSON(u, body),
 		secrets:    []string{c.secret},
 		parse: func(status int, body []byte) (*int, verdict) {
-			var a ttClientTokenAnswer
-			ec, v, ok := envelope(status, body, &a, a.errOf, clientTokenVerdict)
+			a := newAnswer()
+			ec, v, ok := envelope(status, body, a, a.errOf, mapErr)
 			if !ok {
 				return ec, v
 			}
-			if a.Data == nil || a.Data.AccessToken == "" {
+			tok, exp, found := a.token()
+			if !found || tok == "" {
 				return ec, incomplete("data.access_token")
 			}
-			if !a.Data.ExpiresIn.Set || a.Data.ExpiresIn.Value <= 0 {
+			if !exp.Set || exp.Value <= 0 {
 				return ec, incomplete("positive data.expires_in")
 			}
-			t = Token{AccessToken: string(a.Data.AccessToken), ExpiresIn: time.Duration(a.Data.ExpiresIn.Value) * time.Second}
+			t = Token{AccessToken: string(tok), ExpiresIn: time.Duration(exp.Value) * time.Second}
 			return ec, verdict{}
 		},
 	})
