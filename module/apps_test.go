@@ -276,7 +276,7 @@ func TestAppsInProcess(t *testing.T) {
 		if seen != nil || w.Code != 401 || !strings.Contains(w.Body.String(), `"session_not_found"`) {
 			t.Fatalf("token %q: %d %s", c.token[len(c.token)-6:], w.Code, w.Body)
 		}
-		w = serve("GET", "/other", "", append([]string{"Authorization", "Bearer " + c.token}, c.hdr...)...)
+		serve("GET", "/other", "", append([]string{"Authorization", "Bearer " + c.token}, c.hdr...)...)
 		if seen == nil || seen.Header.Get("X-Mp-Openid") != "" || seen.Header.Get("Authorization") != "" {
 			t.Fatalf("token %q off the protected paths: identity %q", c.token[len(c.token)-6:], seen.Header.Get("X-Mp-Openid"))
 		}
@@ -297,7 +297,7 @@ func TestAppsInProcess(t *testing.T) {
 		t.Fatalf("WeChat session on WeChat's phone route: %d %s", w.Code, w.Body)
 	}
 	// Spoofed identity never passes, with or without an app.
-	w = serve("GET", "/other", "")
+	serve("GET", "/other", "")
 	if seen == nil || seen.Header.Get("X-Mp-Openid") != "" {
 		t.Fatal("spoofed header passed")
 	}
