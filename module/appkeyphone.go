@@ -16,7 +16,6 @@ import (
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/platform"
-	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
 // Platforms whose API calls are signed (Descriptor.SignedAPI: the app's
@@ -172,32 +171,25 @@ func (h *Handler) serveAppKeyPhone(r *http.Request, in *input) error {
 }
 
 // bindPayload binds a payload (its id) to the user openid at its first
-// use, and refuses it to anyone else: the first presenter takes a lock
-// named after the payload's hash and records itself; a later presenter is
-// that user (accepted) or not (payload_reused). A second presenter racing
-// the first, before the record is written, is refused too.
+// use, and refuses it to anyone else: one atomic set-if-absent of the
+// owner (a hash of the openid) under a name made of the payload's hash; a
+// later presenter is that user (accepted) or not (payload_reused). A
+// failed store call leaves nothing half done: the owner is recorded or
+// not, and the same user's retry tells. Alipay's payload for one mobile is
+// the same bytes every time (zero IV, deterministic signature), so in
+// effect the binding is mobile → first user, for payloadBindingTTL.
 func (h *Handler) bindPayload(ctx context.Context, id, openid string) error {
 	sum := sha256.Sum256([]byte(id))
 	name := "phone_payload:" + hex.EncodeToString(sum[:16])
 	owner := sha256.Sum256([]byte(openid))
 	ownerHex := hex.EncodeToString(owner[:16])
-	_, won, err := h.store.Lock(ctx, name, payloadBindingTTL)
-	if err != nil {
-		return storeErr(err)
-	}
-	if won {
-		if err := h.store.Set(ctx, name+":owner", []byte(ownerHex), payloadBindingTTL); err != nil {
-			return storeErr(err)
-		}
-		return nil
-	}
-	b, err := h.store.Get(ctx, name+":owner")
+	cur, stored, err := h.store.SetIfAbsent(ctx, name, []byte(ownerHex), payloadBindingTTL)
 	switch {
-	case err == nil && string(b) == ownerHex:
+	case err != nil:
+		return storeErr(err)
+	case stored, string(cur) == ownerHex:
 		return nil
-	case err == nil, errors.Is(err, store.ErrNotFound):
-		h.logger.Debug("a phone payload bound to another session was presented", zap.String("openid", openid))
-		return mperr.New(mperr.PayloadReused, "this phone payload was first presented by another session: ask for the number again")
 	}
-	return storeErr(err)
+	h.logger.Debug("a phone payload bound to another session was presented", zap.String("openid", openid))
+	return mperr.New(mperr.PayloadReused, "this phone number was first presented by another user (Alipay's payload for a number is the same every time): it stays bound to that user")
 }

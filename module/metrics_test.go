@@ -102,6 +102,9 @@ func (brokenStore) Claim(context.Context, string, time.Duration) (bool, []byte, 
 func (brokenStore) Fail(context.Context, string, []byte, time.Duration) error { return errBroken }
 func (brokenStore) Get(context.Context, string) ([]byte, error)               { return nil, errBroken }
 func (brokenStore) Set(context.Context, string, []byte, time.Duration) error  { return errBroken }
+func (brokenStore) SetIfAbsent(context.Context, string, []byte, time.Duration) ([]byte, bool, error) {
+	return nil, false, errBroken
+}
 func (brokenStore) Lock(context.Context, string, time.Duration) (func(), bool, error) {
 	return func() {}, false, errBroken
 }
@@ -396,6 +399,11 @@ func TestRequestsAndStoreOpsCounted(t *testing.T) {
 		if got := after[s] - beforeReq[s]; got != want[s] {
 			t.Errorf("requests_total{route=%q,result=%q} grew by %v, want %v", s[0], s[1], got, want[s])
 		}
+	}
+	// The binding of an app-key phone payload (Alipay's, not served by
+	// this WeChat handler) goes through the handler's store like the rest.
+	if err := h.bindPayload(context.Background(), "payload-id", lr.OpenID); err != nil {
+		t.Fatal(err)
 	}
 	// Over the whole sequence every op was used, and timed.
 	all := diff(storeOps(t, metrics.storeTime, "memory"), beforeOps)

@@ -3,6 +3,7 @@ package module
 import (
 	"crypto/rsa"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -39,10 +40,28 @@ func takesPrivateKey(d *platform.Descriptor) bool {
 	return d.PhoneCode != nil && d.PhoneCode.PrivateKey || d.SignedAPI
 }
 
-// loadPrivateKey reads private_key: PEM text (an {env.X} holding it) or
-// the path of a PEM file; PKCS#1 or PKCS#8, RSA. Errors name the field and
-// never quote the key.
+// loadPrivateKey reads private_key: PEM text (an {env.X} holding it), the
+// bare base64 of the DER (as Alipay's key tool gives it), or the path of a
+// PEM file; PKCS#1 or PKCS#8, RSA. Errors name the field and never quote
+// the key: a value is quoted (as a path) only when it is too short to
+// hold any RSA private key.
 func (h *Handler) loadPrivateKey() (*rsa.PrivateKey, error) {
+	k, err := h.readPrivateKey()
+	if err != nil || k == nil {
+		return k, err
+	}
+	if h.platformDesc().SignedAPI && k.N.BitLen() < 2048 {
+		return nil, fieldErr("private_key", "the RSA key has %d bits; %s signs with RSA2, which takes at least 2048", k.N.BitLen(), h.platformDesc().Title)
+	}
+	return k, nil
+}
+
+// maxQuotedPath: a private_key value up to this long may be quoted in an
+// error as the path it was taken for; the base64 of the smallest RSA
+// private key is longer.
+const maxQuotedPath = 256
+
+func (h *Handler) readPrivateKey() (*rsa.PrivateKey, error) {
 	v := h.PrivateKey
 	if v == "" {
 		return nil, nil
@@ -50,23 +69,35 @@ func (h *Handler) loadPrivateKey() (*rsa.PrivateKey, error) {
 	var text []byte
 	if strings.Contains(v, "-----BEGIN") {
 		text = []byte(v)
+	} else if k, ok, err := platform.ParsePrivateKeyDER(v); ok {
+		if err != nil {
+			return nil, fieldErr("private_key", "the base64 key: %v", err)
+		}
+		return k, nil
 	} else {
 		path := strings.TrimSpace(v)
+		what := "the PEM file"
+		if len(path) <= maxQuotedPath {
+			what = fmt.Sprintf("the PEM file %q", path)
+		}
 		f, err := os.Open(path)
 		if err != nil {
 			var pe *fs.PathError
 			if errors.As(err, &pe) {
 				err = pe.Err
 			}
-			return nil, fieldErr("private_key", "cannot read the PEM file %q: %v", path, err)
+			if len(path) > maxQuotedPath {
+				return nil, fieldErr("private_key", "is neither PEM text, the base64 of a private key, nor the path of a readable file")
+			}
+			return nil, fieldErr("private_key", "cannot read %s: %v", what, err)
 		}
 		defer f.Close()
 		b, err := io.ReadAll(io.LimitReader(f, maxPrivateKeyFile+1))
 		if err != nil {
-			return nil, fieldErr("private_key", "cannot read the PEM file %q", path)
+			return nil, fieldErr("private_key", "cannot read %s", what)
 		}
 		if len(b) > maxPrivateKeyFile {
-			return nil, fieldErr("private_key", "the file %q is larger than a PEM private key can be", path)
+			return nil, fieldErr("private_key", "%s is larger than a PEM private key can be", what)
 		}
 		text = b
 	}

@@ -40,13 +40,14 @@ const (
 	opLookupTTL
 	opTouch
 	opUnbind
+	opSetIfAbsent
 	numStoreOps
 )
 
 var storeOpNames = [numStoreOps]string{
 	opSave: "save", opLookup: "lookup", opBind: "bind", opClaim: "claim", opFail: "fail",
 	opGet: "get", opSet: "set", opLock: "lock", opUnlock: "unlock",
-	opLookupTTL: "lookupttl", opTouch: "touch", opUnbind: "unbind",
+	opLookupTTL: "lookupttl", opTouch: "touch", opUnbind: "unbind", opSetIfAbsent: "setifabsent",
 }
 
 type storeOpMetrics struct {
@@ -142,6 +143,13 @@ func (t *timedStore) Set(ctx context.Context, name string, value []byte, ttl tim
 	err := t.st.Set(ctx, name, value, ttl)
 	t.done(opSet, start, err)
 	return err
+}
+
+func (t *timedStore) SetIfAbsent(ctx context.Context, name string, value []byte, ttl time.Duration) ([]byte, bool, error) {
+	start := time.Now()
+	cur, stored, err := t.st.SetIfAbsent(ctx, name, value, ttl)
+	t.done(opSetIfAbsent, start, err)
+	return cur, stored, err
 }
 
 // Lock times the lock, and the release it returns, once, like the

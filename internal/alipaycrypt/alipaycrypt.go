@@ -81,22 +81,31 @@ func Sign(key *rsa.PrivateKey, content []byte) (string, error) {
 // SDK, content whose escaped slashes ("\/") fail is tried once more with
 // them unescaped (some answers are signed over the unescaped text).
 func Verify(pub *rsa.PublicKey, content []byte, sig string) error {
+	_, err := VerifyContent(pub, content, sig)
+	return err
+}
+
+// VerifyContent is Verify that returns the bytes the signature covers:
+// content, or content with its escaped slashes unescaped when that is what
+// verified. Read those, never content itself: "\\/" in content would
+// otherwise decode to another text than the one Alipay signed.
+func VerifyContent(pub *rsa.PublicKey, content []byte, sig string) ([]byte, error) {
 	raw, err := b64.DecodeString(strings.TrimSpace(sig))
 	if err != nil || len(raw) == 0 || pub == nil {
-		return ErrSignature
+		return nil, ErrSignature
 	}
 	sum := sha256.Sum256(content)
 	if rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], raw) == nil {
-		return nil
+		return content, nil
 	}
 	if bytes.Contains(content, []byte(`\/`)) {
 		alt := bytes.ReplaceAll(content, []byte(`\/`), []byte(`/`))
 		sum = sha256.Sum256(alt)
 		if rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], raw) == nil {
-			return nil
+			return alt, nil
 		}
 	}
-	return ErrSignature
+	return nil, ErrSignature
 }
 
 // ResponseContent finds, in a gateway answer {"<key>": {...}, "sign":

@@ -1,9 +1,11 @@
 package alipaycrypt
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"strings"
@@ -233,5 +235,34 @@ func TestParsePublicKey(t *testing.T) {
 		if _, err := ParsePublicKey([]byte(bad)); err == nil {
 			t.Fatalf("accepted %q", bad)
 		}
+	}
+}
+
+// When only the unescaped text verifies (Alipay signed "a\/x", the answer
+// says "a\\/x"), the bytes returned are the signed ones: read as JSON
+// they say what Alipay signed, not what the answer's bytes say.
+func TestVerifyContentReturnsTheSignedBytes(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signedText := []byte(`{"user_id":"a\/x"}`)
+	sig, err := Sign(key, signedText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := []byte(`{"user_id":"a\\/x"}`) // decodes to a\/x
+	got, err := VerifyContent(&key.PublicKey, sent, sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		UserID string `json:"user_id"`
+	}
+	if err := json.Unmarshal(got, &v); err != nil || v.UserID != "a/x" {
+		t.Fatalf("read %q as %q (%v), want a/x", got, v.UserID, err)
+	}
+	if got, err := VerifyContent(&key.PublicKey, signedText, sig); err != nil || !bytes.Equal(got, signedText) {
+		t.Fatalf("%q %v", got, err)
 	}
 }

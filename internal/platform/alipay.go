@@ -225,6 +225,11 @@ func (c *AlipayClient) Code2Session(ctx context.Context, in LoginCodes) (Session
 	if code == "" {
 		return Session{}, mperr.New(mperr.MissingCode, "no login code")
 	}
+	if !plainCode(code) {
+		// The sign string joins name=value pairs with "&" unescaped: a
+		// code holding "&" or "=" would sign another request's text.
+		return Session{}, mperr.New(mperr.InvalidCode, "the login code has characters an Alipay auth code never has")
+	}
 	if c.key == nil || c.pub == nil {
 		return Session{}, mperr.New(mperr.Internal, "the alipay client has no private key or no Alipay public key")
 	}
@@ -302,8 +307,12 @@ func (c *AlipayClient) readOAuth(body []byte) (Session, error) {
 		if !ok {
 			return Session{}, verdictErr{v: incomplete(apResponseKey)}
 		}
-		if sign != "" && alipaycrypt.Verify(c.pub, content, sign) != nil {
-			return Session{}, verdictErr{v: verdict{err: mperr.Wrap(mperr.PlatformError, "the platform's answer is not signed by Alipay", errAnswerSignature)}}
+		if sign != "" {
+			signed, err := alipaycrypt.VerifyContent(c.pub, content, sign)
+			if err != nil {
+				return Session{}, verdictErr{v: verdict{err: mperr.Wrap(mperr.PlatformError, "the platform's answer is not signed by Alipay", errAnswerSignature)}}
+			}
+			content = signed
 		}
 		var a apAnswer
 		if err := decodeObject(content, &a); err != nil {
@@ -315,9 +324,11 @@ func (c *AlipayClient) readOAuth(body []byte) (Session, error) {
 	if sign == "" {
 		return Session{}, verdictErr{v: verdict{err: mperr.Wrap(mperr.PlatformError, "the platform's answer is not signed by Alipay", errors.New("no sign in a success answer"))}}
 	}
-	if alipaycrypt.Verify(c.pub, content, sign) != nil {
+	signed, err := alipaycrypt.VerifyContent(c.pub, content, sign)
+	if err != nil {
 		return Session{}, verdictErr{v: verdict{err: mperr.Wrap(mperr.PlatformError, "the platform's answer is not signed by Alipay", errAnswerSignature)}}
 	}
+	content = signed
 	var a apAnswer
 	if err := decodeObject(content, &a); err != nil {
 		return Session{}, err
@@ -338,4 +349,19 @@ func (c *AlipayClient) readOAuth(body []byte) (Session, error) {
 		s.Fields = map[string]string{FieldAlipayUserID: string(a.UserID)}
 	}
 	return s, nil
+}
+
+// plainCode: an auth code of letters, digits, "_", "-" and ".", at most
+// 256 bytes (Alipay's are hex-like).
+func plainCode(code string) bool {
+	if len(code) > 256 {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		c := code[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

@@ -25,6 +25,10 @@ var (
 
 // apSigned is a gateway answer {responseKey: content, "sign"} signed
 // with key over content's exact bytes.
+// apCode is an auth code as Alipay gives them (hex-like): the shared
+// testCode holds characters Alipay's never do, which Code2Session refuses.
+const apCode = "4b203fe6c11548bcabd8da5bb087a83b"
+
 func apSigned(key *rsa.PrivateKey, responseKey, content string) string {
 	sig, err := alipaycrypt.Sign(key, []byte(content))
 	if err != nil {
@@ -59,7 +63,7 @@ func apGateway(t *testing.T, body func(n int) (int, string)) (*httptest.Server, 
 		if err != nil || time.Since(ts).Abs() > time.Minute {
 			t.Errorf("timestamp %q: %v", p["timestamp"], err)
 		}
-		if p["app_id"] != "2021000000000001" || p["method"] != "alipay.system.oauth.token" || p["grant_type"] != "authorization_code" || p["code"] != testCode ||
+		if p["app_id"] != "2021000000000001" || p["method"] != "alipay.system.oauth.token" || p["grant_type"] != "authorization_code" || p["code"] != apCode ||
 			p["sign_type"] != "RSA2" || p["version"] != "1.0" || p["charset"] != "utf-8" || p["format"] != "JSON" || len(p) != 10 {
 			t.Errorf("params %v", p)
 		}
@@ -112,7 +116,7 @@ func TestAlipayCode2Session(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cl.Close()
-			s, err := cl.Code2Session(context.Background(), LoginCodes{Code: testCode, Anonymous: "ignored"})
+			s, err := cl.Code2Session(context.Background(), LoginCodes{Code: apCode, Anonymous: "ignored"})
 			if n.Load() != c.calls {
 				t.Errorf("calls %d, want %d", n.Load(), c.calls)
 			}
@@ -132,7 +136,7 @@ func TestAlipayCode2Session(t *testing.T) {
 			if c.errcode >= 0 && (!e.HasErrcode || e.Errcode != c.errcode) || c.errcode < 0 && e.HasErrcode {
 				t.Fatalf("errcode %v %d, want %d", e.HasErrcode, e.Errcode, c.errcode)
 			}
-			if strings.Contains(err.Error(), testCode) {
+			if strings.Contains(err.Error(), apCode) {
 				t.Fatalf("the code leaked: %v", err)
 			}
 		})
@@ -144,7 +148,7 @@ func TestAlipayNoKeys(t *testing.T) {
 	srv, n := apGateway(t, func(int) (int, string) { return 200, "{}" })
 	for _, cfg := range []Config{{APIBase: srv.URL}, {APIBase: srv.URL, PrivateKey: apAppKey}, {APIBase: srv.URL, PlatformPublicKey: &apGatewayKey.PublicKey}} {
 		cl, _ := New(Alipay, cfg)
-		if _, err := cl.Code2Session(context.Background(), LoginCodes{Code: testCode}); mperr.From(err).Code != mperr.Internal {
+		if _, err := cl.Code2Session(context.Background(), LoginCodes{Code: apCode}); mperr.From(err).Code != mperr.Internal {
 			t.Fatalf("%v", err)
 		}
 	}
@@ -245,5 +249,17 @@ func TestAlipayAgainstSimulator(t *testing.T) {
 	ph, _, err := AlipayPayloads.OpenPhone(AppKeys{PlatformPublicKey: alipayPub, AESKey: aesKey}, text)
 	if err != nil || ph.PhoneNumber != "15976719050" || ph.CountryCode != "" {
 		t.Fatalf("%+v %v", ph, err)
+	}
+}
+
+// A code with characters Alipay's never have ("&", "=", spaces, control
+// bytes: the sign string joins name=value pairs unescaped, so such a code
+// would sign another request's text) is refused before any call.
+func TestAlipayRefusesCodesOutsideItsAlphabet(t *testing.T) {
+	cl := NewAlipay(Config{AppID: "2021000000000001", APIBase: "http://127.0.0.1:1"})
+	for _, code := range []string{testCode, "c1&method=x&n=", "a=b", "a b", "a\x00b", strings.Repeat("a", 257)} {
+		if _, err := cl.Code2Session(context.Background(), LoginCodes{Code: code}); mperr.From(err).Code != mperr.InvalidCode {
+			t.Errorf("%q: %v", code, err)
+		}
 	}
 }

@@ -310,6 +310,26 @@ func ParsePrivateKey(pemText []byte) (*rsa.PrivateKey, error) {
 	if block == nil {
 		return nil, errors.New("no PEM block found (want -----BEGIN RSA PRIVATE KEY----- or -----BEGIN PRIVATE KEY-----)")
 	}
+	return parsePrivateKeyBlock(block)
+}
+
+// ParsePrivateKeyDER reads an RSA private key from the bare base64 of its
+// DER (PKCS#8 or PKCS#1), as Alipay's key tool gives it. ok is false when
+// text is not such base64 (nothing is said about it: it may be a secret).
+func ParsePrivateKeyDER(text string) (k *rsa.PrivateKey, ok bool, err error) {
+	der, isB64 := decodeBase64(strings.Join(strings.Fields(text), ""))
+	if !isB64 || len(der) < 64 {
+		return nil, false, nil
+	}
+	typ := "PRIVATE KEY"
+	if _, err := x509.ParsePKCS8PrivateKey(der); err != nil {
+		typ = "RSA PRIVATE KEY"
+	}
+	k, err = parsePrivateKeyBlock(&pem.Block{Type: typ, Bytes: der})
+	return k, true, err
+}
+
+func parsePrivateKeyBlock(block *pem.Block) (*rsa.PrivateKey, error) {
 	var key any
 	var err error
 	switch block.Type {
@@ -327,7 +347,7 @@ func ParsePrivateKey(pemText []byte) (*rsa.PrivateKey, error) {
 	}
 	rk, ok := key.(*rsa.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("the key is a %T, not an RSA key (Douyin encrypts with RSA)", key)
+		return nil, fmt.Errorf("the key is a %T, not an RSA key", key)
 	}
 	if rk.N.BitLen() < 1024 {
 		return nil, fmt.Errorf("the RSA key has %d bits; at least 1024 are needed", rk.N.BitLen())

@@ -61,6 +61,7 @@ func runConformance(t *testing.T, mk factory) {
 		fn   func(t *testing.T, h harness)
 	}{
 		{"SaveLookup", testSaveLookup},
+		{"SetIfAbsent", testSetIfAbsent},
 		{"Rotation", testRotation},
 		{"OldRefFindsCurrentRecord", testOldRef},
 		{"MergeKeepsUnionID", testMerge},
@@ -474,6 +475,46 @@ func testGetSet(t *testing.T, h harness) {
 	}
 	if got, _ := h.s.Get(bg, "bin"); string(got) != "\x00\x01\x02\xff" {
 		t.Fatalf("binary value = %q", got)
+	}
+}
+
+// SetIfAbsent: the first value stays; later callers, concurrent ones
+// too, get it; after the TTL the name is free again.
+func testSetIfAbsent(t *testing.T, h harness) {
+	cur, stored, err := h.s.SetIfAbsent(bg, "owner", []byte("alice"), h.ttl)
+	if err != nil || !stored || string(cur) != "alice" {
+		t.Fatalf("first: %q %v %v", cur, stored, err)
+	}
+	cur, stored, err = h.s.SetIfAbsent(bg, "owner", []byte("bob"), h.ttl)
+	if err != nil || stored || string(cur) != "alice" {
+		t.Fatalf("second: %q %v %v", cur, stored, err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	winners := 0
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, stored, err := h.s.SetIfAbsent(bg, "race", []byte(fmt.Sprint(i)), h.ttl)
+			if err != nil {
+				t.Error(err)
+			}
+			if stored {
+				mu.Lock()
+				winners++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if winners != 1 {
+		t.Fatalf("%d callers stored a value, want 1", winners)
+	}
+	h.pass(h.ttl + h.ttl/2)
+	cur, stored, err = h.s.SetIfAbsent(bg, "owner", []byte("carol"), h.ttl)
+	if err != nil || !stored || string(cur) != "carol" {
+		t.Fatalf("after the TTL: %q %v %v", cur, stored, err)
 	}
 }
 

@@ -323,6 +323,19 @@ func (m *Memory) Set(ctx context.Context, name string, value []byte, ttl time.Du
 	return nil
 }
 
+// SetIfAbsent implements Store.
+func (m *Memory) SetIfAbsent(ctx context.Context, name string, value []byte, ttl time.Duration) ([]byte, bool, error) {
+	c := m.c
+	now, exp := c.times(ttl)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.values.get(name, now); n != nil {
+		return append([]byte{}, n.val...), false, nil
+	}
+	c.values.put(strings.Clone(name), append([]byte{}, value...), exp, now)
+	return append([]byte{}, value...), true, nil
+}
+
 // Lock implements Store.
 func (m *Memory) Lock(ctx context.Context, name string, ttl time.Duration) (func(), bool, error) {
 	c := m.c

@@ -746,6 +746,37 @@ func (r *Redis) Set(ctx context.Context, name string, value []byte, ttl time.Dur
 	return nil
 }
 
+// setIfAbsentScript: the value held by KEYS[1], or, when none, ARGV[1] set
+// with a TTL of ARGV[2] ms (0: none) and false. One key (Cluster-safe).
+var setIfAbsentScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+if tonumber(ARGV[2]) > 0 then
+	redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+	redis.call('SET', KEYS[1], ARGV[1])
+end
+return false
+`)
+
+// SetIfAbsent implements Store with one script (GET, else SET).
+func (r *Redis) SetIfAbsent(ctx context.Context, name string, value []byte, ttl time.Duration) ([]byte, bool, error) {
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	v, err := setIfAbsentScript.Run(ctx, r.conn.client, []string{r.valueKey(name)}, value, ms(ttl).Milliseconds()).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return append([]byte{}, value...), true, nil
+	case err != nil:
+		return nil, false, fail("setifabsent", err)
+	}
+	s, ok := v.(string)
+	if !ok {
+		return nil, false, fail("setifabsent", errors.New("unexpected script reply"))
+	}
+	return []byte(s), false, nil
+}
+
 // Lock implements Store: SET NX PX with a random token; unlock deletes the
 // key only while it holds that token (compare-and-delete script), bounded
 // by the timeout, and ignores errors (the lock expires anyway).

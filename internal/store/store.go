@@ -86,6 +86,11 @@ type Store interface {
 	// state such as the access token. Get returns ErrNotFound when absent.
 	Get(ctx context.Context, name string) ([]byte, error)
 	Set(ctx context.Context, name string, value []byte, ttl time.Duration) error
+	// SetIfAbsent sets name to value for ttl unless it holds a value:
+	// atomically, the first caller's value stays (stored true), every
+	// later caller gets the value held (current). A caller that saw an
+	// error may have stored its value: calling again tells.
+	SetIfAbsent(ctx context.Context, name string, value []byte, ttl time.Duration) (current []byte, stored bool, err error)
 	// Lock takes a named lock for ttl; ok is false when someone holds it.
 	// unlock releases it only if still ours.
 	Lock(ctx context.Context, name string, ttl time.Duration) (unlock func(), ok bool, err error)
