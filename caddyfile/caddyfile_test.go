@@ -195,6 +195,9 @@ func TestAdaptErrors(t *testing.T) {
 		{"select_app unknown", site(strings.Replace(apps, "select_app header X-Mp-App", "select_app cookie", 1)), []string{"unknown selector 'cookie'"}, 3},
 		{"select_app header without name", site(strings.Replace(apps, "select_app header X-Mp-App", "select_app referer header", 1)), []string{"header needs a name"}, 3},
 		{"apps without select_app", site(strings.Replace(apps, "\t\tselect_app header X-Mp-App\n", "", 1)), []string{"select_app: is needed"}, 2},
+		{"app paths overlap", site("\t\tselect_app path\n\t\tapp wx {\n\t\t\tplatform wechat\n\t\t\tapp_id wx1\n\t\t\tapp_secret s\n\t\t\tpath /m/*\n\t\t}\n" +
+			"\t\tapp tt {\n\t\t\tplatform douyin\n\t\t\tapp_id tt1\n\t\t\tapp_secret s\n\t\t\tpath /m/tt/* /t/*\n\t\t}\n\t\tlogin /api/login\n"),
+			[]string{`apps[tt].path: "/m/tt/*" is covered by app wx's "/m/*"`}, 14},
 		{"path without select_app path", site(strings.Replace(apps, "app_secret s\n", "app_secret s\n\t\t\tpath /wx/*\n", 1)), []string{"select_app", "does not say path"}, 3},
 
 		{"api_base scheme", site(ok + "\t\tapi_base ftp://api.weixin.qq.com\n"), []string{"api_base", "http:// or https://"}, okLine},

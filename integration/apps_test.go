@@ -183,3 +183,54 @@ func TestSeveralAppsConfigRefused(t *testing.T) {
 		t.Fatalf("single app: %v", got.Header)
 	}
 }
+
+// Through the real Caddy on Redis: the selector's header and query
+// parameter never reach the backend; a logout that names no app (an H5
+// build: no Referer, no selector) ends the session of its bound token; a
+// phone request that names no app goes by its session token's app.
+func TestSeveralAppsLogoutWithoutSelector(t *testing.T) {
+	e := &env{sim: newSim(t), up: newUpstream(t)}
+	ti := &tokenIssuer{t: t}
+	e.up.setLoginRespond(ti.respond)
+	block := strings.Replace(appsBlock(e.sim.URL, "store redis "+redistest.Start(t).URL(), "token_binding {", "\tfrom json data.token", "}", "logout /api/logout"),
+		"select_app header X-Mp-App referer", "select_app query app header X-App referer", 1)
+	e.caddy = startCaddy(t, block+"\n\treverse_proxy "+strings.TrimPrefix(e.up.URL, "http://"))
+
+	lr := login(t, e.sim, ttApp, "erin")
+	r := postJSON(t, e.url("/api/login?app=tt&page=2"), map[string]any{"code": lr.Code}, "X-App", "wx")
+	if r.Status != 200 {
+		t.Fatalf("login: %d %s", r.Status, r.Body)
+	}
+	got := e.up.Last(t)
+	if got.Header.Get("X-Mp-App-Id") != ttApp || got.Header.Get("X-App") != "" || got.Query.Has("app") || got.Query.Get("page") != "2" {
+		t.Fatalf("login: app %q, X-App %q, query %v", got.Header.Get("X-Mp-App-Id"), got.Header.Get("X-App"), got.Query)
+	}
+	bound, _ := ti.last(t)
+	session := r.Header.Get("X-Mp-Session")
+	if !strings.HasSuffix(session, ".tt") {
+		t.Fatal("no session token of Douyin's app")
+	}
+
+	// The phone route, no app named: the session token's app.
+	ed, iv := phonePayload(t, e.sim, ttApp, "erin", "13900139001")
+	wantOK(t, postJSON(t, e.url("/api/phone"), map[string]any{"encryptedData": ed, "iv": iv}, bearer(session)...))
+	if got := e.up.Last(t); got.Header.Get("X-Mp-Phone") != "13900139001" || got.Header.Get("X-Mp-App-Id") != ttApp {
+		t.Fatalf("phone by the token's app: %v", got.Header)
+	}
+
+	wantOK(t, do(t, "GET", e.url("/other"), "", nil, append(bearer(bound), "X-App", "tt")...))
+	if got := e.up.Last(t); got.Header.Get("X-Mp-Openid") != lr.OpenID {
+		t.Fatal("the bound token gives no identity")
+	}
+	wantOK(t, do(t, "POST", e.url("/api/logout"), "", nil, bearer(bound)...))
+	if got := e.up.Last(t); got.Header.Get("X-Mp-Openid") != lr.OpenID || got.Header.Get("X-Mp-App-Id") != ttApp {
+		t.Fatalf("logout naming no app: %v", got.Header)
+	}
+	for _, app := range []string{"tt", "wx", qqApp} {
+		wantOK(t, do(t, "GET", e.url("/other"), "", nil, append(bearer(bound), "X-App", app)...))
+		if got := e.up.Last(t); got.Header.Get("X-Mp-Openid") != "" {
+			t.Fatalf("after the logout the bound token still gives %q in app %s", got.Header.Get("X-Mp-Openid"), app)
+		}
+	}
+	noSecrets(t, e.caddy.Logs(), ttSecret, session, bound, lr.Code)
+}

@@ -13,18 +13,22 @@ package module
 //
 // ServeHTTP applies the trust boundary once, as for one app (the session
 // token taken off the request, client X-Mp-*/X-WX-* headers, trailers and
-// Connection tokens stripped: whatever the app, and when there is none),
-// then:
+// Connection tokens stripped: whatever the app, and when there is none;
+// select_app's own header and query parameter removed too), then:
 //
-//   - on a route (login, phone, decrypt): the app select_app names, else
-//     400 unknown_app;
+//   - on a route (login, phone, decrypt): the app select_app names; on
+//     the phone and decrypt routes, else the app an issued session
+//     token's tag names; else 400 unknown_app;
 //   - under the compat prefix: the app whose app id the request's appid
 //     names (query, or the JSON body's), else the first app whose dialect
 //     has that endpoint, which refuses the appid in its own dialect;
 //   - off the routes: an issued session token's app (its tag, see
 //     session.go), else the app select_app names; else the request passes
 //     without identity (a require_session path answers 401
-//     session_not_found).
+//     session_not_found);
+//   - on a logout path, a token that names no app (a bound token, an
+//     untagged session token) has its session ended in every app that
+//     knows it, whatever the selection (serveLogout).
 //
 // Selection is client-chosen (a header, a query parameter, the Referer,
 // the path) and never trusted for more than choosing: a login code of app
@@ -50,6 +54,7 @@ import (
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mperr"
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/routepath"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
 // AppConfig is one app of a handler serving several (Handler.Apps): the
@@ -95,6 +100,12 @@ const (
 
 // appFields are the handler's fields that are per app with Apps.
 var appFields = []string{"platform", "app_id", "app_secret", "api_base", "private_key", "platform_public_key", "aes_key", "access_token"}
+
+// notSelectorHeaders are headers select_app header may not name: the
+// selector's header is removed from the request, and these carry the
+// request itself (or the session token, or the Referer selector's value).
+var notSelectorHeaders = []string{"Authorization", "Cookie", "Referer", "Host", "Origin", "Content-Type", "Content-Length",
+	"Content-Encoding", "Transfer-Encoding", "Connection", "Upgrade", "Te", "Trailer", "Expect", "Accept", "User-Agent"}
 
 var appNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
@@ -165,6 +176,9 @@ func (h *Handler) validateApps() error {
 			return appRuleErr(name, err)
 		}
 	}
+	if err := h.checkAppPaths(); err != nil {
+		return err
+	}
 	if len(h.SelectApp) == 0 {
 		return fieldErr("select_app", "is needed with apps: how a request names its app (header <name>, query <name>, path, referer)")
 	}
@@ -181,8 +195,8 @@ func (h *Handler) validateApps() error {
 			if !ValidTokenName(s.Name) {
 				return fieldErr("select_app", "%s needs a name (select_app %s <name>), got %q", s.By, s.By, s.Name)
 			}
-			if s.By == SelectByHeader && (strings.EqualFold(s.Name, "Authorization") || strings.EqualFold(s.Name, "Cookie") || strings.EqualFold(s.Name, "Referer")) {
-				return fieldErr("select_app", "header %s cannot name the app", s.Name)
+			if s.By == SelectByHeader && slices.Contains(notSelectorHeaders, http.CanonicalHeaderKey(s.Name)) {
+				return fieldErr("select_app", "header %s cannot name the app (the selector's header is removed before the request goes on: use a header of your own, e.g. X-Mp-App)", s.Name)
 			}
 		case SelectByPath, SelectByReferer:
 			if s.Name != "" {
@@ -206,6 +220,44 @@ func (h *Handler) validateApps() error {
 		}
 		if !has {
 			return fieldErr("compat", "none of the apps' platforms has compat endpoints")
+		}
+	}
+	return nil
+}
+
+// checkAppPaths refuses a path pattern of an app that another app's
+// pattern covers (or equals): a request on it would always be the other
+// app's, or the app chosen would depend on the order of the apps. One
+// app's own patterns may overlap. Run after each pattern was checked.
+func (h *Handler) checkAppPaths() error {
+	pats := make([][]routepath.Pattern, len(h.Apps))
+	for i := range h.Apps {
+		for _, p := range h.Apps[i].Paths {
+			c, err := routepath.Compile(p)
+			if err != nil {
+				return appErr(h.Apps[i].name(), "path", err)
+			}
+			pats[i] = append(pats[i], c)
+		}
+	}
+	covered := func(i, j int) error {
+		for _, q := range pats[i] {
+			for _, p := range pats[j] {
+				if p.Covers(q) {
+					return appErr(h.Apps[i].name(), "path", fmt.Errorf("%q is covered by app %s's %q: a path must name one app (give the apps disjoint paths)", q, h.Apps[j].name(), p))
+				}
+			}
+		}
+		return nil
+	}
+	for i := 1; i < len(h.Apps); i++ {
+		for j := 0; j < i; j++ {
+			if err := covered(i, j); err != nil {
+				return err
+			}
+			if err := covered(j, i); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -285,9 +337,17 @@ func (h *Handler) provisionApps(ctx caddy.Context) error {
 	}
 	s := &appSet{byName: map[string]*app{}, byPlatformID: map[string]*app{}, selectors: h.SelectApp, logger: h.logger}
 	for i := range h.Apps {
+		name, err := h.provisionedAppName(i)
+		if err != nil {
+			_ = s.cleanup()
+			return err
+		}
 		sub := h.appHandler(i)
-		name := sub.appName
+		sub.appName = name
 		if err := sub.Provision(ctx); err != nil {
+			// What it opened before it failed (its store, its client)
+			// is released too: it is in none of s.apps.
+			_ = sub.Cleanup()
 			_ = s.cleanup()
 			return appRuleErr(name, err)
 		}
@@ -330,6 +390,25 @@ func (h *Handler) provisionApps(ctx caddy.Context) error {
 	return nil
 }
 
+// provisionedAppName is app i's name once placeholders are replaced: its
+// name's value, else its app id's, checked by the name rule (validate
+// skips a name still holding a placeholder).
+func (h *Handler) provisionedAppName(i int) (string, error) {
+	a := &h.Apps[i]
+	v, field, hint := a.Name, "name", ""
+	if v == "" {
+		v, field, hint = a.AppID, "app_id", "; give the app a name"
+	}
+	name, err := caddy.NewReplacer().ReplaceOrErr(v, true, true)
+	if err != nil {
+		return "", appErr(a.name(), field, fmt.Errorf("%v (is its environment variable set?)", err))
+	}
+	if !appNameRE.MatchString(name) {
+		return "", appErr(name, "name", fmt.Errorf("%q is not an app name: letters, digits, _ and -, at most 64 (the name ends the app's session tokens)%s", name, hint))
+	}
+	return name, nil
+}
+
 func (s *appSet) cleanup() error {
 	var errs []error
 	for _, a := range s.apps {
@@ -338,23 +417,46 @@ func (s *appSet) cleanup() error {
 	return errors.Join(errs...)
 }
 
-// selection is what select_app's header selectors read: the values of
-// the named headers, read before the boundary strips them (an X-Mp-* name
-// may carry the app's name).
-type selection struct{ headers []string }
+// selection is what select_app's header and query selectors read, one
+// value per selector ("" for the others): read before the boundary strips
+// the client's X-Mp-* headers (an X-Mp-* name may carry the app's name),
+// and before the selector's own header and query parameter are removed
+// (strip).
+type selection struct{ values []string }
 
-func (s *appSet) readHeaders(r *http.Request) selection {
-	var sel selection
-	for _, x := range s.selectors {
-		if x.By == SelectByHeader {
-			sel.headers = append(sel.headers, strings.TrimSpace(r.Header.Get(x.Name)))
+func (s *appSet) readSelection(r *http.Request) selection {
+	sel := selection{values: make([]string, len(s.selectors))}
+	for i, x := range s.selectors {
+		switch x.By {
+		case SelectByHeader:
+			sel.values[i] = strings.TrimSpace(r.Header.Get(x.Name))
+		case SelectByQuery:
+			sel.values[i] = queryValue(r, x.Name)
 		}
 	}
 	return sel
 }
 
+// strip removes select_app's headers and query parameters from r: they
+// are the handler's, and the upstream reads the app from X-Mp-App-Id,
+// never from what the client sent (which may name another app, or none).
+func (s *appSet) strip(r *http.Request) {
+	var query []string
+	for _, x := range s.selectors {
+		switch x.By {
+		case SelectByHeader:
+			r.Header.Del(x.Name)
+		case SelectByQuery:
+			query = append(query, x.Name)
+		}
+	}
+	if len(query) > 0 {
+		stripQuery(r, query)
+	}
+}
+
 func (s *appSet) serveHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	sel := s.readHeaders(r)
+	sel := s.readSelection(r)
 	lead := s.lead
 	// The boundary, as for one app (handler.go's ServeHTTP): every app
 	// has the same session carriers.
@@ -369,18 +471,23 @@ func (s *appSet) serveHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		rt = routeCompat
 	}
 	stripConnectionTokens(r.Header, rt != routeNone)
-	switch rt {
-	case routeCompat:
+	if rt == routeCompat {
+		// Answered here, never passed on (its appid may be a query
+		// selector's name).
 		return s.compatApp(r).h.serveRouted(w, r, next, rt, "")
-	case routeNone:
-		var a *app
-		if tag := sessionTokenTag(issued); tag != "" {
-			a = s.byName[tag]
-			if a == nil || a.name != tag {
+	}
+	s.strip(r)
+	tagged := s.taggedApp(issued)
+	if rt == routeNone {
+		if sessionTokenTag(issued) != "" {
+			if tagged == nil {
 				return s.serveWithoutApp(w, r, next, issued)
 			}
-		} else {
-			a = s.selectApp(r, sel)
+			return tagged.h.serveRouted(w, r, next, rt, issued)
+		}
+		a := s.selectApp(r, sel)
+		if lead.onPaths(lead.logout, r) {
+			return s.serveLogout(w, r, next, issued, a)
 		}
 		if a == nil {
 			return s.serveWithoutApp(w, r, next, issued)
@@ -388,6 +495,10 @@ func (s *appSet) serveHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		return a.h.serveRouted(w, r, next, rt, issued)
 	}
 	a := s.selectApp(r, sel)
+	if a == nil && (rt == routePhone || rt == routeDecrypt) {
+		// The session's app: its token's tag (a login names its app).
+		a = tagged
+	}
 	if a == nil && r.Method == http.MethodOptions && (r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0) {
 		// A CORS preflight carries no custom header (its
 		// Access-Control-Request-Headers only names them): passed on
@@ -401,6 +512,71 @@ func (s *appSet) serveHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		return nil
 	}
 	return a.h.serveRouted(w, r, next, rt, issued)
+}
+
+// taggedApp is the app whose name an issued session token's tag is, or
+// nil (untagged, or a tag of no configured app).
+func (s *appSet) taggedApp(issued string) *app {
+	tag := sessionTokenTag(issued)
+	if a := s.byName[tag]; tag != "" && a != nil && a.name == tag {
+		return a
+	}
+	return nil
+}
+
+// serveLogout serves a request on a logout path whose token (a bound
+// token, or an untagged session token issued before the handler served
+// several apps) tells no app: it may be any app's, and a logout the
+// backend is told of must leave no session alive. So the token's session
+// is looked up in every app and ended in each that knows it; then the app
+// that knows it (the selected one first) serves the logout, with the
+// identity of its session. When no app knows the token, the selected app
+// serves it (or, with none, it passes without identity). When a store
+// cannot be reached, the logout is answered 503 store_unavailable and
+// never reaches the upstream: that store may hold the session.
+func (s *appSet) serveLogout(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, issued string, selected *app) error {
+	var found []*app
+	var refs []string
+	for _, c := range s.apps {
+		b := c.h.binding
+		_, ref, kind, err := c.h.tokenSession(r.Context(), r, issued, b != nil && b.everywhere, false)
+		if kind == tokenNone {
+			break // the request carries no token (every app reads the same carriers)
+		}
+		switch {
+		case err == nil:
+			found = append(found, c)
+			refs = append(refs, ref)
+		case errors.Is(err, store.ErrNotFound):
+		default:
+			return s.failLogout(w, r, err)
+		}
+	}
+	owner := selected
+	if len(found) > 0 && !slices.Contains(found, selected) {
+		owner = found[0]
+	}
+	for i, c := range found {
+		if c == owner {
+			continue // ended by its own logout, below
+		}
+		if err := c.h.endSession(r.Context(), refs[i]); err != nil {
+			return s.failLogout(w, r, err)
+		}
+	}
+	if owner == nil {
+		return s.serveWithoutApp(w, r, next, issued)
+	}
+	return owner.h.serveOffRoute(w, r, next, issued)
+}
+
+// failLogout answers a logout whose sessions could not all be looked up
+// or ended: 503 store_unavailable, the upstream not called.
+func (s *appSet) failLogout(w http.ResponseWriter, r *http.Request, err error) error {
+	res := requestResult{route: labelLogout}
+	res.result = s.lead.fail(w, r, res.route, mperr.Wrap(mperr.StoreUnavailable, "the session store cannot be reached: the session was not ended", err))
+	s.lead.countRequest(&res)
+	return nil
 }
 
 // describe is select_app as a message.
@@ -440,17 +616,11 @@ func (s *appSet) serveWithoutApp(w http.ResponseWriter, r *http.Request, next ca
 // selectApp is the app the first selector that gives an answer names, or
 // nil.
 func (s *appSet) selectApp(r *http.Request, sel selection) *app {
-	hi := 0
-	for _, x := range s.selectors {
+	for i, x := range s.selectors {
 		var a *app
 		switch x.By {
-		case SelectByHeader:
-			if v := sel.headers[hi]; v != "" {
-				a = s.byName[v]
-			}
-			hi++
-		case SelectByQuery:
-			if v := queryValue(r, x.Name); v != "" {
+		case SelectByHeader, SelectByQuery:
+			if v := sel.values[i]; v != "" {
 				a = s.byName[v]
 			}
 		case SelectByPath:

@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mpsim"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/store"
 )
 
 // threeApps is a handler of three apps of the simulator's (WeChat, Douyin,
@@ -45,6 +46,7 @@ func TestAppsValidate(t *testing.T) {
 		{"no select_app", `"select_app":[{"by":"header","name":"X-Mp-App"},{"by":"query","name":"mp_app"},{"by":"path"},{"by":"referer"}],`, ``, "select_app: is needed"},
 		{"unknown selector", `{"by":"referer"}`, `{"by":"cookie"}`, `unknown selector "cookie"`},
 		{"header without a name", `{"by":"header","name":"X-Mp-App"}`, `{"by":"header"}`, "header needs a name"},
+		{"header Content-Type", `{"by":"header","name":"X-Mp-App"}`, `{"by":"header","name":"content-type"}`, "header content-type cannot name the app"},
 		{"path without paths", `,"paths":["/qq/*"]`, ``, "path needs apps with paths"},
 		{"two apps named alike", `"name":"tt"`, `"name":"wx"`, `apps[wx]: "wx" names app 1 too`},
 		{"a name that is another app id", `"name":"tt"`, `"name":"wxdemoapp0000001"`, `names app 1 too`},
@@ -349,5 +351,347 @@ func TestAppsCompat(t *testing.T) {
 	_, m, _ = compatCall(t, h, ttV2(`{"appid":"ttother","secret":"x","code":"c"}`))
 	if n, _ := num(m, "err_no"); n != 40015 {
 		t.Fatalf("unknown Douyin appid: %v", m)
+	}
+}
+
+// appsRig serves requests through a handler of several apps; seen is the
+// request the upstream got (nil: not called), which answers 200 with
+// X-Token: token (the backend's own login token; default
+// backend-token-1).
+type appsRig struct {
+	t     *testing.T
+	h     *Handler
+	seen  *http.Request
+	token string
+}
+
+func (g *appsRig) serve(method, target, body string, hdr ...string) *httptest.ResponseRecorder {
+	g.t.Helper()
+	g.seen = nil
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		g.seen = r
+		_, _ = io.Copy(io.Discard, r.Body)
+		tok := g.token
+		if tok == "" {
+			tok = "backend-token-1"
+		}
+		w.Header().Set("X-Token", tok)
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	req := httptest.NewRequest(method, target, bytes.NewBufferString(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), w, nil)
+	if err := g.h.ServeHTTP(w, req, next); err != nil {
+		g.t.Fatal(err)
+	}
+	return w
+}
+
+// A logout naming no app (an H5 build: no Referer, no selector header)
+// still ends the session of the token it carries, in the app that knows
+// it: a bound token, and an untagged session token issued before the
+// handler served several apps. The backend, told of the logout, gets the
+// identity of the session that ended, and the token finds nothing after.
+func TestAppsLogoutWithoutSelectorEndsSession(t *testing.T) {
+	sim := mpsim.New(mpsim.Options{})
+	h := provisionAt(t, sim, threeApps(`,"session":{},"token_binding":{"from":{"header":"X-Token"}},"logout":["/api/logout"]`))
+	g := &appsRig{t: t, h: h}
+	lr, _ := sim.Login("ttdemoapp0000001", "u1")
+	if w := g.serve("POST", "/api/login", `{"code":"`+lr.Code+`"}`, "X-Mp-App", "tt"); w.Code != 200 {
+		t.Fatalf("login %d %s", w.Code, w.Body)
+	}
+	// An untagged token of a WeChat user's session (the form a handler
+	// of one app issues), stored as that handler stored it.
+	wxLogin, _ := sim.Login("wxdemoapp0000001", "u2")
+	g.token = "backend-token-2"
+	if w := g.serve("POST", "/api/login", `{"code":"`+wxLogin.Code+`"}`, "X-Mp-App", "wx"); w.Code != 200 {
+		t.Fatalf("login %d %s", w.Code, w.Body)
+	}
+	wx := h.apps.apps[0].h
+	old, err := newSessionToken(time.Now(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wx.store.Bind(context.Background(), wx.sessionRef(old), wxLogin.OpenID, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, auth, openid, app, appID string
+	}{
+		{"bound token", "Bearer backend-token-1", lr.OpenID, "tt", "ttdemoapp0000001"},
+		{"untagged session token", "Bearer " + old, wxLogin.OpenID, "wx", "wxdemoapp0000001"},
+	} {
+		g.serve("GET", "/other", "", "Authorization", c.auth, "X-Mp-App", c.app)
+		if g.seen == nil || g.seen.Header.Get("X-Mp-Openid") != c.openid {
+			t.Fatalf("%s: no identity before the logout", c.name)
+		}
+		w := g.serve("POST", "/api/logout", "", "Authorization", c.auth)
+		if g.seen == nil || w.Code != 200 || g.seen.Header.Get("X-Mp-Openid") != c.openid || g.seen.Header.Get("X-Mp-App-Id") != c.appID {
+			t.Fatalf("%s: logout without a selector: %d %s, upstream %v", c.name, w.Code, w.Body, g.seen != nil)
+		}
+		for _, app := range []string{c.app, "wx", "tt", "qqdemoapp0000001"} {
+			g.serve("GET", "/other", "", "Authorization", c.auth, "X-Mp-App", app)
+			if g.seen == nil || g.seen.Header.Get("X-Mp-Openid") != "" {
+				t.Fatalf("%s: after the logout the token still gives %q in app %s", c.name, g.seen.Header.Get("X-Mp-Openid"), app)
+			}
+		}
+	}
+	// A token no app knows: the logout passes without identity.
+	w := g.serve("POST", "/api/logout", "", "Authorization", "Bearer "+old)
+	if g.seen == nil || w.Code != 200 || g.seen.Header.Get("X-Mp-Openid") != "" {
+		t.Fatalf("logout of an ended token: %d %s", w.Code, w.Body)
+	}
+	// One backend token bound in two apps, logged out naming a third:
+	// ended in both.
+	g.token = "backend-token-shared"
+	for _, c := range []struct{ appID, app string }{{"wxdemoapp0000001", "wx"}, {"ttdemoapp0000001", "tt"}} {
+		lr, _ := sim.Login(c.appID, "u3")
+		if w := g.serve("POST", "/api/login", `{"code":"`+lr.Code+`"}`, "X-Mp-App", c.app); w.Code != 200 {
+			t.Fatalf("login %d %s", w.Code, w.Body)
+		}
+	}
+	auth := "Bearer backend-token-shared"
+	w = g.serve("POST", "/api/logout", "", "Authorization", auth, "X-Mp-App", "qqdemoapp0000001")
+	if g.seen == nil || w.Code != 200 || g.seen.Header.Get("X-Mp-Openid") == "" {
+		t.Fatalf("logout of a shared token: %d %s", w.Code, w.Body)
+	}
+	for _, app := range []string{"wx", "tt"} {
+		g.serve("GET", "/other", "", "Authorization", auth, "X-Mp-App", app)
+		if g.seen == nil || g.seen.Header.Get("X-Mp-Openid") != "" {
+			t.Fatalf("shared token: after the logout it still gives %q in app %s", g.seen.Header.Get("X-Mp-Openid"), app)
+		}
+	}
+}
+
+// A logout naming no app whose token's stores cannot be reached is
+// refused (503 store_unavailable) before the backend is told of it: any
+// of them may hold the session.
+func TestAppsLogoutWithoutSelectorStoreDown(t *testing.T) {
+	sim := mpsim.New(mpsim.Options{})
+	raw := strings.Replace(threeApps(`,"token_binding":{"from":{"header":"X-Token"}},"logout":["/api/logout"]`),
+		`"store":{"type":"memory","max_sessions":100}`, `"store":{"type":"redis","url":"redis://127.0.0.1:1/0","timeout":"200ms"}`, 1)
+	h := provisionAt(t, sim, raw)
+	g := &appsRig{t: t, h: h}
+	w := g.serve("POST", "/api/logout", "", "Authorization", "Bearer backend-token-1")
+	if g.seen != nil || w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"store_unavailable"`) {
+		t.Fatalf("logout, stores down: %d %s, upstream %v", w.Code, w.Body, g.seen != nil)
+	}
+	// Without a token there is nothing to end: it passes.
+	w = g.serve("POST", "/api/logout", "")
+	if g.seen == nil || w.Code != 200 {
+		t.Fatalf("logout without a token, stores down: %d %s", w.Code, w.Body)
+	}
+}
+
+// A configuration whose second app fails to provision after its store was
+// opened leaves no store referenced once Caddy cleans the handler up.
+func TestAppsFailedLoadReleasesStores(t *testing.T) {
+	sim := mpsim.New(mpsim.Options{})
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	raw := strings.ReplaceAll(`{"apps":[
+		{"name":"qq","platform":"qq","app_id":"qqleak0000001","app_secret":"s","api_base":"@API@"},
+		{"name":"wx","platform":"wechat","app_id":"wxleak0000001","app_secret":"s","api_base":"@API@"}
+	],"select_app":[{"by":"header","name":"X-Mp-App"}],"login":"/api/login","compat":{"prefix":"/mp-compat"}}`, "@API@", srv.URL)
+	h := new(Handler)
+	if err := json.Unmarshal([]byte(raw), h); err != nil {
+		t.Fatal(err)
+	}
+	// A public listener: the WeChat app's compat refuses it, after its
+	// store was opened.
+	base := context.WithValue(context.Background(), caddyhttp.ServerCtxKey, &caddyhttp.Server{Listen: []string{":8080"}})
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: base})
+	defer cancel()
+	if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), "apps[wx]") {
+		t.Fatalf("provision: %v, want the WeChat app's compat refused", err)
+	}
+	_ = h.Cleanup() // what Caddy does after a failed Provision
+	for _, scope := range []string{"wechat:wxleak0000001", "qq:qqleak0000001"} {
+		// A store still referenced keeps what was saved in it.
+		m, err := store.OpenMemory(scope, store.MemoryOptions{MaxSessions: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = m.Save(context.Background(), "r", store.Session{OpenID: "o", SessionKey: "k"}, time.Hour)
+		_ = m.Close()
+		m, _ = store.OpenMemory(scope, store.MemoryOptions{MaxSessions: 10})
+		_, err = m.Lookup(context.Background(), "r")
+		_ = m.Close()
+		if err == nil {
+			t.Errorf("store %s still referenced after the failed load and Cleanup", scope)
+		}
+	}
+}
+
+// An app without a name is named by its app id as replaced: a
+// placeholder's value, never the placeholder; a replaced value that is no
+// name is refused at provisioning.
+func TestAppsDefaultNameIsReplacedAppID(t *testing.T) {
+	t.Setenv("APPS_TEST_WX_ID", "wxdemoapp0000001")
+	sim := mpsim.New(mpsim.Options{})
+	raw := strings.Replace(threeApps(`,"session":{}`), `"name":"wx","platform":"wechat","app_id":"wxdemoapp0000001"`, `"platform":"wechat","app_id":"{env.APPS_TEST_WX_ID}"`, 1)
+	h := provisionAt(t, sim, raw)
+	if got := h.apps.apps[0].name; got != "wxdemoapp0000001" {
+		t.Fatalf("app name %q", got)
+	}
+	g := &appsRig{t: t, h: h}
+	lr, _ := sim.Login("wxdemoapp0000001", "u1")
+	w := g.serve("POST", "/api/login", `{"code":"`+lr.Code+`"}`, "X-Mp-App", "wxdemoapp0000001")
+	tok := w.Result().Header.Get("X-Mp-Session")
+	if w.Code != 200 || !strings.HasSuffix(tok, ".wxdemoapp0000001") {
+		t.Fatalf("login %d, token tail %q", w.Code, tok[min(len(tok), sessionTokenLen):])
+	}
+	g.serve("GET", "/other", "", "Authorization", "Bearer "+tok)
+	if g.seen == nil || g.seen.Header.Get("X-Mp-Openid") != lr.OpenID {
+		t.Fatal("the token does not find its app")
+	}
+	// A name given as a placeholder is replaced too.
+	t.Setenv("APPS_TEST_WX_NAME", "weixin")
+	named := strings.Replace(threeApps(``), `"name":"wx"`, `"name":"{env.APPS_TEST_WX_NAME}"`, 1)
+	if h := provisionAt(t, sim, named); h.apps.apps[0].name != "weixin" || h.apps.byName["weixin"] == nil {
+		t.Fatalf("a placeholder name: %q", h.apps.apps[0].name)
+	}
+	// Replaced values that are no names.
+	for _, c := range []struct{ from, to, env string }{
+		{`"name":"wx","platform":"wechat","app_id":"wxdemoapp0000001"`, `"platform":"wechat","app_id":"{env.APPS_TEST_BAD}"`, "wx.demo"},
+		{`"name":"wx"`, `"name":"{env.APPS_TEST_BAD}"`, "w x"},
+	} {
+		t.Setenv("APPS_TEST_BAD", c.env)
+		raw := strings.ReplaceAll(strings.Replace(threeApps(``), c.from, c.to, 1), "@API@", "http://127.0.0.1:9")
+		if _, err := provisionJSON(t, raw); err == nil || !strings.Contains(err.Error(), "is not an app name") {
+			t.Errorf("%s = %q: %v", c.to, c.env, err)
+		}
+	}
+}
+
+// Path selectors must tell the apps apart: a pattern that another app's
+// pattern covers (or equals) is refused, naming both apps.
+func TestAppsPathsDoNotOverlap(t *testing.T) {
+	for _, c := range []struct {
+		wx, tt string
+		want   string // "" accepted
+	}{
+		{`"/m/*"`, `"/m/*"`, `apps[tt].path: "/m/*" is covered by app wx's "/m/*"`},
+		{`"/m/*"`, `"/m/tt/*"`, `apps[tt].path: "/m/tt/*" is covered by app wx's "/m/*"`},
+		{`"/m/tt/*"`, `"/m/*"`, `apps[wx].path: "/m/tt/*" is covered by app tt's "/m/*"`},
+		{`"/m*"`, `"/mtt/login"`, `apps[tt].path: "/mtt/login" is covered by app wx's "/m*"`},
+		{`"/api/login"`, `"/API/login"`, `apps[tt].path: "/API/login" is covered by app wx's "/api/login"`},
+		{`"/*"`, `"/tt/*"`, `apps[tt].path: "/tt/*" is covered by app wx's "/*"`},
+		{`"/m/*"`, `"/mtt/*"`, ``},
+		{`"/m"`, `"/m/*"`, ``}, // /m/* covers /m: refused below
+		{`"/wx/*"`, `"/tt/*"`, ``},
+		{`"/m*"`, `"/m/*"`, `apps[tt].path: "/m/*" is covered by app wx's "/m*"`},
+		{`"/m/a*"`, `"/m/*"`, `apps[wx].path: "/m/a*" is covered by app tt's "/m/*"`},
+	} {
+		raw := `{"apps":[
+			{"name":"wx","platform":"wechat","app_id":"wx1","app_secret":"s","paths":[` + c.wx + `]},
+			{"name":"tt","platform":"douyin","app_id":"tt1","app_secret":"s","paths":[` + c.tt + `]}
+		],"select_app":[{"by":"path"}],"login":"/api/login"}`
+		h := new(Handler)
+		if err := json.Unmarshal([]byte(raw), h); err != nil {
+			t.Fatal(err)
+		}
+		err := h.Validate()
+		if c.wx == `"/m"` {
+			c.want = `apps[wx].path: "/m" is covered by app tt's "/m/*"`
+		}
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%s, %s: %v", c.wx, c.tt, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s, %s: %v, want %q", c.wx, c.tt, err, c.want)
+		}
+	}
+	// One app's own patterns may overlap (they choose the same app).
+	h := new(Handler)
+	_ = json.Unmarshal([]byte(`{"apps":[{"name":"wx","platform":"wechat","app_id":"wx1","app_secret":"s","paths":["/m/*","/m/wx/*"]},
+		{"name":"tt","platform":"douyin","app_id":"tt1","app_secret":"s","paths":["/t/*"]}],"select_app":[{"by":"path"}],"login":"/api/login"}`), h)
+	if err := h.Validate(); err != nil {
+		t.Errorf("one app's own overlapping paths: %v", err)
+	}
+}
+
+// The selector's header and query parameter are the handler's: whatever
+// their names, they never reach the upstream, which reads the app from
+// X-Mp-App-Id.
+func TestAppsSelectorNeverReachesUpstream(t *testing.T) {
+	sim := mpsim.New(mpsim.Options{})
+	raw := strings.Replace(threeApps(`,"session":{}`), `{"by":"header","name":"X-Mp-App"},{"by":"query","name":"mp_app"}`, `{"by":"query","name":"mp_app"},{"by":"header","name":"X-App"}`, 1)
+	h := provisionAt(t, sim, raw)
+	g := &appsRig{t: t, h: h}
+	lr, _ := sim.Login("wxdemoapp0000001", "u1")
+	w := g.serve("POST", "/api/login?mp_app=wx&page=2", `{"code":"`+lr.Code+`"}`, "X-App", "tt")
+	if g.seen == nil || w.Code != 200 {
+		t.Fatalf("login: %d %s", w.Code, w.Body)
+	}
+	check := func(what string) {
+		t.Helper()
+		if g.seen.Header.Get("X-App") != "" || g.seen.URL.Query().Has("mp_app") || g.seen.URL.Query().Get("page") != "2" {
+			t.Errorf("%s: the upstream sees X-App %q, query %q", what, g.seen.Header.Get("X-App"), g.seen.URL.RawQuery)
+		}
+	}
+	check("login")
+	if g.seen.Header.Get("X-Mp-App-Id") != "wxdemoapp0000001" {
+		t.Fatalf("login: X-Mp-App-Id %q", g.seen.Header.Get("X-Mp-App-Id"))
+	}
+	tok := w.Result().Header.Get("X-Mp-Session")
+	// Off the routes: with a token, with a selector, with neither.
+	g.serve("GET", "/other?mp_app=tt&page=2", "", "X-App", "wx", "Authorization", "Bearer "+tok)
+	check("off the routes, with a token")
+	if g.seen.Header.Get("X-Mp-App-Id") != "wxdemoapp0000001" {
+		t.Fatalf("token's app: %q", g.seen.Header.Get("X-Mp-App-Id"))
+	}
+	g.serve("GET", "/other?mp_app=tt&page=2", "", "X-App", "wx")
+	check("off the routes, selected")
+	g.serve("GET", "/other?mp_app=nope&page=2", "", "X-App", "nope")
+	check("off the routes, no app")
+}
+
+// On the phone route a request that names no app is served by the app its
+// session token's tag names; a selector still decides first.
+func TestAppsPhoneRouteUsesTokenTag(t *testing.T) {
+	sim := mpsim.New(mpsim.Options{})
+	h := provisionAt(t, sim, threeApps(`,"session":{}`))
+	g := &appsRig{t: t, h: h}
+	lr, _ := sim.Login("wxdemoapp0000001", "u1")
+	w := g.serve("POST", "/api/login", `{"code":"`+lr.Code+`"}`, "X-Mp-App", "wx")
+	tok := w.Result().Header.Get("X-Mp-Session")
+	if w.Code != 200 || tok == "" {
+		t.Fatalf("login: %d %s", w.Code, w.Body)
+	}
+	ed, iv, err := sim.EncryptPhone("wxdemoapp0000001", "u1", "13800138000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"encryptedData":"` + ed + `","iv":"` + iv + `"}`
+	w = g.serve("POST", "/api/phone", body, "Authorization", "Bearer "+tok)
+	if g.seen == nil || w.Code != 200 || g.seen.Header.Get("X-Mp-Phone") != "13800138000" || g.seen.Header.Get("X-Mp-App-Id") != "wxdemoapp0000001" {
+		t.Fatalf("phone by the token's tag: %d %s", w.Code, w.Body)
+	}
+	// The selector decides first: Douyin's app does not know the token.
+	w = g.serve("POST", "/api/phone", body, "Authorization", "Bearer "+tok, "X-Mp-App", "tt")
+	if g.seen != nil || w.Code != 401 || !strings.Contains(w.Body.String(), `"session_not_found"`) {
+		t.Fatalf("phone with another app selected: %d %s", w.Code, w.Body)
+	}
+	// A tag of no app, an untagged token, none: unknown_app.
+	for _, auth := range []string{"Bearer " + strings.TrimSuffix(tok, ".wx") + ".nope", "Bearer " + strings.TrimSuffix(tok, ".wx"), ""} {
+		w = g.serve("POST", "/api/phone", body, "Authorization", auth)
+		if g.seen != nil || w.Code != 400 || !strings.Contains(w.Body.String(), `"unknown_app"`) {
+			t.Fatalf("phone, %q: %d %s", auth[min(len(auth), 10):], w.Code, w.Body)
+		}
+	}
+	// The login route never goes by a tag: a new login names its app.
+	lr, _ = sim.Login("wxdemoapp0000001", "u2")
+	w = g.serve("POST", "/api/login", `{"code":"`+lr.Code+`"}`, "Authorization", "Bearer "+tok)
+	if g.seen != nil || w.Code != 400 || !strings.Contains(w.Body.String(), `"unknown_app"`) {
+		t.Fatalf("login by a tag: %d %s", w.Code, w.Body)
 	}
 }

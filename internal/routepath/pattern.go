@@ -132,6 +132,23 @@ func matchPath[S string | []byte](p *Pattern, c S) bool {
 	return false
 }
 
+// Covers reports whether every path q matches, p matches too (p equal
+// to q covers it): compared in canonical form, as requests are.
+func (p Pattern) Covers(q Pattern) bool {
+	if p.kind == 0 || q.kind == 0 {
+		return false
+	}
+	switch q.kind {
+	case exact:
+		return p.Match(q.canon)
+	case dirPrefix:
+		// q.canon and everything under it.
+		return p.Match(q.canon) && p.Match(strings.TrimSuffix(q.canon, "/")+"/x")
+	default: // strPrefix: every path starting with q.canon
+		return p.Match(q.canon) && p.Match(q.canon+"x")
+	}
+}
+
 // Result values of Matcher.Match besides a pattern's index.
 const (
 	// NoMatch: no reading of any path is on any route.

@@ -402,6 +402,48 @@ func TestPatternMatch(t *testing.T) {
 	}
 }
 
+func TestPatternCovers(t *testing.T) {
+	for _, c := range []struct {
+		p, q string
+		want bool
+	}{
+		{"/m/*", "/m/*", true},
+		{"/m/*", "/m/tt/*", true},
+		{"/m/*", "/m", true},
+		{"/m/*", "/m/x.do", true},
+		{"/m/*", "/m*", false},
+		{"/m/*", "/mtt/*", false},
+		{"/m/*", "/m/a*", true},
+		{"/m*", "/m/*", true},
+		{"/m*", "/mtt/login", true},
+		{"/m*", "/m", true},
+		{"/m", "/m/*", false},
+		{"/m", "/M", true},
+		{"/api/login", "/api/login.do", true},
+		{"/api/login", "/api/loginx", false},
+		{"/*", "/tt/*", true},
+		{"/*", "/*", true},
+		{"/tt/*", "/*", false},
+		{"/m/a*", "/m/*", false},
+		{"/m/tt/*", "/m/*", false},
+	} {
+		p, err := Compile(c.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := Compile(c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Covers(q); got != c.want {
+			t.Errorf("%q.Covers(%q) = %v", c.p, c.q, got)
+		}
+	}
+	if (Pattern{}).Covers(Pattern{}) {
+		t.Error("zero Pattern covers")
+	}
+}
+
 func BenchmarkCanonical(b *testing.B) {
 	for _, c := range []struct{ name, path string }{
 		{"plain", "/api/user/profile"},
