@@ -54,8 +54,12 @@ func relevant(p string) reading {
 			pct = true
 		case ';':
 			semi = true
-		case 0, 0xc0, 0xc1:
+		case 0:
 			nul = true
+		case 0xc0, 0xc1:
+			// An overlong UTF-8 encoding decodes to any ASCII byte ("?",
+			// "%", ";", "/", NUL), as an escape does (see emit).
+			pct = true
 		case ' ':
 			space = true
 		case '\\':
@@ -289,7 +293,14 @@ func pass[S string | []byte](dst, tmp []byte, src S, r reading, first bool, sink
 		}
 		n := len(d)
 		d = append(d, '/')
-		d = appendFolded(d, trimSeg(seg))
+		if hasEscape(seg) {
+			// Not decoded to the end yet: a trailing dot may be half of
+			// a ".." the next decoding completes ("%2e." is ".." to a
+			// second decoder, nginx then Tomcat); trim once decoded.
+			d = appendFolded(d, seg)
+		} else {
+			d = appendFolded(d, trimSeg(seg))
+		}
 		if sink != nil {
 			sink.visitStack(d, len(d)-n-1, r)
 		}
@@ -410,6 +421,22 @@ func isParent(seg []byte, r reading) bool {
 		}
 	}
 	return len(seg) == 2 && seg[0] == '.' && seg[1] == '.'
+}
+
+// hasEscape reports whether seg holds a valid percent escape (one more
+// decoding pass would change it).
+func hasEscape(seg []byte) bool {
+	for k := bytes.IndexByte(seg, '%'); k >= 0; {
+		if _, w := unescape(seg[k:]); w > 0 {
+			return true
+		}
+		n := bytes.IndexByte(seg[k+1:], '%')
+		if n < 0 {
+			return false
+		}
+		k += 1 + n
+	}
+	return false
 }
 
 // trimSeg drops trailing dots and spaces (Windows ignores them) from a
