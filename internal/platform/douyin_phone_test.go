@@ -270,3 +270,41 @@ func TestParsePhoneInfo(t *testing.T) {
 		t.Errorf("numeric countryCode: %+v %v", p, err)
 	}
 }
+
+// Douyin's mini-app access_token (POST /api/apps/v2/token, the gateway's
+// developer.toutiao.com token): the request, its answers and errors, each
+// attempt read afresh (a retry's answer never inherits the first one's
+// fields).
+func TestDouyinAppToken(t *testing.T) {
+	check := func(t *testing.T, r *http.Request, body []byte) {
+		expectRoute(t, r, http.MethodPost, "/api/apps/v2/token")
+		expectJSON(t, r, body, map[string]any{"appid": testAppID, "secret": testSecret, "grant_type": "client_credential"})
+	}
+	tests := []struct {
+		name    string
+		replies []reply
+		want    want
+		tok     Token
+	}{
+		{"ok", []reply{ok(`{"err_no":0,"err_tips":"success","data":{"access_token":"` + testToken + `","expires_in":7200}}`)}, want{}, Token{testToken, 7200 * time.Second}},
+		{"string numbers", []reply{ok(`{"err_no":"0","err_tips":"success","data":{"access_token":"` + testToken + `","expires_in":"7200"}}`)}, want{}, Token{testToken, 7200 * time.Second}},
+		{"40017 bad secret", []reply{ok(`{"err_no":40017,"err_tips":"bad secret","data":{"access_token":"","expires_in":0}}`)}, want{code: mperr.PlatformError, errcode: ec(40017)}, Token{}},
+		{"40015 bad appid", []reply{ok(`{"err_no":40015,"err_tips":"bad appid"}`)}, want{code: mperr.PlatformError, errcode: ec(40015)}, Token{}},
+		{"-1 busy, then ok", []reply{ok(`{"err_no":-1,"err_tips":"system error"}`), ok(`{"err_no":0,"data":{"access_token":"` + testToken + `","expires_in":7200}}`)}, want{}, Token{testToken, 7200 * time.Second}},
+		{"busy with a token, then a retry without one", []reply{ok(`{"err_no":-1,"data":{"access_token":"stale","expires_in":7200}}`), ok(`{"err_no":0,"data":{"expires_in":7200}}`)}, want{code: mperr.PlatformError}, Token{}},
+		{"no expiry", []reply{ok(`{"err_no":0,"data":{"access_token":"x"}}`)}, want{code: mperr.PlatformError}, Token{}},
+		{"html", []reply{ok(`<html>`)}, want{code: mperr.PlatformError}, Token{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(t, check, tc.replies...)
+			cfg, logs := testConfig(f.URL())
+			tok, err := NewDouyin(cfg).AppTokens().Token(context.Background())
+			checkErr(t, err, tc.want)
+			if tok != tc.tok {
+				t.Errorf("token %+v, want %+v", tok, tc.tok)
+			}
+			checkLogs(t, logs, -1)
+		})
+	}
+}
