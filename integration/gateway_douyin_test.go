@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/redistest"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mpsim"
@@ -176,4 +178,72 @@ func TestGatewayDouyin(t *testing.T) {
 	}
 	c.Stop()
 	noSecrets(t, c.Logs(), ttSecret, staleClt, staleApp)
+}
+
+// Two instances on one Redis share each of Douyin's two tokens: one fetch
+// per kind for both, and after both tokens are killed behind their backs,
+// concurrent calls on both instances refresh each kind exactly once.
+func TestGatewayDouyinTwoInstances(t *testing.T) {
+	rs := redistest.Start(t)
+	sim := newSim(t)
+	start := func() *Caddy {
+		admin, port := freePort(t), freePort(t)
+		site := strings.Replace(gwSite(admin, port, sim, "bind 127.0.0.1", "store redis "+rs.URL()+"\n\t\t"+dyGwBlock), "platform wechat", "platform douyin", 1)
+		site = strings.Replace(site, "app_id "+wxApp, "app_id "+ttApp, 1)
+		site = strings.Replace(site, "app_secret "+wxSecret, "app_secret "+ttSecret, 1)
+		return startCaddyfile(t, admin, site, port)
+	}
+	a, b := start(), start()
+	censor := map[string]any{"app_id": ttApp, "image": "https://img.example/cat.jpg"}
+	call := func(c *Caddy, kind int) (int, []byte) {
+		if kind == 0 {
+			st, raw, _ := dyCall(t, c.URL+gwPrefix+"/open.douyin.com/api/apps/v1/censor/image/", "", "", censor)
+			if dyField(raw, "err_no") != "0" {
+				return -st, raw
+			}
+			return st, raw
+		}
+		st, raw, _ := dyCall(t, c.URL+gwPrefix+"/developer.toutiao.com/api/apps/censor/image", "", "", censor)
+		if dyField(raw, "error") != "0" {
+			return -st, raw
+		}
+		return st, raw
+	}
+	for _, c := range []*Caddy{a, b} {
+		for kind := range 2 {
+			if st, raw := call(c, kind); st != 200 {
+				t.Fatalf("warm-up kind %d: %d %s", kind, st, raw)
+			}
+		}
+	}
+	if n, m := sim.Calls(mpsim.EndpointClientToken), sim.Calls(mpsim.EndpointTTAppToken); n != 1 || m != 1 {
+		t.Fatalf("two instances fetched client %d, app %d tokens; want 1 each", n, m)
+	}
+	if err := sim.InvalidateTokens(ttApp, false); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	var wg sync.WaitGroup
+	sts := make([]int, n)
+	raws := make([][]byte, n)
+	for i := range n {
+		c := a
+		if i%2 == 1 {
+			c = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sts[i], raws[i] = call(c, (i/2)%2)
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if sts[i] != 200 {
+			t.Fatalf("request %d after the invalidation: %d %s", i, sts[i], raws[i])
+		}
+	}
+	if n, m := sim.Calls(mpsim.EndpointClientToken), sim.Calls(mpsim.EndpointTTAppToken); n != 2 || m != 2 {
+		t.Fatalf("token fetches after the invalidation: client %d, app %d; want 2 each (one refresh per kind across both instances)", n, m)
+	}
 }
