@@ -102,6 +102,8 @@ func TestAppsGatewayRelaysPerApp(t *testing.T) {
 	// platform's path (off that app's allow-list), a host of another
 	// app's platform.
 	calls := sim.AllCalls()
+	unknown := map[string]string{"platform": "wechat", "route": "gateway", "result": "unknown_app"}
+	unknownBefore := metricValue(t, metrics.requests, unknown)
 	wxRef := "https://servicewechat.com/" + wxApp + "/0/page-frame.html"
 	for _, c := range []struct {
 		target  string
@@ -125,6 +127,9 @@ func TestAppsGatewayRelaysPerApp(t *testing.T) {
 		if w.Code != c.status || mpErr != c.code || m["error"] != c.code || !strings.Contains(m["message"], c.message) {
 			t.Errorf("%s %v: %d %s (mp_error %v)", c.target, c.hdr, w.Code, w.Body, mpErr)
 		}
+	}
+	if d := metricValue(t, metrics.requests, unknown) - unknownBefore; d != 5 {
+		t.Errorf("requests_total{route=gateway,result=unknown_app} grew by %v, want 5", d)
 	}
 	after := sim.AllCalls()
 	for k, v := range after {
