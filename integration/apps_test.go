@@ -1,9 +1,18 @@
 package integration
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/caddy-miniprogram/caddy-miniprogram/internal/mpsim"
 
 	"github.com/caddy-miniprogram/caddy-miniprogram/internal/redistest"
 )
@@ -168,19 +177,117 @@ func TestSeveralAppsOneRoute(t *testing.T) {
 	}
 }
 
-// A handler of several apps refuses to load with a gateway, and the
-// single-app form loads and serves as before next to it.
-func TestSeveralAppsConfigRefused(t *testing.T) {
+// The API gateway of a handler of several apps, through the real Caddy:
+// the WeChat and the Douyin app each relay a backend's call with their own
+// token, the app named by the selector's header or query parameter, which
+// never reaches the platform; a call that names no app (nothing, or only a
+// Referer), or an app whose platform has no gateway (QQ), is refused with
+// 400 unknown_app without a platform call. An allow-list entry for none of
+// the apps' platforms is refused at load.
+func TestSeveralAppsGateway(t *testing.T) {
 	sim := newSim(t)
-	out := caddyFailsToStart(t, site(freePort(t), freePort(t), appsBlock(sim.URL, "store memory", "gateway /mp-api {", "\tallow /wxa/msg_sec_check", "}")+"\n\trespond 200"))
-	if !strings.Contains(out, "gateway: not with several apps") {
-		t.Fatalf("gateway with several apps: %s", out)
+	var mu sync.Mutex
+	var seen []string             // the selector, seen by the platform
+	tokens := map[string]string{} // API path → the token it carried
+	spy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if v := r.Header.Get("X-Mp-App"); v != "" {
+			seen = append(seen, "header X-Mp-App on "+r.URL.Path)
+		}
+		if r.URL.Query().Has("mp_app") {
+			seen = append(seen, "query mp_app on "+r.URL.Path)
+		}
+		switch r.URL.Path {
+		case "/wxa/msg_sec_check":
+			tokens[r.URL.Path] = r.URL.Query().Get("access_token")
+		case "/api/apps/v1/censor/image/":
+			tokens[r.URL.Path] = r.Header.Get("access-token")
+		}
+		mu.Unlock()
+		sim.ServeHTTP(w, r)
+	}))
+	t.Cleanup(spy.Close)
+	block := strings.Replace(appsBlock(spy.URL, "store memory", "gateway /mp-api {",
+		"\tallow /wxa/msg_sec_check /open.douyin.com/api/apps/v1/censor/image/", "}"),
+		"select_app header X-Mp-App referer", "select_app header X-Mp-App query mp_app referer", 1)
+	c := startCaddy(t, block+"\n\trespond 200")
+	call := func(target string, body any, hdr ...string) (int, map[string]any, []byte) {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		req, err := http.NewRequestWithContext(context.Background(), "POST", c.URL+target, bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		var m map[string]any
+		_ = json.Unmarshal(raw, &m)
+		return resp.StatusCode, m, raw
 	}
-	e := newEnv(t, "wechat")
-	lr := login(t, e.sim, wxApp, "dave")
-	wantOK(t, postJSON(t, e.url("/api/login"), map[string]any{"code": lr.Code}))
-	if got := e.up.Last(t); got.Header.Get("X-Mp-Openid") != lr.OpenID || got.Header.Get("X-Mp-App-Id") != wxApp {
-		t.Fatalf("single app: %v", got.Header)
+
+	lr := login(t, sim, wxApp, "gina")
+	check := map[string]any{"version": 2, "openid": lr.OpenID, "scene": 1, "content": "hello"}
+	st, m, raw := call("/mp-api/wxa/msg_sec_check?access_token=stale", check, "X-Mp-App", "wx")
+	wantWxOK(t, "wx msg_sec_check", st, m, raw)
+	censor := map[string]any{"app_id": ttApp, "image": "https://example.com/cat.png"}
+	st, _, raw = call("/mp-api/open.douyin.com/api/apps/v1/censor/image/?mp_app=tt", censor)
+	if st != 200 || dyField(raw, "err_no") != "0" || dyField(raw, "err_msg") != "image censor success" {
+		t.Fatalf("tt censor: %d %s", st, raw)
+	}
+	if sim.Calls(mpsim.EndpointStableToken) != 1 || sim.Calls(mpsim.EndpointClientToken) != 1 {
+		t.Fatalf("token fetches: %v", sim.AllCalls())
+	}
+	mu.Lock()
+	wxTok, ttTok := tokens["/wxa/msg_sec_check"], tokens["/api/apps/v1/censor/image/"]
+	mu.Unlock()
+	// (currentToken asks the platform: after the count above.)
+	if cur := currentToken(t, sim); wxTok == "" || wxTok != cur || ttTok == "" || ttTok == wxTok {
+		t.Fatalf("tokens: wx %d bytes (the app's current: %v), tt %d bytes", len(wxTok), wxTok == cur, len(ttTok))
+	}
+
+	// Refused, no platform call: no app named, a Referer only, an app
+	// without a gateway, another platform's API for the named app.
+	calls := sim.AllCalls()
+	for _, r := range []struct {
+		target string
+		hdr    []string
+		status int
+		code   string
+	}{
+		{"/mp-api/wxa/msg_sec_check", nil, 400, "unknown_app"},
+		{"/mp-api/wxa/msg_sec_check", []string{"Referer", wxReferer}, 400, "unknown_app"},
+		{"/mp-api/wxa/msg_sec_check?mp_app=" + qqApp, nil, 400, "unknown_app"},
+		{"/mp-api/open.douyin.com/api/apps/v1/censor/image/", []string{"X-Mp-App", "wx"}, 403, "forbidden"},
+	} {
+		st, m, raw := call(r.target, check, r.hdr...)
+		if st != r.status || m["error"] != r.code {
+			t.Fatalf("%s %v: %d %s", r.target, r.hdr, st, raw)
+		}
+	}
+	if got := sim.AllCalls(); fmt.Sprint(got) != fmt.Sprint(calls) {
+		t.Fatalf("refused requests reached the platform: %v, then %v", calls, got)
+	}
+	mu.Lock()
+	if len(seen) > 0 {
+		t.Fatalf("the selector reached the platform: %v", seen)
+	}
+	mu.Unlock()
+	noSecretsIn(t, c.Logs(), wxSecret, ttSecret, qqSecret, wxTok, ttTok)
+
+	// An entry the app of its platform never relays: refused at load,
+	// naming the app.
+	out := caddyFailsToStart(t, site(freePort(t), freePort(t), strings.Replace(appsBlock(sim.URL, "store memory", "gateway /mp-api {", "\tallow /wxa/msg_sec_check /open.douyin.com/oauth/client_token/", "}"),
+		"select_app header X-Mp-App referer", "select_app header X-Mp-App", 1)+"\n\trespond 200"))
+	if !strings.Contains(out, `gateway.allow: app tt: API path`) || !strings.Contains(out, `/open.douyin.com/oauth/client_token/`) || !strings.Contains(out, "is never relayed") {
+		t.Fatalf("bad allow entry: %s", out)
 	}
 }
 

@@ -26,6 +26,9 @@ package module
 //     session.go), else the app select_app names; else the request passes
 //     without identity (a require_session path answers 401
 //     session_not_found);
+//   - under the gateway prefix (or, in host mode, for an API host of an
+//     app's platform): the app select_app's header or query selector
+//     names, else 400 unknown_app (gatewayapps.go);
 //   - on a logout path, a token that names no app (a bound token, an
 //     untagged session token) has its session ended in every app that
 //     knows it, whatever the selection (serveLogout).
@@ -142,8 +145,8 @@ func (h *Handler) validateApps() error {
 	if h.AccessToken != nil {
 		return fieldErr("access_token", "goes in each app when apps are configured")
 	}
-	if h.Gateway != nil {
-		return fieldErr("gateway", "not with several apps: the gateway relays one app's API calls with its token; serve it from a handler of its own, one per app (on its internal listener)")
+	if err := h.validateGateway(); err != nil { // its shared rules (Platform is "")
+		return err
 	}
 	names := map[string]int{} // name or app id → app index
 	withPaths := false
@@ -213,6 +216,11 @@ func (h *Handler) validateApps() error {
 		}
 		return fieldErr("select_app", "the apps have paths but select_app does not say path")
 	}
+	if h.Gateway != nil {
+		if err := h.validateAppsGateway(); err != nil {
+			return err
+		}
+	}
 	if h.Compat != nil {
 		has := false
 		for i := range h.Apps {
@@ -272,6 +280,10 @@ func appRuleErr(name string, err error) error {
 		if slices.Contains(appFields, base) {
 			return appErr(name, fe.Field, fe.Err)
 		}
+		if base == "gateway" {
+			// The shared block as the app's platform reads it.
+			return &FieldError{Field: fe.Field, Err: fmt.Errorf("app %s: %w", name, fe.Err)}
+		}
 		return err
 	}
 	return appErr(name, "", errors.New(strings.TrimPrefix(err.Error(), "miniprogram: ")))
@@ -303,6 +315,9 @@ func (h *Handler) appHandler(i int) *Handler {
 			shared.Compat = nil
 		}
 	}
+	// The gateway block is shared; the app's relay gets the allow-list
+	// entries for its platform, and none without (gatewayapps.go).
+	shared.Gateway = h.appGateway(i)
 	shared.appName = a.name()
 	return shared
 }
@@ -326,7 +341,9 @@ type appSet struct {
 	byPlatformID map[string]*app
 	selectors    []AppSelector
 	compatPrefix string
-	logger       *zap.Logger
+	// gateway is the shared gateway block, nil without (gatewayapps.go).
+	gateway *GatewayConfig
+	logger  *zap.Logger
 }
 
 // provisionApps provisions one handler per app and the selection.
@@ -387,6 +404,11 @@ func (h *Handler) provisionApps(ctx caddy.Context) error {
 		names[i] = a.h.Platform + ":" + a.name
 	}
 	h.logger.Info("miniprogram handler serves several apps", zap.Strings("apps", names), zap.Any("select_app", h.SelectApp))
+	if h.Gateway != nil {
+		c := *h.Gateway
+		s.gateway = &c
+		h.logger.Info("API gateway serves several apps: a call names its app by select_app's header or query", zap.Strings("apps", s.gatewayApps()))
+	}
 	return nil
 }
 
@@ -467,6 +489,9 @@ func (s *appSet) serveHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 	stripClientHeaders(r.Header)
 	stripTrailers(r)
 	rt := lead.route(r)
+	if s.gatewayRequest(r) {
+		rt = routeGateway
+	}
 	if rt == routeNone && s.compatPrefix != "" && (r.URL.Path == s.compatPrefix || strings.HasPrefix(r.URL.Path, s.compatPrefix+"/")) {
 		rt = routeCompat
 	}
@@ -475,6 +500,11 @@ func (s *appSet) serveHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		// Answered here, never passed on (its appid may be a query
 		// selector's name).
 		return s.compatApp(r).h.serveRouted(w, r, next, rt, "")
+	}
+	if rt == routeGateway {
+		// A backend's call: the app its header or query selector
+		// names, or none (gatewayapps.go).
+		return s.serveGateway(w, r, next, sel, issued)
 	}
 	s.strip(r)
 	tagged := s.taggedApp(issued)

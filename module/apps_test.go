@@ -42,7 +42,7 @@ func TestAppsValidate(t *testing.T) {
 	for _, c := range []struct{ name, from, to, want string }{
 		{"platform at the top", `"login":`, `"platform":"wechat","login":`, "miniprogram: platform: goes in each app"},
 		{"access_token at the top", `"login":`, `"access_token":{},"login":`, "access_token: goes in each app"},
-		{"gateway", `"login":`, `"gateway":{"prefix":"/mp-api","allow":["/wxa/msg_sec_check"]},"login":`, "gateway: not with several apps"},
+		{"gateway", `"login":`, `"gateway":{"prefix":"/mp-api","allow":["/wxa/msg_sec_check"]},"login":`, ""}, // each app of a platform with a gateway relays (gatewayapps_test.go)
 		{"no select_app", `"select_app":[{"by":"header","name":"X-Mp-App"},{"by":"query","name":"mp_app"},{"by":"path"},{"by":"referer"}],`, ``, "select_app: is needed"},
 		{"unknown selector", `{"by":"referer"}`, `{"by":"cookie"}`, `unknown selector "cookie"`},
 		{"header without a name", `{"by":"header","name":"X-Mp-App"}`, `{"by":"header"}`, "header needs a name"},

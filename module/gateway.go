@@ -90,10 +90,15 @@ func (h *Handler) validateGateway() error {
 
 // gatewayInternal describes the gateway for the internal-listener checks.
 func (h *Handler) gatewayInternal() internalEndpoints {
+	return gatewayEndpoints(h.Gateway.AllowPublic)
+}
+
+// gatewayEndpoints describes a gateway for the internal-listener checks.
+func gatewayEndpoints(allowPublic bool) internalEndpoints {
 	return internalEndpoints{
 		name: "gateway", what: "the API gateway", they: "it", does: "calls the platform's API with the app's access token for whoever reaches it",
 		answer:      "the API gateway answers",
-		allowPublic: h.Gateway.AllowPublic,
+		allowPublic: allowPublic,
 	}
 }
 
