@@ -175,6 +175,11 @@ func (h *Handler) validateApps() error {
 		}
 		withPaths = withPaths || len(a.Paths) > 0
 		sub := h.appHandler(i)
+		if sub.Login == "" && sub.Phone == "" && sub.Decrypt == "" && sub.Compat == nil && sub.Gateway == nil && CheckPlatform(sub.Platform) == nil {
+			// A gateway-only handler, and this app's platform has no
+			// gateway (or no allow entry is for it).
+			return appErr(name, "", fmt.Errorf("has nothing to serve: the handler has no login, phone, decrypt or compat route, and %s has no API gateway here (its platform has none, or no allow entry is for it)", name))
+		}
 		if err := sub.validate(); err != nil {
 			return appRuleErr(name, err)
 		}

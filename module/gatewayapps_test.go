@@ -164,6 +164,7 @@ func TestAppsGatewayValidate(t *testing.T) {
 		{"a never-relayed Douyin path", `"/open.douyin.com/api/apps/v1/censor/image/"`, `"/open.douyin.com/oauth/client_token/"`, "gateway.allow: app tt: API path \"/open.douyin.com/oauth/client_token/\" is never relayed"},
 		{"no allow", `"allow":["/cgi-bin/message/subscribe/send","/open.douyin.com/api/apps/v1/censor/image/"],`, ``, "gateway.allow: needs at least one API path"},
 		{"overlaps login", `"prefix":"/mp-api"`, `"prefix":"/api"`, "gateway: prefix \"/api\" overlaps the login path"},
+		{"gateway only, with an app that has none", `"login":"/api/login",`, ``, "apps[qq]: has nothing to serve"},
 	} {
 		raw := strings.Replace(good, c.from, c.to, 1)
 		if raw == good {
