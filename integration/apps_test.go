@@ -1,11 +1,7 @@
 package integration
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -213,24 +209,8 @@ func TestSeveralAppsGateway(t *testing.T) {
 	c := startCaddy(t, block+"\n\trespond 200")
 	call := func(target string, body any, hdr ...string) (int, map[string]any, []byte) {
 		t.Helper()
-		b, _ := json.Marshal(body)
-		req, err := http.NewRequestWithContext(context.Background(), "POST", c.URL+target, bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Set(hdr[i], hdr[i+1])
-		}
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		var m map[string]any
-		_ = json.Unmarshal(raw, &m)
-		return resp.StatusCode, m, raw
+		st, m, raw, _ := gwCall(t, "POST", c.URL+target, "", body, hdr...)
+		return st, m, raw
 	}
 
 	lr := login(t, sim, wxApp, "gina")
