@@ -351,6 +351,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		durs    []time.Duration
 		n       int
 		replays int
+		fresh   int
 	)
 	// check counts a result and tells whether it is a success.
 	check := func(r loadResult, where string) bool {
@@ -359,6 +360,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		defer mu.Unlock()
 		n++
 		replays += r.Replays
+		fresh += r.FreshRetries
 		durs = append(durs, r.Dur())
 		ok := r.Err == nil && r.Status == http.StatusOK
 		if !ok && len(bad) < 20 {
@@ -435,12 +437,19 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 	}
 
-	t.Logf("load: %d workers for %v, %d reloads of both instances at once (took %v); %d requests (%s), %d sent again by the client's transport (keep-alive connection closed by the reload before any answer):%s",
-		workers, total.Round(time.Millisecond), reloads, reloadTook, n, latencies(durs), replays, tl.String())
+	t.Logf("load: %d workers for %v, %d reloads of both instances at once (took %v); %d requests (%s), %d sent again by the client's transport (keep-alive connection closed by the reload before any answer), %d sent again by the client (a new connection closed by the reload before any answer):%s",
+		workers, total.Round(time.Millisecond), reloads, reloadTook, n, latencies(durs), replays, fresh, tl.String())
 	t.Logf("redis connected_clients (this probe included): before reloads %d, after each %v, at end %d; %d of %d connections from before the reloads still open",
 		clients0, clients[1:], clientsEnd, kept, len(ids0))
 	if len(bad) > 0 {
 		t.Fatalf("%d request(s) failed, first ones:\n\t%s", len(bad), strings.Join(bad, "\n\t"))
+	}
+	// A connection closed without an answer could also be a handler that
+	// panicked: none did.
+	for j, c := range inst {
+		if strings.Contains(strings.ToLower(c.Logs()), "panic") {
+			t.Errorf("%s: a panic in the log", names[j])
+		}
 	}
 	for j, c := range inst {
 		if got := strings.Count(c.Logs(), "miniprogram handler provisioned"); got != 1+reloads {

@@ -43,7 +43,15 @@ type loadResult struct {
 	// a reused keep-alive connection was closed before any answer (only
 	// for a replayable request: see loadClient.replayable).
 	Replays int
-	Conn    string // the connection used last, for failure reports
+	// FreshRetries is how often the request was sent again (replayable
+	// only) because a connection dialed for it was closed before any
+	// answer: a caddy reload can close an accepted connection before it
+	// reads the request (EOF on a new connection, which net/http's
+	// Transport does not retry).
+	FreshRetries int
+	Conn         string // the connection used last, for failure reports
+
+	gotAnswer, reused bool
 }
 
 func (r loadResult) Dur() time.Duration { return r.End.Sub(r.Start) }
@@ -110,8 +118,20 @@ func newLoadClient(t testing.TB, conns int, timeout time.Duration) *loadClient {
 	return &loadClient{hc: &http.Client{Transport: tr}, timeout: timeout}
 }
 
-// do sends one request; body nil means GET.
+// do sends one request; body nil means GET. A replayable request whose
+// fresh connection was closed before any answer is sent once more.
 func (c *loadClient) do(ctx context.Context, kind, u string, body any) loadResult {
+	r := c.do1(ctx, kind, u, body)
+	if c.replayable && r.Err != nil && !r.gotAnswer && !r.reused && (errors.Is(r.Err, io.EOF) || errKind(r.Err) == "connection reset") {
+		start := r.Start
+		r = c.do1(ctx, kind, u, body)
+		r.Start = start
+		r.FreshRetries++
+	}
+	return r
+}
+
+func (c *loadClient) do1(ctx context.Context, kind, u string, body any) loadResult {
 	var (
 		method = http.MethodGet
 		rd     io.Reader
@@ -138,9 +158,13 @@ func (c *loadClient) do(ctx context.Context, kind, u string, body any) loadResul
 	}
 	conns := 0
 	var lastConn httptrace.GotConnInfo
-	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { conns++; lastConn = i }}))
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn:              func(i httptrace.GotConnInfo) { conns++; lastConn = i },
+		GotFirstResponseByte: func() { res.gotAnswer = true },
+	}))
 	resp, err := c.hc.Do(req)
 	res.Replays = max(0, conns-1)
+	res.reused = lastConn.Reused
 	res.Conn = fmt.Sprintf("conns=%d reused=%t wasIdle=%t idle=%v", conns, lastConn.Reused, lastConn.WasIdle, lastConn.IdleTime)
 	if err != nil {
 		res.End, res.Err = time.Now(), err
