@@ -39,7 +39,7 @@ func TestAppsValidate(t *testing.T) {
 	if err := h.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
 	}
-	for _, c := range []struct{ name, from, to, want string }{
+	checkVariants(t, good, []configVariant{
 		{"platform at the top", `"login":`, `"platform":"wechat","login":`, "miniprogram: platform: goes in each app"},
 		{"access_token at the top", `"login":`, `"access_token":{},"login":`, "access_token: goes in each app"},
 		{"gateway", `"login":`, `"gateway":{"prefix":"/mp-api","allow":["/wxa/msg_sec_check"]},"login":`, ""}, // each app of a platform with a gateway relays (gatewayapps_test.go)
@@ -55,26 +55,7 @@ func TestAppsValidate(t *testing.T) {
 		{"an app's field", `"platform":"qq",`, `"platform":"qq","private_key":"/k.pem",`, "apps[qqdemoapp0000001].private_key:"},
 		{"a shared rule", `"login":"/api/login"`, `"login":"/api/login","session_ttl":"1s"`, "miniprogram: session_ttl:"},
 		{"compat on none", `"login":`, `"compat":{"prefix":"/c"},"login":`, ""},
-	} {
-		raw := strings.Replace(good, c.from, c.to, 1)
-		if raw == good {
-			t.Fatalf("%s: the replacement did not apply", c.name)
-		}
-		h := new(Handler)
-		if err := json.Unmarshal([]byte(raw), h); err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		err := h.Validate()
-		if c.want == "" {
-			if err != nil {
-				t.Errorf("%s: %v", c.name, err)
-			}
-			continue
-		}
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
-		}
-	}
+	})
 	// Compat needs an app whose platform has compat endpoints.
 	only := `{"apps":[{"platform":"qq","app_id":"q1","app_secret":"s"}],"select_app":[{"by":"referer"}],"login":"/l","compat":{"prefix":"/c"}}`
 	h = new(Handler)
@@ -693,5 +674,34 @@ func TestAppsPhoneRouteUsesTokenTag(t *testing.T) {
 	w = g.serve("POST", "/api/login", `{"code":"`+lr.Code+`"}`, "Authorization", "Bearer "+tok)
 	if g.seen != nil || w.Code != 400 || !strings.Contains(w.Body.String(), `"unknown_app"`) {
 		t.Fatalf("login by a tag: %d %s", w.Code, w.Body)
+	}
+}
+
+// configVariant is a JSON configuration made from a good one by replacing
+// from (once) with to; want is a part of Validate's error, "" for none.
+type configVariant struct{ name, from, to, want string }
+
+// checkVariants validates each variant of good.
+func checkVariants(t *testing.T, good string, cases []configVariant) {
+	t.Helper()
+	for _, c := range cases {
+		raw := strings.Replace(good, c.from, c.to, 1)
+		if raw == good {
+			t.Fatalf("%s: the replacement did not apply", c.name)
+		}
+		h := new(Handler)
+		if err := json.Unmarshal([]byte(raw), h); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		err := h.Validate()
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
+		}
 	}
 }
