@@ -294,33 +294,23 @@ func BenchmarkPassThrough(b *testing.B) {
 // Authorization: Bearer): one store lookup, the identity headers set.
 // Against BenchmarkPassThrough/plain, the cost of identity on every
 // request on the memory store.
-func BenchmarkBoundRequest(b *testing.B) {
-	e := newBenchEnvWith(b, func(h *Handler) {
-		h.TokenBinding = &TokenBindingConfig{From: TokenSource{JSON: "data.token"}}
-	})
-	ctx := context.Background()
-	s, err := e.h.store.Lookup(ctx, e.h.codeRef(e.code))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := e.h.store.Bind(ctx, e.h.tokenRef("0123456789abcdef0123456789abcdef"), s.OpenID, time.Hour); err != nil {
-		b.Fatal(err)
-	}
-	p, w := e.request(b, "/api/orders", "")
-	serveLoop(b, e.h, p, w, func(r *http.Request, _ []byte) {
-		if r.Header.Get(HeaderOpenID) != s.OpenID {
-			b.Fatalf("no identity: %v", r.Header)
-		}
-	})
-}
+func BenchmarkBoundRequest(b *testing.B) { benchBoundRequest(b, nil) }
 
 // BenchmarkBoundRequestRedis is BenchmarkBoundRequest on a real Redis
 // (a redis-server of its own): the per-request cost of identity on every
 // request when sessions live in Redis (one Lookup round trip).
 func BenchmarkBoundRequestRedis(b *testing.B) {
 	rs := redistest.Start(b)
+	benchBoundRequest(b, &StoreConfig{Type: "redis", URL: rs.URL()})
+}
+
+// benchBoundRequest binds a token to a logged-in user in the store st
+// (nil: the default memory store) and serves requests carrying it.
+func benchBoundRequest(b *testing.B, st *StoreConfig) {
 	e := newBenchEnvWith(b, func(h *Handler) {
-		h.Store = &StoreConfig{Type: "redis", URL: rs.URL()}
+		if st != nil {
+			h.Store = st
+		}
 		h.TokenBinding = &TokenBindingConfig{From: TokenSource{JSON: "data.token"}}
 	})
 	ctx := context.Background()
